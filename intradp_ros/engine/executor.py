@@ -1,0 +1,387 @@
+"""Runs a compiled plan: the robot's share, the edge's share and the aggregator's reassembly.
+
+Transport-agnostic: workers exchange :class:`Packet` objects (the ROS-free twin of ``msg/TensorTile``).
+The robot emits each packet the moment it exists (so a sender thread can overlap transmission with the
+next tile's computation); the edge computes a tile as soon as its input rows have arrived.
+
+Example (everything in one process, e.g. for tests)::
+
+    outputs = run_collaborative(graph, plan, x)
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable
+
+import torch
+
+from .codec import CodecError, decode, encode, is_u8_exact
+from .graph import OpGraph
+from .plan import CompiledPlan, Plan, PlanError, compile_plan
+from .rows import RowStreamer
+
+__all__ = ["Packet", "RobotWorker", "EdgeWorker", "Assembler", "FrameOutputs", "run_collaborative",
+           "OutputFn", "ProtocolError"]
+
+# (output name, rows of the output [N, C, rows, W] or the whole non-spatial output, first row) -> payload tensor.
+# Lets a model reduce its raw outputs per tile (e.g. YOLO heads -> box candidates) before they travel.
+OutputFn = Callable[[str, torch.Tensor, int], torch.Tensor]
+
+STAGE_WHOLE, STAGE_SPLIT, STAGE_SUFFIX = 0, 1, 2
+
+
+class ProtocolError(ValueError):
+    """A packet that is well formed but does not fit the frame it claims to belong to."""
+
+
+@dataclasses.dataclass
+class Packet:
+    frame_seq: int
+    plan_spec: str
+    tensor: str                   # graph value name
+    stage: int                    # 0: whole value at a cut, 1: split segment, 2: edge suffix output
+    tile_index: int
+    tile_count: int
+    sender: str                   # "robot" | "edge"
+    dest: str                     # "edge" | "aggregator"
+    row_start: int                # rows of the full tensor covered (0, 0 for non-spatial values)
+    row_stop: int
+    shape: tuple[int, ...]        # full tensor shape
+    payload_shape: tuple[int, ...]
+    dtype: str
+    encoding: str
+    payload: bytes
+    halo_top: int = 0
+    halo_bottom: int = 0
+    compute_ms: float = 0.0
+
+    def value(self) -> torch.Tensor:
+        """Decoded payload (validated against payload_shape/dtype/encoding)."""
+        return decode(self.payload, self.encoding, self.dtype, self.payload_shape)
+
+
+def _packet(plan: Plan, seq: int, name: str, t: torch.Tensor, rows: tuple[int, int], shape, *, stage: int,
+            index: int, count: int, sender: str, dest: str, encoding: str, compute_ms: float,
+            halo: tuple[int, int] = (0, 0)) -> Packet:
+    payload, dtype = encode(t, encoding)
+    return Packet(seq, plan.spec(), name, stage, index, count, sender, dest, rows[0], rows[1], tuple(shape),
+                  tuple(t.shape), dtype, encoding, payload, halo[0], halo[1], compute_ms)
+
+
+class _Emitter:
+    """Builds output packets for the aggregator, applying the model's output reduction."""
+
+    def __init__(self, graph: OpGraph, output_fn: OutputFn | None):
+        self.graph, self.output_fn = graph, output_fn
+
+    def __call__(self, plan, seq, name, rows_t, rows, *, stage, index, count, sender, compute_ms) -> Packet:
+        payload_t = self.output_fn(name, rows_t, rows[0]) if self.output_fn else rows_t
+        return _packet(plan, seq, name, payload_t, rows, self.graph.value_shape(name), stage=stage, index=index,
+                       count=count, sender=sender, dest="aggregator", encoding=plan.encoding,
+                       compute_ms=compute_ms)
+
+
+def _full_rows(graph: OpGraph, name: str) -> tuple[int, int]:
+    axis = graph.value_row_axis(name)
+    return (0, graph.value_shape(name)[axis]) if axis is not None else (0, 0)
+
+
+class RobotWorker:
+    """The robot's share of a frame: prefix ops, then its tiles of the split segment."""
+
+    def __init__(self, graph: OpGraph, output_fn: OutputFn | None = None):
+        self.graph = graph
+        self._emit_out = _Emitter(graph, output_fn)
+
+    def run_frame(self, seq: int, plan: Plan | str, x: torch.Tensor, emit: Callable[[Packet], None],
+                  input_is_u8: bool | None = None) -> float:
+        """Compute the robot's share of frame ``seq``; ``emit`` is called with each packet as soon as it exists.
+
+        Returns the robot's compute time in ms (encoding included).
+        """
+        g = self.graph
+        cp = compile_plan(g, plan)
+        plan = cp.plan
+        if input_is_u8 is None:
+            input_is_u8 = is_u8_exact(x)
+        enc_of = lambda name: "u8" if name == g.input_name and input_is_u8 else plan.encoding  # noqa: E731
+        env: dict[str, torch.Tensor] = {g.input_name: x}
+        busy = 0.0
+        with torch.inference_mode():
+            for k in cp.robot_ops:
+                t0 = time.perf_counter()
+                op = g.ops[k]
+                env[op.name] = g.run_op(op, env)
+                dt = (time.perf_counter() - t0) * 1e3
+                busy += dt
+                if op.name in g.outputs:
+                    emit(self._emit_out(plan, seq, op.name, env[op.name], _full_rows(g, op.name), stage=STAGE_WHOLE,
+                                        index=0, count=1, sender="robot", compute_ms=dt))
+            for i, name in enumerate(cp.to_edge_whole):
+                t0 = time.perf_counter()
+                pkt = _packet(plan, seq, name, env[name], _full_rows(g, name), g.value_shape(name),
+                              stage=STAGE_WHOLE, index=i, count=len(cp.to_edge_whole), sender="robot", dest="edge",
+                              encoding=enc_of(name), compute_ms=0.0)
+                busy += (time.perf_counter() - t0) * 1e3
+                emit(pkt)
+            seg = cp.segment
+            if seg is None:
+                return busy
+            inp = seg.input
+            x_in = env[inp]
+            axis = g.value_row_axis(inp)
+            own_lo = cp.plan.split * x_in.shape[axis] // seg.grid
+            for j, (lo, hi) in enumerate(cp.edge_chunks):   # the edge's input first: it starts while we compute
+                t0 = time.perf_counter()
+                pkt = _packet(plan, seq, inp, x_in.narrow(axis, lo, hi - lo), (lo, hi), x_in.shape,
+                              stage=STAGE_SPLIT, index=j, count=len(cp.edge_chunks), sender="robot", dest="edge",
+                              encoding=enc_of(inp), compute_ms=0.0, halo=(max(0, own_lo - lo), 0))
+                busy += (time.perf_counter() - t0) * 1e3
+                emit(pkt)
+            streamer = RowStreamer(seg)
+            streamer.feed(inp, x_in, 0)
+            n = len(cp.robot_work)
+            for i, work in enumerate(cp.robot_work):
+                t0 = time.perf_counter()
+                rows = streamer.compute(work.targets)
+                dt = (time.perf_counter() - t0) * 1e3
+                for name, t in rows.items():
+                    t1 = time.perf_counter()
+                    r = work.targets[name]
+                    if name in seg.gathered:
+                        emit(_packet(plan, seq, name, t, r, g.value_shape(name), stage=STAGE_SPLIT, index=i,
+                                     count=n, sender="robot", dest="edge", encoding=plan.encoding, compute_ms=dt))
+                    if name in seg.emitted:
+                        emit(self._emit_out(plan, seq, name, t, r, stage=STAGE_SPLIT, index=i, count=n,
+                                            sender="robot", compute_ms=dt))
+                    dt += (time.perf_counter() - t1) * 1e3
+                busy += dt
+        return busy
+
+
+class _EdgeFrame:
+    """The edge's state for one frame: received rows, its streamer, what is gathered."""
+
+    def __init__(self, cp: CompiledPlan):
+        self.cp = cp
+        self.whole: dict[str, torch.Tensor] = {}
+        self.streamer = RowStreamer(cp.segment) if cp.segment else None
+        self.chunks = 0
+        self.next_tile = 0
+        self.robot_rows: dict[str, dict[int, torch.Tensor]] = {}
+        self.done = False
+        self.compute_ms = 0.0
+        self.created = time.monotonic()
+
+
+class EdgeWorker:
+    """The edge's share: computes tiles as their input arrives, gathers at the switch point, runs the rest."""
+
+    def __init__(self, graph: OpGraph, output_fn: OutputFn | None = None):
+        self.graph = graph
+        self._emit_out = _Emitter(graph, output_fn)
+        self.frames: dict[int, _EdgeFrame] = {}
+
+    def on_packet(self, pkt: Packet) -> list[Packet]:
+        """Consume one packet from the robot; returns the packets now ready for the aggregator.
+
+        Raises PlanError / CodecError / ProtocolError for packets that cannot be used (the frame is dropped).
+        """
+        g = self.graph
+        cp = compile_plan(g, pkt.plan_spec)
+        if pkt.tensor != g.input_name and pkt.tensor not in g.by_name:
+            raise ProtocolError(f"tile names tensor {pkt.tensor!r}, which this model does not have")
+        x = pkt.value()
+        if tuple(pkt.shape) != tuple(g.value_shape(pkt.tensor)):
+            raise ProtocolError(f"{pkt.tensor}: shape {tuple(pkt.shape)} != model's {g.value_shape(pkt.tensor)}")
+        fr = self.frames.get(pkt.frame_seq)
+        if fr is None:
+            fr = self.frames[pkt.frame_seq] = _EdgeFrame(cp)
+        elif fr.cp is not cp:
+            raise ProtocolError(f"frame {pkt.frame_seq}: tiles of two plans ({fr.cp.plan.spec()} and {pkt.plan_spec})")
+        if fr.done:
+            raise ProtocolError(f"frame {pkt.frame_seq} is already complete ({pkt.tensor} tile {pkt.tile_index})")
+        self._check_rows(pkt, x)
+        out: list[Packet] = []
+        with torch.inference_mode():
+            if pkt.stage == STAGE_WHOLE:
+                if pkt.tensor not in cp.to_edge_whole:
+                    raise ProtocolError(f"{pkt.tensor} is not sent whole under plan {pkt.plan_spec}")
+                fr.whole[pkt.tensor] = x
+                if len(fr.whole) == len(cp.to_edge_whole):
+                    out += self._suffix(pkt.frame_seq, fr, fr.whole)
+            elif pkt.stage == STAGE_SPLIT and cp.segment is not None:
+                seg = cp.segment
+                if pkt.tensor == seg.input:
+                    if pkt.tile_index != fr.chunks:
+                        raise ProtocolError(f"input chunk {pkt.tile_index} arrived, expected {fr.chunks}")
+                    fr.streamer.feed(pkt.tensor, x, pkt.row_start)
+                    fr.chunks += 1
+                    out += self._edge_tiles(pkt.frame_seq, fr)
+                elif pkt.tensor in seg.gathered:
+                    fr.robot_rows.setdefault(pkt.tensor, {})[pkt.row_start] = x
+                else:
+                    raise ProtocolError(f"{pkt.tensor} does not travel to the edge under plan {pkt.plan_spec}")
+                out += self._maybe_gather(pkt.frame_seq, fr)
+            else:
+                raise ProtocolError(f"stage {pkt.stage} is not valid for plan {pkt.plan_spec}")
+        if fr.done:
+            del self.frames[pkt.frame_seq]
+        return out
+
+    def _check_rows(self, pkt: Packet, x: torch.Tensor) -> None:
+        g = self.graph
+        axis = g.value_row_axis(pkt.tensor)
+        if axis is None:
+            if (pkt.row_start, pkt.row_stop) != (0, 0) or tuple(x.shape) != tuple(g.value_shape(pkt.tensor)):
+                raise ProtocolError(f"{pkt.tensor}: a non-spatial value must travel whole")
+            return
+        h = g.value_shape(pkt.tensor)[axis]
+        if not 0 <= pkt.row_start < pkt.row_stop <= h:
+            raise ProtocolError(f"{pkt.tensor}: rows [{pkt.row_start}, {pkt.row_stop}) outside 0..{h}")
+        want = list(g.value_shape(pkt.tensor))
+        want[axis] = pkt.row_stop - pkt.row_start
+        if tuple(x.shape) != tuple(want):
+            raise ProtocolError(f"{pkt.tensor}: payload shape {tuple(x.shape)} does not match rows {tuple(want)}")
+
+    def _edge_tiles(self, seq: int, fr: _EdgeFrame) -> list[Packet]:
+        cp, seg, out = fr.cp, fr.cp.segment, []
+        n = len(cp.edge_work)
+        while fr.next_tile < n and cp.chunks_needed[fr.next_tile] <= fr.chunks:
+            work = cp.edge_work[fr.next_tile]
+            t0 = time.perf_counter()
+            rows = fr.streamer.compute(work.targets)
+            dt = (time.perf_counter() - t0) * 1e3
+            fr.compute_ms += dt
+            for name in seg.emitted:
+                if name in rows:
+                    out.append(self._emit_out(cp.plan, seq, name, rows[name], work.targets[name], stage=STAGE_SPLIT,
+                                              index=fr.next_tile, count=n, sender="edge", compute_ms=dt))
+            fr.next_tile += 1
+        return out
+
+    def _maybe_gather(self, seq: int, fr: _EdgeFrame) -> list[Packet]:
+        cp, seg = fr.cp, fr.cp.segment
+        if fr.next_tile < len(cp.edge_work):
+            return []
+        n_robot = len(cp.robot_work)
+        if any(len(fr.robot_rows.get(t, {})) < n_robot for t in seg.gathered):
+            return []
+        env = {}
+        for t in seg.gathered:
+            parts = [fr.robot_rows.get(t, {})[k] for k in sorted(fr.robot_rows.get(t, {}))]
+            axis = self.graph.value_row_axis(t)
+            h = self.graph.value_shape(t)[axis]
+            split_row = cp.plan.split * h // seg.grid
+            if split_row < h:
+                parts.append(fr.streamer.buf[t].rows(split_row, h))
+            env[t] = torch.cat(parts, axis) if len(parts) > 1 else parts[0]
+        fr.streamer = None
+        return self._suffix(seq, fr, env)
+
+    def _suffix(self, seq: int, fr: _EdgeFrame, env: dict[str, torch.Tensor]) -> list[Packet]:
+        g, cp, out = self.graph, fr.cp, []
+        t0 = time.perf_counter()
+        for k in cp.edge_ops:
+            op = g.ops[k]
+            env[op.name] = g.run_op(op, env)
+        fr.compute_ms += (time.perf_counter() - t0) * 1e3
+        produced = [name for name in g.outputs if g.producer_index(name) >= cp.plan.k2]
+        for i, name in enumerate(produced):
+            out.append(self._emit_out(cp.plan, seq, name, env[name], _full_rows(g, name), stage=STAGE_SUFFIX,
+                                      index=i, count=len(produced), sender="edge", compute_ms=fr.compute_ms))
+        fr.done = True
+        return out
+
+    def drop_older_than(self, seconds: float) -> list[int]:
+        """Forget frames whose packets stopped arriving; returns their sequence numbers."""
+        now = time.monotonic()
+        old = [s for s, fr in self.frames.items() if now - fr.created > seconds]
+        for s in old:
+            del self.frames[s]
+        return old
+
+
+@dataclasses.dataclass
+class FrameOutputs:
+    frame_seq: int
+    plan_spec: str
+    parts: dict[str, list[tuple[int, torch.Tensor]]]   # output name -> [(first row, payload tensor)] by row
+    robot_ms: float = 0.0
+    edge_ms: float = 0.0
+
+    def tensor(self, name: str, axis: int = 2) -> torch.Tensor:
+        """Reassemble a raw (unreduced) output from its row tiles."""
+        ts = [t for _, t in self.parts[name]]
+        return torch.cat(ts, axis) if len(ts) > 1 else ts[0]
+
+
+class Assembler:
+    """The aggregator's bookkeeping: a frame is complete when every output's rows are all covered."""
+
+    def __init__(self, graph: OpGraph):
+        self.outputs = {name: _full_rows(graph, name) for name in graph.outputs}
+        self.frames: dict[int, dict] = {}
+
+    def add(self, pkt: Packet) -> FrameOutputs | None:
+        """Add one output packet; returns the frame's outputs when it is complete. Raises on bad packets."""
+        if pkt.tensor not in self.outputs:
+            raise ProtocolError(f"{pkt.tensor!r} is not an output of this model ({', '.join(self.outputs)})")
+        full = self.outputs[pkt.tensor]
+        if full != (0, 0) and not 0 <= pkt.row_start < pkt.row_stop <= full[1]:
+            raise ProtocolError(f"{pkt.tensor}: rows [{pkt.row_start}, {pkt.row_stop}) outside 0..{full[1]}")
+        t = pkt.value()
+        fr = self.frames.setdefault(pkt.frame_seq, {"plan": pkt.plan_spec, "parts": {}, "created": time.monotonic(),
+                                                     "robot_ms": 0.0, "edge_ms": 0.0})
+        if fr["plan"] != pkt.plan_spec:
+            raise ProtocolError(f"frame {pkt.frame_seq}: outputs of two plans")
+        rows = fr["parts"].setdefault(pkt.tensor, {})
+        if pkt.row_start in rows:
+            raise ProtocolError(f"frame {pkt.frame_seq}: duplicate {pkt.tensor} rows from {pkt.row_start}")
+        rows[pkt.row_start] = (pkt.row_stop, t)
+        key = "robot_ms" if pkt.sender == "robot" else "edge_ms"
+        fr[key] = max(fr[key], pkt.compute_ms)
+        if not all(self._covered(name, fr["parts"].get(name, {})) for name in self.outputs):
+            return None
+        del self.frames[pkt.frame_seq]
+        parts = {name: [(lo, t) for lo, (_, t) in sorted(p.items())] for name, p in fr["parts"].items()}
+        return FrameOutputs(pkt.frame_seq, fr["plan"], parts, fr["robot_ms"], fr["edge_ms"])
+
+    def _covered(self, name: str, rows: dict[int, tuple[int, torch.Tensor]]) -> bool:
+        full = self.outputs[name]
+        if full == (0, 0):
+            return bool(rows)
+        at = 0
+        for lo in sorted(rows):
+            if lo != at:
+                return False
+            at = rows[lo][0]
+        return at == full[1]
+
+    def drop_older_than(self, seconds: float) -> list[int]:
+        now = time.monotonic()
+        old = [s for s, fr in self.frames.items() if now - fr["created"] > seconds]
+        for s in old:
+            del self.frames[s]
+        return old
+
+
+def run_collaborative(graph: OpGraph, plan: Plan | str, x: torch.Tensor, output_fn: OutputFn | None = None,
+                      seq: int = 0) -> FrameOutputs:
+    """Run one frame through robot, edge and aggregator in this process, every packet encoded and decoded."""
+    robot, edge, agg = RobotWorker(graph, output_fn), EdgeWorker(graph, output_fn), Assembler(graph)
+    to_edge: list[Packet] = []
+    to_agg: list[Packet] = []
+    robot.run_frame(seq, plan, x, lambda p: (to_edge if p.dest == "edge" else to_agg).append(p))
+    for p in to_edge:
+        to_agg += edge.on_packet(p)
+    result = None
+    for p in to_agg:
+        result = agg.add(p) or result
+    if result is None:
+        raise RuntimeError("frame did not complete: a plan/executor bug")
+    return result
+
+
+__all__ += ["PlanError", "CodecError"]

@@ -1,0 +1,203 @@
+"""Plans: who computes what. One family covers Intra-DP and every baseline, so all run through one executor.
+
+A plan is ``robot prefix -> split segment -> edge suffix``:
+
+- ops [0, k1) run whole on the robot;
+- ops [k1, k2) (local operators only) are split by rows: the robot computes grid rows [0, split) in
+  ``robot_tiles`` tiles, the edge computes [split, grid) in ``edge_tiles`` tiles, the edge's input rows travel in
+  ``edge_tiles`` chunks so the edge starts on its first tile while the rest is in flight;
+- ops [k2, N) run whole on the edge, after the segment's outputs are gathered there (a switch point).
+
+All-local is ``k1 = k2 = N``, all-offload ``k1 = k2 = 0``, a layer-wise cut (Neurosurgeon/DADS) ``k1 = k2 = c``.
+Graph outputs go to the aggregator from whichever side produces them (row tiles from a split segment).
+The compact text form (:meth:`Plan.spec`) travels in every tile, so robot, edge and aggregator always agree.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import zlib
+
+from .codec import ENCODINGS
+from .graph import OpGraph
+from .rows import Interval, Segment, backprop, _new_rows
+
+__all__ = ["Plan", "PlanError", "CompiledPlan", "TileWork", "compile_plan"]
+
+
+class PlanError(ValueError):
+    """A plan that cannot run on this graph, or a plan text that does not parse."""
+
+
+_SPEC = re.compile(r"^(?P<model>[A-Za-z0-9_.-]+)@(?P<h>\d+)x(?P<w>\d+)\|(?P<k1>\d+)\|(?P<k2>\d+)\|"
+                   r"(?P<split>\d+)\|(?P<rt>\d+)x(?P<et>\d+)\|(?P<enc>[a-z0-9]+)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    model: str
+    height: int              # network input size
+    width: int
+    k1: int                  # robot runs ops [0, k1) whole
+    k2: int                  # ops [k1, k2) split; [k2, N) on the edge
+    split: int = 0           # robot's grid rows of the segment: [0, split)
+    robot_tiles: int = 1
+    edge_tiles: int = 1
+    encoding: str = "raw"    # for intermediate tensors (the raw input always travels as u8)
+
+    def spec(self) -> str:
+        return (f"{self.model}@{self.height}x{self.width}|{self.k1}|{self.k2}|{self.split}|"
+                f"{self.robot_tiles}x{self.edge_tiles}|{self.encoding}")
+
+    @property
+    def plan_id(self) -> int:
+        return zlib.crc32(self.spec().encode())
+
+    @classmethod
+    def parse(cls, spec: str) -> "Plan":
+        m = _SPEC.match(spec or "")
+        if not m:
+            raise PlanError(f"plan text {spec!r} does not parse (expected model@HxW|k1|k2|split|RxE|encoding)")
+        g = m.groupdict()
+        return cls(g["model"], int(g["h"]), int(g["w"]), int(g["k1"]), int(g["k2"]), int(g["split"]),
+                   int(g["rt"]), int(g["et"]), g["enc"])
+
+    @classmethod
+    def local(cls, graph: OpGraph, model: str) -> "Plan":
+        n = len(graph.ops)
+        return cls(model, *graph.input_shape[2:], n, n)
+
+    @classmethod
+    def offload(cls, graph: OpGraph, model: str, encoding: str = "raw") -> "Plan":
+        return cls(model, *graph.input_shape[2:], 0, 0, encoding=encoding)
+
+    @classmethod
+    def cut(cls, graph: OpGraph, model: str, k: int, encoding: str = "raw") -> "Plan":
+        return cls(model, *graph.input_shape[2:], k, k, encoding=encoding)
+
+    def kind(self, n_ops: int) -> str:
+        if self.k1 < self.k2:
+            return "intra-dp"
+        if self.k1 == n_ops:
+            return "local"
+        return "offload" if self.k1 == 0 else "cut"
+
+    def describe(self, graph: OpGraph) -> str:
+        n = len(graph.ops)
+        kind = self.kind(n)
+        if kind == "local":
+            return "all-local"
+        if kind == "offload":
+            return f"all-offload ({self.encoding})"
+        name = lambda k: graph.ops[k].name if k < n else "end"  # noqa: E731
+        if kind == "cut":
+            return f"layer-wise cut before {name(self.k1)} (op {self.k1}/{n}, {self.encoding})"
+        grid = Segment(graph, self.k1, self.k2).grid
+        return (f"intra-dp: robot ops [0,{self.k1}), split ops [{self.k1},{self.k2}) "
+                f"({name(self.k1)}..{graph.ops[self.k2 - 1].name}) robot {self.split}/{grid} rows in "
+                f"{self.robot_tiles} tiles, edge {grid - self.split}/{grid} in {self.edge_tiles}, "
+                f"edge ops [{self.k2},{n}), {self.encoding}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TileWork:
+    """One tile of one side: target rows, rows each op newly computes, outside rows it needs."""
+    targets: dict[str, Interval]
+    compute: dict[str, Interval]
+    needs: dict[str, Interval]
+
+
+def _stream(segment: Segment, bounds: list[int], done: dict[str, Interval]) -> list[TileWork]:
+    """Dry-run of :class:`RowStreamer` over grid tile ``bounds``: what each tile computes and needs."""
+    work = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        targets = segment.target_rows(a, b)
+        compute, needs = backprop(segment.graph, segment.ops, targets, done)
+        for name, (lo, hi) in compute.items():
+            d = done.get(name)
+            done[name] = (d[0], hi) if d and d[1] == lo else (lo, hi)
+        work.append(TileWork(targets, compute, needs))
+    return work
+
+
+def _bounds(lo: int, hi: int, n: int) -> list[int]:
+    n = max(1, min(n, hi - lo)) if hi > lo else 1
+    return [lo + (hi - lo) * i // n for i in range(n + 1)]
+
+
+class CompiledPlan:
+    """A plan checked against a graph, with every tile's rows worked out once."""
+
+    def __init__(self, graph: OpGraph, plan: Plan):
+        self.graph, self.plan = graph, plan
+        n = len(graph.ops)
+        if (plan.height, plan.width) != tuple(graph.input_shape[2:]):
+            raise PlanError(f"plan is for input {plan.height}x{plan.width}, model runs at "
+                            f"{graph.input_shape[2]}x{graph.input_shape[3]}")
+        if not 0 <= plan.k1 <= plan.k2 <= n:
+            raise PlanError(f"plan op range 0 <= {plan.k1} <= {plan.k2} <= {n} does not hold")
+        if plan.encoding not in ENCODINGS or plan.encoding == "u8":
+            raise PlanError(f"encoding {plan.encoding!r} is not usable for intermediate tensors")
+        if plan.robot_tiles < 1 or plan.edge_tiles < 1 or max(plan.robot_tiles, plan.edge_tiles) > 64:
+            raise PlanError("tiles per side must be between 1 and 64")
+        self.segment: Segment | None = None
+        self.robot_work: list[TileWork] = []
+        self.edge_work: list[TileWork] = []
+        self.edge_chunks: list[Interval] = []   # input rows sent to the edge, in order
+        self.chunks_needed: list[int] = []       # per edge tile: chunks that must have arrived first
+        if plan.k1 < plan.k2:
+            try:
+                self.segment = seg = Segment(graph, plan.k1, plan.k2)
+            except ValueError as e:
+                raise PlanError(str(e)) from e
+            if not 0 <= plan.split <= seg.grid:
+                raise PlanError(f"split {plan.split} outside the segment grid 0..{seg.grid}")
+            inp = seg.input
+            h_in = graph.value_shape(inp)[graph.value_row_axis(inp)]
+            if plan.split > 0:
+                self.robot_work = _stream(seg, _bounds(0, plan.split, plan.robot_tiles), {inp: (0, h_in)})
+            if plan.split < seg.grid:
+                self.edge_work = _stream(seg, _bounds(plan.split, seg.grid, plan.edge_tiles), {})
+                sent = None
+                for w in self.edge_work:      # contiguous chunks: each adds the rows its tile needs, if any
+                    lo, hi = w.needs.get(inp, (0, 0))
+                    start = lo if sent is None else sent
+                    if hi > start:
+                        self.edge_chunks.append((start, hi))
+                        sent = hi
+                    self.chunks_needed.append(len(self.edge_chunks))
+            # the edge's needs must be covered by the chunks sent before each tile (monotone halos)
+            have = None
+            for w, n_chunks in zip(self.edge_work, self.chunks_needed):
+                have = (self.edge_chunks[0][0], self.edge_chunks[n_chunks - 1][1]) if n_chunks else None
+                need = w.needs.get(inp)
+                if need and need[0] < need[1] and _new_rows(need, have) != (0, 0):
+                    raise PlanError(f"edge tile needs rows {need} of {inp} outside those sent {have}")
+        # values moved whole from robot to edge at a layer-wise cut
+        self.to_edge_whole: list[str] = graph.live_after(plan.k1) if plan.k1 == plan.k2 and plan.k1 < n else []
+
+    @property
+    def robot_ops(self) -> range:
+        return range(0, self.plan.k1)
+
+    @property
+    def edge_ops(self) -> range:
+        return range(self.plan.k2, len(self.graph.ops))
+
+    def side_of(self, value: str) -> str:
+        """Where a graph output is produced: 'robot', 'edge' or 'split'."""
+        k = self.graph.producer_index(value)
+        if k < self.plan.k1:
+            return "robot"
+        return "edge" if k >= self.plan.k2 else "split"
+
+
+def compile_plan(graph: OpGraph, spec: str | Plan) -> CompiledPlan:
+    """Compile a plan for ``graph``; cached on the graph, since tiles of one frame all carry the same text."""
+    spec = spec.spec() if isinstance(spec, Plan) else spec
+    cache: dict[str, CompiledPlan] = graph.__dict__.setdefault("_compiled_plans", {})
+    if spec not in cache:
+        if len(cache) >= 64:
+            cache.pop(next(iter(cache)))
+        cache[spec] = CompiledPlan(graph, Plan.parse(spec))
+    return cache[spec]
