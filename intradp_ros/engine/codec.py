@@ -36,7 +36,7 @@ def encode(x: torch.Tensor, encoding: str) -> tuple[bytes, str]:
     """Encode a float32 tensor; returns (payload, wire dtype)."""
     if encoding not in ENCODINGS:
         raise CodecError(f"unknown encoding {encoding!r}; use one of {ENCODINGS}")
-    x = x.detach().contiguous()
+    x = x.detach().cpu().contiguous()
     if encoding == "fp16":
         return x.to(torch.float16).numpy().tobytes(), "float16"
     if encoding == "u8":

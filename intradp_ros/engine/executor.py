@@ -76,6 +76,7 @@ class _Emitter:
         self.graph, self.output_fn = graph, output_fn
 
     def __call__(self, plan, seq, name, rows_t, rows, *, stage, index, count, sender, compute_ms) -> Packet:
+        rows_t = rows_t.cpu()
         payload_t = self.output_fn(name, rows_t, rows[0]) if self.output_fn else rows_t
         return _packet(plan, seq, name, payload_t, rows, self.graph.value_shape(name), stage=stage, index=index,
                        count=count, sender=sender, dest="aggregator", encoding=plan.encoding,
@@ -178,8 +179,8 @@ class _EdgeFrame:
 class EdgeWorker:
     """The edge's share: computes tiles as their input arrives, gathers at the switch point, runs the rest."""
 
-    def __init__(self, graph: OpGraph, output_fn: OutputFn | None = None):
-        self.graph = graph
+    def __init__(self, graph: OpGraph, output_fn: OutputFn | None = None, device: str | torch.device = "cpu"):
+        self.graph, self.device = graph, torch.device(device)
         self._emit_out = _Emitter(graph, output_fn)
         self.frames: dict[int, _EdgeFrame] = {}
 
@@ -192,7 +193,7 @@ class EdgeWorker:
         cp = compile_plan(g, pkt.plan_spec)
         if pkt.tensor != g.input_name and pkt.tensor not in g.by_name:
             raise ProtocolError(f"tile names tensor {pkt.tensor!r}, which this model does not have")
-        x = pkt.value()
+        x = pkt.value().to(self.device)
         if tuple(pkt.shape) != tuple(g.value_shape(pkt.tensor)):
             raise ProtocolError(f"{pkt.tensor}: shape {tuple(pkt.shape)} != model's {g.value_shape(pkt.tensor)}")
         fr = self.frames.get(pkt.frame_seq)

@@ -378,7 +378,7 @@ def _avgpool_tile(mod: nn.AvgPool2d):
         if mod.divisor_override:
             return total / mod.divisor_override
         rows, cols = xs.shape[2], xs.shape[3]
-        mask = torch.zeros((1, 1, rows, cols), dtype=x.dtype)
+        mask = torch.zeros((1, 1, rows, cols), dtype=x.dtype, device=x.device)
         if mod.count_include_pad:   # the module's own padding counts, the ceil_mode overflow does not
             mask[:, :, pt - min(pt, ph): rows - pb + min(pb, ph), :] = 1.0
         else:

@@ -1,0 +1,256 @@
+"""Cost model and plan search: the lowest predicted per-frame latency, never above the best baseline.
+
+:func:`predict` replays a compiled plan as the executor runs it: the robot's ops and tiles in order, each
+packet queued on the uplink (FIFO, bandwidth + per-message latency), the edge starting each tile when its
+input chunk has landed, the gather, the edge's suffix, and outputs on the downlink. Tile costs come from the
+exact rows each op computes (halos included), priced from per-op profiles.
+
+:func:`choose` searches robot prefix / split segment / split row / tiles per side / encoding, and compares the
+winner with all-local, all-offload and every layer-wise cut through the same model.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterable
+
+from .graph import OpGraph
+from .plan import CompiledPlan, Plan, PlanError, TileWork, compile_plan
+from .profiler import DeviceProfile
+from .rows import Segment
+
+__all__ = ["LinkModel", "Prediction", "Decision", "predict", "choose", "split_points"]
+
+
+@dataclasses.dataclass(frozen=True)
+class LinkModel:
+    bandwidth_mbps: float            # robot <-> edge, each direction
+    latency_ms: float = 1.0          # one-way, per message
+    send_ms_per_mb: float = 1.0      # sender CPU per MB on the wire (serialisation, publish)
+    local_ms: float = 0.5            # robot -> aggregator on the robot's own host
+
+    def wire_ms(self, nbytes: float) -> float:
+        return nbytes * 8.0 / (self.bandwidth_mbps * 1e6) * 1e3 if self.bandwidth_mbps > 0 else float("inf")
+
+
+@dataclasses.dataclass
+class Prediction:
+    plan: Plan
+    name: str
+    latency_ms: float
+    robot_ms: float          # robot busy time (compute + encoding + sending)
+    edge_ms: float
+    bytes_up: float
+    bytes_down: float
+
+
+@dataclasses.dataclass
+class Decision:
+    chosen: Prediction
+    baselines: dict[str, Prediction]    # "local", "offload", "best-cut"
+    considered: int
+
+    def report(self) -> str:
+        lines = [f"chosen: {self.chosen.name} -> {self.chosen.latency_ms:.1f} ms  [{self.chosen.plan.spec()}]"]
+        for k, p in self.baselines.items():
+            lines.append(f"  {k:9s} {p.latency_ms:9.1f} ms  {p.name}")
+        return "\n".join(lines)
+
+
+class _Pricer:
+    """Byte sizes and compute costs of values and tile work on each side."""
+
+    def __init__(self, graph: OpGraph, robot: DeviceProfile, edge: DeviceProfile):
+        self.g, self.robot, self.edge = graph, robot, edge
+
+    def row_bytes(self, name: str) -> float:
+        g = self.g
+        axis = g.value_row_axis(name)
+        n = 1
+        for s in g.value_shape(name):
+            n *= s
+        return n * 4.0 / (g.value_shape(name)[axis] if axis is not None else 1)
+
+    def wire_bytes(self, name: str, rows: int, encoding: str) -> float:
+        raw = self.row_bytes(name) * max(rows, 1)
+        if name == self.g.input_name:
+            return raw * (0.25 if encoding == "u8" else 1.0)
+        k = self.g.index[name]
+        return raw * self.robot.ratio.get(encoding, [1.0] * len(self.g.ops))[k]
+
+    def raw_mb(self, name: str, rows: int) -> float:
+        return self.row_bytes(name) * max(rows, 1) / 1e6
+
+    def work_ms(self, prof: DeviceProfile, work: TileWork) -> float:
+        g = self.g
+        return sum(prof.compute_ms(g.index[name], hi - lo, g.by_name[name].height)
+                   for name, (lo, hi) in work.compute.items())
+
+    def ops_ms(self, prof: DeviceProfile, ks: Iterable[int]) -> float:
+        return sum(prof.scale * prof.op_ms[k] for k in ks)
+
+    def out_bytes(self, name: str, rows: int) -> float:
+        axis = self.g.value_row_axis(name)
+        h = self.g.value_shape(name)[axis] if axis is not None else 1
+        return self.robot.output_bytes.get(name, self.row_bytes(name) * h) * max(rows, 1) / h
+
+
+def predict(graph: OpGraph, plan: Plan | CompiledPlan, robot: DeviceProfile, edge: DeviceProfile,
+            link: LinkModel) -> Prediction:
+    """Predicted end-to-end latency of one frame under ``plan`` (camera frame in robot memory -> outputs at
+    the aggregator)."""
+    cp = plan if isinstance(plan, CompiledPlan) else compile_plan(graph, plan)
+    plan, g, pr = cp.plan, graph, _Pricer(graph, robot, edge)
+    enc = plan.encoding
+    input_enc = "u8"
+    up_free = 0.0            # uplink (robot -> edge) free at
+    down_free = 0.0          # downlink (edge -> aggregator) free at
+    bytes_up = bytes_down = 0.0
+    t_r = pr.ops_ms(robot, cp.robot_ops)
+    done = [t_r + link.local_ms] if any(g.producer_index(o) < plan.k1 for o in g.outputs) else []
+
+    def send_up(name: str, rows: int, e: str) -> float:
+        nonlocal up_free, bytes_up, t_r
+        nbytes = pr.wire_bytes(name, rows, e)
+        t_r += robot.scale * (robot.encode_ms_per_mb[e] * pr.raw_mb(name, rows) + link.send_ms_per_mb * nbytes / 1e6)
+        start = max(up_free, t_r)
+        up_free = start + link.wire_ms(nbytes)
+        bytes_up += nbytes
+        return up_free + link.latency_ms + edge.decode_ms_per_mb[e] * pr.raw_mb(name, rows)
+
+    def send_down(ready: float, name: str, rows: int) -> float:
+        nonlocal down_free, bytes_down
+        nbytes = pr.out_bytes(name, rows)
+        start = max(down_free, ready)
+        down_free = start + link.wire_ms(nbytes)
+        bytes_down += nbytes
+        return down_free + link.latency_ms
+
+    edge_busy = 0.0
+    if cp.to_edge_whole:
+        arrivals = []
+        for name in cp.to_edge_whole:
+            axis = g.value_row_axis(name)
+            rows = g.value_shape(name)[axis] if axis is not None else 1
+            arrivals.append(send_up(name, rows, input_enc if name == g.input_name else enc))
+        edge_busy = pr.ops_ms(edge, cp.edge_ops)
+        t_e = max(arrivals) + edge_busy
+        for name in g.outputs:
+            if g.producer_index(name) >= plan.k1:
+                axis = g.value_row_axis(name)
+                done.append(send_down(t_e, name, g.value_shape(name)[axis] if axis is not None else 1))
+    elif cp.segment is not None:
+        seg: Segment = cp.segment
+        inp = seg.input
+        chunk_arrival = [send_up(inp, hi - lo, input_enc if inp == g.input_name else enc)
+                         for lo, hi in cp.edge_chunks]
+        gathered_at = 0.0
+        for work in cp.robot_work:
+            t_r += pr.work_ms(robot, work)
+            for name, (lo, hi) in work.targets.items():
+                if hi <= lo:
+                    continue
+                if name in seg.gathered:
+                    gathered_at = max(gathered_at, send_up(name, hi - lo, enc))
+                if name in seg.emitted:
+                    done.append(t_r + link.local_ms)
+        t_e = 0.0
+        for j, work in enumerate(cp.edge_work):
+            n = cp.chunks_needed[j]
+            ready = chunk_arrival[n - 1] if n else 0.0
+            dt = pr.work_ms(edge, work)
+            edge_busy += dt
+            t_e = max(t_e, ready) + dt
+            for name, (lo, hi) in work.targets.items():
+                if name in seg.emitted and hi > lo:
+                    done.append(send_down(t_e, name, hi - lo))
+        if plan.k2 < len(g.ops):
+            suffix = pr.ops_ms(edge, cp.edge_ops)
+            edge_busy += suffix
+            t_s = max(t_e, gathered_at) + suffix
+            for name in g.outputs:
+                if g.producer_index(name) >= plan.k2:
+                    axis = g.value_row_axis(name)
+                    done.append(send_down(t_s, name, g.value_shape(name)[axis] if axis is not None else 1))
+    latency = max(done) if done else t_r
+    return Prediction(plan, plan.describe(g), latency, t_r, edge_busy, bytes_up, bytes_down)
+
+
+def split_points(graph: OpGraph) -> tuple[list[int], dict[int, list[int]]]:
+    """Valid segment starts (one spatial value live) and, for each, valid ends within its local run."""
+    n = len(graph.ops)
+    starts = [k for k in range(n) if graph.ops[k].local and len(graph.live_after(k)) == 1
+              and graph.value_row_axis(graph.live_after(k)[0]) is not None]
+    ends: dict[int, list[int]] = {}
+    for k1 in starts:
+        run_end = k1
+        while run_end < n and graph.ops[run_end].local:
+            run_end += 1
+        cands = []
+        for k2 in range(k1 + 1, run_end + 1):
+            live = graph.live_after(k2)
+            if all(graph.producer_index(v) >= k1 for v in live) and (live or k2 == n or any(
+                    k1 <= graph.producer_index(o) < k2 for o in graph.outputs)):
+                cands.append(k2)
+        ends[k1] = cands
+    return starts, ends
+
+
+def _tile_options(grid_rows: int) -> list[tuple[int, int]]:
+    opts = [(1, 1), (2, 2), (4, 2), (2, 4), (4, 4), (8, 4), (4, 8), (8, 8)]
+    return [o for o in opts if max(o) <= max(1, grid_rows)] or [(1, 1)]
+
+
+def choose(graph: OpGraph, model: str, robot: DeviceProfile, edge: DeviceProfile, link: LinkModel,
+           encodings: Iterable[str] = ("raw",), max_pairs: int = 12) -> Decision:
+    """Search plans; returns the chosen plan and the baselines' predictions.
+
+    Never returns a plan predicted slower than the best baseline: the baselines are candidates too.
+    """
+    encodings = list(encodings)
+    n = len(graph.ops)
+    cache: dict[str, Prediction] = {}
+
+    def pred(plan: Plan) -> Prediction | None:
+        s = plan.spec()
+        if s not in cache:
+            try:
+                cache[s] = predict(graph, plan, robot, edge, link)
+            except PlanError:
+                return None
+        return cache[s]
+
+    local = pred(Plan.local(graph, model))
+    offload = min((pred(Plan.offload(graph, model, e)) for e in encodings), key=lambda p: p.latency_ms)
+    cuts = [p for k in range(1, n) for e in encodings
+            if (p := pred(Plan.cut(graph, model, k, e))) is not None]
+    best_cut = min(cuts, key=lambda p: p.latency_ms) if cuts else offload
+    baselines = {"local": local, "offload": offload, "best-cut": best_cut}
+    best = min(baselines.values(), key=lambda p: p.latency_ms)
+
+    # Coarse pass: rank segments by a prediction at a few splits with 4x4 tiles, then refine the best.
+    starts, ends = split_points(graph)
+    pairs = []
+    for k1 in starts:
+        for k2 in _thin(ends[k1], 6):
+            grid = Segment(graph, k1, k2).grid
+            coarse = [p for f in (0.25, 0.5, 0.75) if (p := pred(Plan(model, *graph.input_shape[2:], k1, k2,
+                                                                   round(f * grid), 4, 4, encodings[0])))]
+            if coarse:
+                pairs.append((min(c.latency_ms for c in coarse), k1, k2, grid))
+    pairs.sort()
+    for _, k1, k2, grid in pairs[:max_pairs]:
+        for split in sorted(set(round(f * grid) for f in [i / 10 for i in range(11)])):
+            for rt, et in _tile_options(grid):
+                for e in encodings:
+                    p = pred(Plan(model, *graph.input_shape[2:], k1, k2, split, rt, et, e))
+                    if p and p.latency_ms < best.latency_ms:
+                        best = p
+    return Decision(best, baselines, len(cache))
+
+
+def _thin(xs: list[int], k: int) -> list[int]:
+    """At most k items of xs, evenly spread, always keeping the last (longest segment)."""
+    if len(xs) <= k:
+        return xs
+    step = (len(xs) - 1) / (k - 1)
+    return sorted(set(xs[round(i * step)] for i in range(k)))

@@ -1,0 +1,161 @@
+"""Per-operator latency profiles, measured where the operator will run, cached on disk.
+
+A profile holds each op's whole-tensor latency on one device, the fixed cost of one operator call (what a
+small tile pays regardless of its size), the codec costs, and each op output's compressed size, so the
+planner can price any plan without running it. Profiles are keyed by the graph's hash (structure, weights,
+input size), the device and the thread count; a cache hit skips profiling at start-up.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .codec import encode
+from .graph import OpGraph
+
+__all__ = ["DeviceProfile", "profile_graph", "load_or_profile", "default_cache_dir"]
+
+_PROFILE_VERSION = 3
+
+
+@dataclasses.dataclass
+class DeviceProfile:
+    key: str                     # OpGraph.key
+    device: str                  # "cpu", "cuda:0", ...
+    threads: int
+    op_ms: list[float]           # whole-tensor latency of each op, in graph order
+    call_ms: float               # fixed cost of one operator call on a tile
+    encode_ms_per_mb: dict[str, float]
+    decode_ms_per_mb: dict[str, float]
+    ratio: dict[str, list[float]]    # encoding -> per-op output bytes / raw bytes (lz4, zstd measured)
+    output_bytes: dict[str, float]   # graph output -> payload bytes of the whole output after the output_fn
+    scale: float = 1.0           # multiply compute times (emulating a slower device from a faster one)
+    version: int = _PROFILE_VERSION
+
+    def compute_ms(self, k: int, rows: int, height: int) -> float:
+        """Latency of computing ``rows`` of op k's ``height`` output rows in one call."""
+        frac = rows / height if height else 1.0
+        return self.scale * (self.op_ms[k] * frac + self.call_ms)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "DeviceProfile":
+        d = json.loads(text)
+        if d.get("version") != _PROFILE_VERSION:
+            raise ValueError("profile written by another version")
+        return cls(**d)
+
+    def scaled(self, factor: float) -> "DeviceProfile":
+        return dataclasses.replace(self, scale=self.scale * factor)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def profile_graph(graph: OpGraph, x: torch.Tensor, repeats: int = 5, warmup: int = 2,
+                  output_fn: Callable | None = None) -> DeviceProfile:
+    """Measure every op of ``graph`` on x's device (median of ``repeats`` after ``warmup`` passes).
+
+    The graph's weights must already be on that device.
+    """
+    dev = x.device
+    times: list[list[float]] = [[] for _ in graph.ops]
+    env: dict[str, torch.Tensor] = {}
+    with torch.inference_mode():
+        for it in range(warmup + repeats):
+            env = {graph.input_name: x}
+            for op in graph.ops:
+                _sync(dev)
+                t0 = time.perf_counter()
+                env[op.name] = graph.run_op(op, env)
+                _sync(dev)
+                if it >= warmup:
+                    times[op.index].append((time.perf_counter() - t0) * 1e3)
+        # one operator call on a single row: the per-tile overhead
+        small = torch.zeros(1, 8, 1, 8, device=dev)
+        t_call = []
+        for _ in range(50):
+            _sync(dev)
+            t0 = time.perf_counter()
+            torch.relu(small + 1.0)
+            _sync(dev)
+            t_call.append((time.perf_counter() - t0) * 1e3)
+    op_ms = [statistics.median(t) for t in times]
+    env = {k: v.cpu() for k, v in env.items()}
+    enc_ms, dec_ms, ratio = _codec_costs(graph, env)
+    out_bytes = {}
+    for name in graph.outputs:
+        t = env[name]
+        y = output_fn(name, t, 0) if output_fn else t
+        out_bytes[name] = float(y.numel() * 4)
+    return DeviceProfile(graph.key, str(dev), torch.get_num_threads(), op_ms, statistics.median(t_call) * 2,
+                         enc_ms, dec_ms, ratio, out_bytes)
+
+
+def _codec_costs(graph: OpGraph, env: dict[str, torch.Tensor]):
+    from .codec import decode
+    big = max((env[op.name] for op in graph.ops if op.row_axis is not None), key=lambda t: t.numel())
+    mb = big.numel() * 4 / 1e6
+    enc_ms, dec_ms = {}, {}
+    for e in ("raw", "fp16", "u8", "lz4", "zstd"):
+        t0 = time.perf_counter()
+        payload, dtype = encode(big, e)
+        t1 = time.perf_counter()
+        decode(payload, e, dtype, tuple(big.shape))
+        t2 = time.perf_counter()
+        enc_ms[e], dec_ms[e] = (t1 - t0) * 1e3 / mb, (t2 - t1) * 1e3 / mb
+    ratio = {"raw": [1.0] * len(graph.ops), "fp16": [0.5] * len(graph.ops)}
+    for e in ("lz4", "zstd"):
+        r = []
+        for op in graph.ops:
+            t = env[op.name]
+            if t.numel() * 4 > 4096:
+                # compress a slice: representative (same activation statistics) and cheap
+                s = t.flatten()[: 1 << 18]
+                r.append(len(encode(s, e)[0]) / (s.numel() * 4))
+            else:
+                r.append(1.0)
+        ratio[e] = r
+    return enc_ms, dec_ms, ratio
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("INTRADP_CACHE", Path.home() / ".cache" / "intradp_ros")) / "profiles"
+
+
+def load_or_profile(graph: OpGraph, x: torch.Tensor, cache_dir: Path | None = None,
+                    output_fn: Callable | None = None, log: Callable[[str], None] = print) -> DeviceProfile:
+    """The cached profile for (graph, x's device, threads), measuring and caching it on a miss."""
+    device = str(x.device)
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    path = cache_dir / f"{graph.key}-{device.replace(':', '')}-t{torch.get_num_threads()}.json"
+    if path.exists():
+        try:
+            prof = DeviceProfile.from_json(path.read_text())
+            log(f"profile cache hit: {path}")
+            return prof
+        except (ValueError, TypeError, KeyError) as e:
+            log(f"ignoring unreadable profile {path}: {e}")
+    t0 = time.perf_counter()
+    prof = profile_graph(graph, x, output_fn=output_fn)
+    log(f"profiled {len(graph.ops)} ops on {device} in {time.perf_counter() - t0:.1f} s "
+        f"(whole model {sum(prof.op_ms):.1f} ms); cached at {path}")
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(prof.to_json())
+        tmp.replace(path)
+    except OSError as e:
+        log(f"could not write the profile cache {path}: {e}")
+    return prof

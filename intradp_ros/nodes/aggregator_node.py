@@ -1,0 +1,159 @@
+"""aggregator_node: reassembles each frame's outputs from robot and edge, publishes the result and timing.
+
+A frame is complete when every output's rows are covered; one whose parts do not all arrive within
+``frame_timeout_s`` is dropped with a log line and counted, never kept.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+
+from intradp_ros.engine.codec import CodecError
+from intradp_ros.engine.executor import ProtocolError
+from intradp_ros.engine.plan import PlanError
+from intradp_ros.msg import Classification, Detection, DetectionArray, FrameTiming, TensorTile
+from intradp_ros.nodes.common import Counters, declare, msg_to_packet, run_node, stamp_ms, topic_qos
+from intradp_ros.runtime import AggregatorRuntime, ModelConfig
+from intradp_ros.topology import TOPICS
+from intradp_ros.vision.image_convert import ImageConversionError, array_to_image_fields, image_to_array, to_rgb8
+
+
+class AggregatorNode(Node):
+
+    def __init__(self):
+        super().__init__("aggregator_node")
+        ro = True
+        cfg = ModelConfig(
+            model=declare(self, "model", "yolov3_tiny", "model whose outputs arrive (must match robot/edge)", ro),
+            input_size=declare(self, "input_size", 0, "network input side in px, 0 = model default", ro))
+        self.conf = declare(self, "conf_threshold", 0.25, "detections: objectness x class score threshold")
+        self.nms = declare(self, "nms_threshold", 0.45, "detections: per-class NMS IoU threshold")
+        self.top_k = declare(self, "top_k", 5, "classification: classes published per frame")
+        self.frame_timeout_s = declare(self, "frame_timeout_s", 5.0, "drop a frame whose parts stop arriving")
+        annotated = declare(self, "publish_annotated", False, "publish an annotated image (needs the camera)", ro)
+        self.counters = Counters(self, ["outputs_received", "bad_outputs", "frames_published",
+                                        "frames_dropped_timeout", "annotate_misses"])
+        self.rt = AggregatorRuntime(cfg)
+        self.cfg = cfg
+        self.detection = self.rt.m.spec.task == "detection"
+        key = "detections" if self.detection else "classifications"
+        self.result_pub = self.create_publisher(DetectionArray if self.detection else Classification,
+                                                TOPICS[key].name, topic_qos(self, key))
+        self.timing_pub = self.create_publisher(FrameTiming, TOPICS["timing"].name, topic_qos(self, "timing"))
+        self.create_subscription(TensorTile, TOPICS["outputs"].name, self.output_callback, topic_qos(self, "outputs"))
+        self._frames: dict[int, dict] = {}     # seq -> header, size, first arrival, bytes
+        self._images: dict[tuple, object] = {}
+        self.annotated_pub = None
+        if annotated:
+            self.annotated_pub = self.create_publisher(Image, TOPICS["annotated"].name, topic_qos(self, "annotated"))
+            self.create_subscription(Image, TOPICS["camera"].name, self.image_callback, topic_qos(self, "camera"))
+        self._q: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work_loop, daemon=True, name="aggregate")
+        self._thread.start()
+        self.create_timer(0.5, lambda: self._q.put(None))
+        self.get_logger().info(f"aggregator_node: model {cfg.model}, publishing {TOPICS[key].name}")
+
+    def output_callback(self, msg: TensorTile):
+        self.counters.inc("outputs_received")
+        self._q.put(msg)
+
+    def image_callback(self, msg: Image):
+        key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        self._images[key] = msg
+        while len(self._images) > 30:
+            self._images.pop(next(iter(self._images)))
+
+    def _work_loop(self):
+        while not self._stop.is_set():
+            try:
+                msg = self._q.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if msg is None:
+                self._drop_stale()
+                continue
+            seq = msg.frame_seq
+            info = self._frames.setdefault(seq, {"header": msg.header, "size": (msg.image_width, msg.image_height),
+                                                 "t0": time.monotonic(), "bytes": 0})
+            try:
+                info["bytes"] += len(msg.data)
+                fo = self.rt.add(msg_to_packet(msg, "aggregator"))
+            except (PlanError, CodecError, ProtocolError, RuntimeError) as e:
+                self.counters.inc("bad_outputs")
+                self._frames.pop(seq, None)
+                self.rt.assembler.frames.pop(seq, None)
+                self.get_logger().error(f"frame {seq} ({msg.header.frame_id}) output {msg.tensor} from {msg.sender} "
+                                        f"rejected, frame dropped: {e}")
+                continue
+            if fo is not None:
+                self._publish(fo, self._frames.pop(seq))
+
+    def _publish(self, fo, info):
+        header, (w, h) = info["header"], info["size"]
+        try:
+            result = self.rt.finalize(fo, w, h)
+        except Exception as e:  # noqa: BLE001 - a bad frame must not stop the aggregator
+            self.counters.inc("bad_outputs")
+            self.get_logger().error(f"frame {fo.frame_seq} ({header.frame_id}): post-processing failed: {e}")
+            return
+        if self.detection:
+            msg = DetectionArray(header=header, frame_seq=fo.frame_seq, plan_spec=fo.plan_spec)
+            msg.detections = [Detection(class_id=int(d.class_id), class_name=d.class_name, score=float(d.score),
+                                        center_x=float(d.center_x), center_y=float(d.center_y),
+                                        size_x=float(d.size_x), size_y=float(d.size_y)) for d in result]
+        else:
+            top = result[: int(self.top_k)]
+            msg = Classification(header=header, frame_seq=fo.frame_seq, plan_spec=fo.plan_spec,
+                                 class_ids=[int(c.class_id) for c in top], class_names=[c.class_name for c in top],
+                                 scores=[float(c.score) for c in top])
+        self.result_pub.publish(msg)
+        now = self.get_clock().now().to_msg()
+        timing = FrameTiming(header=header, frame_seq=fo.frame_seq, plan_spec=fo.plan_spec,
+                             latency_ms=stamp_ms(now) - stamp_ms(header.stamp), robot_compute_ms=float(fo.robot_ms),
+                             edge_compute_ms=float(fo.edge_ms), bytes_to_aggregator=int(info["bytes"]))
+        self.timing_pub.publish(timing)
+        self.counters.inc("frames_published")
+        if self.annotated_pub is not None and self.detection:
+            self._annotate(header, result)
+
+    def _annotate(self, header, dets):
+        from intradp_ros.vision.detection import draw_detections
+        img = self._images.pop((header.stamp.sec, header.stamp.nanosec), None)
+        if img is None:
+            self.counters.inc("annotate_misses")
+            return
+        try:
+            rgb = to_rgb8(image_to_array(img.encoding, img.height, img.width, img.step, img.data,
+                                         bool(img.is_bigendian)), img.encoding)
+        except ImageConversionError:
+            return
+        bgr = draw_detections(rgb[:, :, ::-1].copy(), dets)
+        out = Image(header=header, **array_to_image_fields(bgr, "bgr8"))
+        self.annotated_pub.publish(out)
+
+    def _drop_stale(self):
+        now = time.monotonic()
+        for seq, info in list(self._frames.items()):
+            if now - info["t0"] > self.frame_timeout_s:
+                self._frames.pop(seq)
+                self.rt.assembler.frames.pop(seq, None)
+                self.counters.inc("frames_dropped_timeout")
+                self.get_logger().warning(f"frame {seq} ({info['header'].frame_id}): outputs incomplete after "
+                                          f"{self.frame_timeout_s:.1f} s; dropped")
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+
+
+def main(args=None):
+    run_node(AggregatorNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""What every intradp_ros node shares: QoS from parameters, counters on /diagnostics, tile conversion, main()."""
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+import rclpy
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from intradp_ros.engine.executor import Packet
+from intradp_ros.engine.plan import Plan, PlanError
+from intradp_ros.msg import TensorTile
+from intradp_ros.topology import QOS, TOPICS
+
+__all__ = ["declare", "topic_qos", "Counters", "packet_to_msg", "msg_to_packet", "run_node", "stamp_ms"]
+
+
+def declare(node: Node, name: str, default, description: str, read_only: bool = False):
+    """Declare a parameter with a description and return its value."""
+    node.declare_parameter(name, default, ParameterDescriptor(description=description, read_only=read_only))
+    return node.get_parameter(name).value
+
+
+def topic_qos(node: Node, key: str) -> QoSProfile:
+    """QoS of topic ``key``: its class defaults, overridden by the ``qos.<key>.*`` parameters (config/qos.yaml)."""
+    d = QOS[TOPICS[key].qos]
+    rel = declare(node, f"qos.{key}.reliability", d.reliability, f"{TOPICS[key].name}: reliable | best_effort", True)
+    depth = declare(node, f"qos.{key}.depth", d.depth, f"{TOPICS[key].name}: history depth (keep_last)", True)
+    dur = declare(node, f"qos.{key}.durability", d.durability, f"{TOPICS[key].name}: volatile | transient_local",
+                  True)
+    try:
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(depth),
+                          reliability={"reliable": ReliabilityPolicy.RELIABLE,
+                                       "best_effort": ReliabilityPolicy.BEST_EFFORT}[rel],
+                          durability={"volatile": DurabilityPolicy.VOLATILE,
+                                      "transient_local": DurabilityPolicy.TRANSIENT_LOCAL}[dur])
+    except (KeyError, ValueError) as e:
+        node.get_logger().error(f"bad QoS parameters for {TOPICS[key].name} ({rel}, {depth}, {dur}): {e}; "
+                                f"using the defaults {d}")
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=d.depth,
+                          reliability=ReliabilityPolicy[d.reliability.upper()],
+                          durability=DurabilityPolicy[d.durability.upper()])
+
+
+class Counters:
+    """Named event counters, published on /diagnostics once a second (and readable in tests)."""
+
+    def __init__(self, node: Node, names: list[str]):
+        self._node = node
+        self._lock = threading.Lock()
+        self.values = dict.fromkeys(names, 0)
+        self._pub = node.create_publisher(DiagnosticArray, TOPICS["diagnostics"].name, topic_qos(node, "diagnostics"))
+        self._timer = node.create_timer(1.0, self.publish)
+
+    def inc(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self.values[name] = self.values.get(name, 0) + n
+
+    def publish(self) -> None:
+        with self._lock:
+            values = dict(self.values)
+        st = DiagnosticStatus(level=DiagnosticStatus.OK, name=self._node.get_fully_qualified_name(),
+                              message="counters", hardware_id="intradp_ros",
+                              values=[KeyValue(key=k, value=str(v)) for k, v in sorted(values.items())])
+        arr = DiagnosticArray(status=[st])
+        arr.header.stamp = self._node.get_clock().now().to_msg()
+        self._pub.publish(arr)
+
+
+def stamp_ms(t: Time) -> float:
+    return t.sec * 1e3 + t.nanosec / 1e6
+
+
+def packet_to_msg(p: Packet, header, image_size: tuple[int, int], model: str, now: Time) -> TensorTile:
+    m = TensorTile()
+    m.header = header
+    m.frame_seq = p.frame_seq
+    m.plan_spec = p.plan_spec
+    m.plan_id = Plan.parse(p.plan_spec).plan_id
+    m.model = model
+    m.tensor = p.tensor
+    m.stage, m.tile_index, m.tile_count = p.stage, p.tile_index, p.tile_count
+    m.sender = p.sender
+    m.row_start, m.row_stop = p.row_start, p.row_stop
+    m.halo_top, m.halo_bottom = p.halo_top, p.halo_bottom
+    m.shape = [int(s) for s in p.shape]
+    m.payload_shape = [int(s) for s in p.payload_shape]
+    m.dtype, m.encoding = p.dtype, p.encoding
+    m.image_width, m.image_height = int(image_size[0]), int(image_size[1])
+    m.sent = now
+    m.compute_ms = float(p.compute_ms)
+    m.data = p.payload          # bytes: fast path (a numpy array here would be copied element by element)
+    return m
+
+
+def msg_to_packet(m: TensorTile, dest: str) -> Packet:
+    """The engine's view of a tile message (payload validated later, when decoded)."""
+    if m.plan_id != Plan.parse(m.plan_spec).plan_id:
+        raise PlanError(f"plan id {m.plan_id} does not match plan text {m.plan_spec!r}")
+    return Packet(m.frame_seq, m.plan_spec, m.tensor, m.stage, m.tile_index, m.tile_count, m.sender, dest,
+                  m.row_start, m.row_stop, tuple(m.shape), tuple(m.payload_shape), m.dtype, m.encoding,
+                  m.data.tobytes() if hasattr(m.data, "tobytes") else bytes(m.data), m.halo_top, m.halo_bottom,
+                  m.compute_ms)
+
+
+def run_node(factory: Callable[[], Node], args=None) -> None:
+    """main() of every node: spin on a multi-threaded executor until Ctrl-C or shutdown."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = factory()
+        executor = MultiThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            close = getattr(node, "close", None)
+            if close:
+                close()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()

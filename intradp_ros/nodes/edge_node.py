@@ -1,0 +1,135 @@
+"""edge_node: the edge's share of every frame, computed tile by tile as the robot's tiles arrive.
+
+Publishes its latency profile (latched) so the robot can plan, but only once the aggregator is listening,
+so that a robot that sees the profile knows the edge's outputs have somewhere to go.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+
+from rclpy.node import Node
+
+from intradp_ros.engine.codec import CodecError
+from intradp_ros.engine.executor import ProtocolError
+from intradp_ros.engine.plan import PlanError
+from intradp_ros.msg import EdgeProfile, TensorTile
+from intradp_ros.nodes.common import Counters, declare, msg_to_packet, packet_to_msg, run_node, topic_qos
+from intradp_ros.runtime import EdgeRuntime, ModelConfig
+from intradp_ros.topology import TOPICS
+
+
+class EdgeNode(Node):
+
+    def __init__(self):
+        super().__init__("edge_node")
+        d = ModelConfig(device="auto")
+        ro = True
+        cfg = ModelConfig(
+            model=declare(self, "model", d.model, "model to serve (must match the robot's)", ro),
+            weights=declare(self, "weights", d.weights, "detector weights: auto (installed) or a file path", ro),
+            input_size=declare(self, "input_size", d.input_size, "network input side in px, 0 = model default", ro),
+            device=declare(self, "device", d.device, "auto (cuda when available) | cpu | cuda:N", ro),
+            threads=declare(self, "threads", d.threads, "torch CPU threads, 0 = torch default", ro),
+        )
+        self.frame_timeout_s = declare(self, "frame_timeout_s", 5.0, "drop a frame whose tiles stop arriving")
+        cache = declare(self, "profile_cache_dir", "", "profile cache, '' = default", ro)
+        self.counters = Counters(self, ["tiles_received", "bad_tiles", "frames_done", "frames_dropped_timeout",
+                                        "outputs_sent"])
+        self.rt = EdgeRuntime(cfg, cache, log=self.get_logger().info)
+        self.cfg = cfg
+        self.out_pub = self.create_publisher(TensorTile, TOPICS["outputs"].name, topic_qos(self, "outputs"))
+        self.profile_pub = self.create_publisher(EdgeProfile, TOPICS["edge_profile"].name,
+                                                 topic_qos(self, "edge_profile"))
+        self.create_subscription(TensorTile, TOPICS["to_edge"].name, self.tile_callback, topic_qos(self, "to_edge"))
+        self._q: queue.Queue = queue.Queue()
+        self._headers: dict[int, tuple] = {}
+        self._last_seen: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work_loop, daemon=True, name="edge-compute")
+        self._thread.start()
+        self._profile_timer = self.create_timer(0.2, self.profile_callback)
+        self.create_timer(0.5, self.timeout_callback)
+        self.get_logger().info(f"edge_node: model {cfg.model} @ {self.rt.m.size}px on {self.rt.m.device}")
+
+    def profile_callback(self):
+        if self.out_pub.get_subscription_count() == 0:
+            return        # no aggregator yet: advertising ourselves would lose the first frames' outputs
+        self._profile_timer.cancel()
+        p = self.rt.profile
+        msg = EdgeProfile()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.model, msg.model_hash = self.cfg.model, p.key
+        msg.input_height = msg.input_width = self.rt.m.size
+        msg.device = p.device
+        msg.op_names = [op.name for op in self.rt.m.graph.ops]
+        msg.op_ms = [float(t) for t in p.op_ms]
+        msg.codec_ms_per_mb = float(p.encode_ms_per_mb.get("raw", 0.0))
+        msg.profile_json = p.to_json()
+        self.profile_pub.publish(msg)
+        self.get_logger().info(f"edge profile published (whole model {sum(p.op_ms):.1f} ms on {p.device})")
+
+    def tile_callback(self, msg: TensorTile):
+        self.counters.inc("tiles_received")
+        self._q.put(msg)
+
+    def _work_loop(self):
+        while not self._stop.is_set():
+            try:
+                msg = self._q.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if msg is None:           # timer tick: frame state is only touched on this thread
+                self._drop_stale()
+                continue
+            seq = msg.frame_seq
+            try:
+                pkt = msg_to_packet(msg, "edge")
+                self._headers[seq] = (msg.header, (msg.image_width, msg.image_height))
+                self._last_seen[seq] = time.monotonic()
+                outs = self.rt.on_packet(pkt)
+            except (PlanError, CodecError, ProtocolError, RuntimeError) as e:
+                self.counters.inc("bad_tiles")
+                self.rt.drop_frame(seq)
+                self._forget(seq)
+                self.get_logger().error(f"frame {seq} ({msg.header.frame_id}) tile {msg.tensor}[{msg.tile_index}/"
+                                        f"{msg.tile_count}] rows [{msg.row_start},{msg.row_stop}) rejected, frame "
+                                        f"dropped: {e}")
+                continue
+            header, size = self._headers[seq]
+            for p in outs:
+                self.out_pub.publish(packet_to_msg(p, header, size, self.cfg.model, self.get_clock().now().to_msg()))
+                self.counters.inc("outputs_sent")
+            if seq not in self.rt.worker.frames:      # complete
+                self.counters.inc("frames_done")
+                self._forget(seq)
+
+    def _forget(self, seq: int):
+        self._headers.pop(seq, None)
+        self._last_seen.pop(seq, None)
+
+    def timeout_callback(self):
+        self._q.put(None)
+
+    def _drop_stale(self):
+        now = time.monotonic()
+        for seq, t in list(self._last_seen.items()):
+            if now - t > self.frame_timeout_s and seq in self.rt.worker.frames:
+                self.rt.drop_frame(seq)
+                self._forget(seq)
+                self.counters.inc("frames_dropped_timeout")
+                self.get_logger().warning(f"frame {seq}: tiles stopped arriving for {self.frame_timeout_s:.1f} s; "
+                                          "dropped")
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+
+
+def main(args=None):
+    run_node(EdgeNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""robot_node: camera frames in, the robot's tiles computed, the edge's share sent while computing.
+
+Threads: the camera callback only keeps the newest frame; an inference thread runs the robot's share; a
+sender thread publishes tiles in order, because a reliable publish blocks for the transfer time on a slow
+link and must not stall computation.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+
+from intradp_ros.engine.plan import PlanError
+from intradp_ros.engine.profiler import DeviceProfile
+from intradp_ros.msg import EdgeProfile, PlanStatus, TensorTile
+from intradp_ros.nodes.common import Counters, declare, packet_to_msg, run_node, topic_qos
+from intradp_ros.runtime import RobotConfig, RobotRuntime
+from intradp_ros.topology import TOPICS
+from intradp_ros.vision.image_convert import ImageConversionError, image_to_array, to_rgb8
+
+
+class RobotNode(Node):
+
+    def __init__(self):
+        super().__init__("robot_node")
+        d = RobotConfig()
+        ro = True
+        self.cfg = RobotConfig(
+            model=declare(self, "model", d.model, "model to run (see intradp_ros.models)", ro),
+            weights=declare(self, "weights", d.weights, "detector weights: auto (installed) or a file path", ro),
+            input_size=declare(self, "input_size", d.input_size, "network input side in px, 0 = model default", ro),
+            device=declare(self, "device", d.device, "torch device for the robot's share", ro),
+            threads=declare(self, "threads", d.threads, "torch CPU threads, 0 = torch default", ro),
+            plan=declare(self, "plan", d.plan, "auto | local | offload | cut:<op> | a plan text"),
+            bandwidth_mbps=declare(self, "bandwidth_mbps", d.bandwidth_mbps, "robot-edge bandwidth for planning"),
+            link_latency_ms=declare(self, "link_latency_ms", d.link_latency_ms, "one-way message latency"),
+            encodings=declare(self, "encodings", d.encodings, "tile encodings the planner may use (raw,fp16,lz4,zstd)"),
+            profile_cache_dir=declare(self, "profile_cache_dir", d.profile_cache_dir, "profile cache, '' = default", ro),
+        )
+        self.edge_wait_s = declare(self, "edge_wait_s", 30.0, "wait this long for the edge before running alone", ro)
+        self.counters = Counters(self, ["frames_received", "frames_processed", "frames_skipped_busy", "bad_images",
+                                        "frame_errors", "tiles_sent", "bytes_to_edge", "replans"])
+        log = self.get_logger()
+        self.rt = RobotRuntime(self.cfg, log=log.info)
+        self.tile_pub = self.create_publisher(TensorTile, TOPICS["to_edge"].name, topic_qos(self, "to_edge"))
+        self.out_pub = self.create_publisher(TensorTile, TOPICS["outputs"].name, topic_qos(self, "outputs"))
+        self.plan_pub = self.create_publisher(PlanStatus, TOPICS["plan"].name, topic_qos(self, "plan"))
+        self.create_subscription(EdgeProfile, TOPICS["edge_profile"].name, self.edge_profile_callback,
+                                 topic_qos(self, "edge_profile"))
+        self.add_on_set_parameters_callback(self.parameters_callback)
+        self._camera_qos = topic_qos(self, "camera")
+        self._camera_sub = None
+        self._frame = None
+        self._cond = threading.Condition()
+        self._seq = 0
+        self._send_q: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._started = self.get_clock().now()
+        self._threads = [threading.Thread(target=self._infer_loop, daemon=True, name="infer"),
+                         threading.Thread(target=self._send_loop, daemon=True, name="send")]
+        for t in self._threads:
+            t.start()
+        self._ready_timer = self.create_timer(0.1, self.ready_callback)
+        self.publish_plan()
+        log.info(f"robot_node: model {self.cfg.model} @ {self.rt.m.size}px on {self.rt.m.device}; "
+                 f"waiting for the edge (up to {self.edge_wait_s:.0f} s) and the aggregator")
+
+    # -- readiness: subscribe to the camera only once the frames' consumers are there --------------------------
+    def ready_callback(self):
+        waited = (self.get_clock().now() - self._started).nanoseconds / 1e9
+        have_agg = self.out_pub.get_subscription_count() > 0
+        have_edge = self.rt.edge_profile is not None and self.tile_pub.get_subscription_count() > 0
+        plan_fixed = self.cfg.plan != "auto"
+        if not have_agg or not (have_edge or waited > self.edge_wait_s or (plan_fixed and not self.rt.needs_edge)):
+            return
+        self._ready_timer.cancel()
+        if not have_edge:
+            self.get_logger().warning(f"no edge after {waited:.0f} s: running all-local until one appears")
+        self._camera_sub = self.create_subscription(Image, TOPICS["camera"].name, self.image_callback,
+                                                    self._camera_qos)
+        self.get_logger().info(f"ready: plan {self.rt.plan.describe(self.rt.m.graph)}; "
+                               f"listening on {self._camera_sub.topic_name}")
+
+    def edge_profile_callback(self, msg: EdgeProfile):
+        try:
+            prof = DeviceProfile.from_json(msg.profile_json)
+            self.rt.set_edge_profile(prof)
+        except (ValueError, TypeError, KeyError) as e:
+            self.get_logger().error(f"edge profile from {msg.device} rejected: {e}")
+            return
+        self.get_logger().info(f"edge profile received ({msg.device}, whole model {sum(prof.op_ms):.1f} ms)")
+        self._report_plan()
+
+    def parameters_callback(self, params):
+        changed = {p.name: p.value for p in params}
+        for name in ("bandwidth_mbps", "link_latency_ms"):
+            if name in changed and not (isinstance(changed[name], (int, float)) and changed[name] > 0):
+                return SetParametersResult(successful=False, reason=f"{name} must be a positive number")
+        if "plan" in changed:
+            from intradp_ros.runtime import parse_plan_choice
+            try:
+                p = parse_plan_choice(changed["plan"], self.rt.m.graph, self.rt.m.spec.name)
+                if p is not None:
+                    from intradp_ros.engine.plan import compile_plan
+                    compile_plan(self.rt.m.graph, p)
+            except (PlanError, ValueError) as e:
+                return SetParametersResult(successful=False, reason=str(e))
+        for name in ("plan", "bandwidth_mbps", "link_latency_ms", "encodings"):
+            if name in changed:
+                setattr(self.cfg, name, changed[name])
+        if changed.keys() & {"plan", "bandwidth_mbps", "link_latency_ms", "encodings"}:
+            # re-plan off the parameter service thread; the next frame picks the new plan up
+            threading.Thread(target=self._report_plan, daemon=True).start()
+        return SetParametersResult(successful=True)
+
+    def _report_plan(self):
+        decision = self.rt.replan()
+        self.counters.inc("replans")
+        if decision is not None:
+            for line in decision.report().splitlines():
+                self.get_logger().info(line)
+        self.publish_plan()
+
+    def publish_plan(self):
+        msg = PlanStatus()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        plan = self.rt.plan
+        msg.plan_id, msg.plan_spec = plan.plan_id, plan.spec()
+        msg.bandwidth_mbps = float(self.cfg.bandwidth_mbps)
+        dec = self.rt.decision
+        if dec is not None:
+            msg.predicted_ms = float(dec.chosen.latency_ms)
+            msg.baseline_names = list(dec.baselines)
+            msg.baseline_predicted_ms = [float(p.latency_ms) for p in dec.baselines.values()]
+            msg.reason = dec.chosen.name
+        else:
+            msg.reason = "no edge profile yet: " + plan.describe(self.rt.m.graph)
+        self.plan_pub.publish(msg)
+
+    # -- frames -------------------------------------------------------------------------------------------------
+    def image_callback(self, msg: Image):
+        self.counters.inc("frames_received")
+        try:
+            arr = image_to_array(msg.encoding, msg.height, msg.width, msg.step, msg.data, bool(msg.is_bigendian))
+            rgb = to_rgb8(arr, msg.encoding)
+        except ImageConversionError as e:
+            self.counters.inc("bad_images")
+            self.get_logger().error(f"frame {msg.header.frame_id}@{msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}"
+                                    f" rejected: {e}")
+            return
+        with self._cond:
+            if self._frame is not None:
+                self.counters.inc("frames_skipped_busy")   # a newer frame replaces one not yet started
+            self._frame = (msg.header, rgb)
+            self._cond.notify()
+
+    def _infer_loop(self):
+        while not self._stop.is_set():
+            with self._cond:
+                while self._frame is None and not self._stop.is_set():
+                    self._cond.wait(0.5)
+                if self._stop.is_set():
+                    return
+                header, rgb = self._frame
+                self._frame = None
+            self._seq += 1
+            seq = self._seq
+            size = (rgb.shape[1], rgb.shape[0])
+            try:
+                ms = self.rt.run_frame(seq, rgb, lambda p: self._send_q.put((p, header, size)))
+                self.counters.inc("frames_processed")
+                self.get_logger().debug(f"frame {seq} ({header.frame_id}): robot share {ms:.1f} ms")
+            except Exception as e:  # noqa: BLE001 - one bad frame must not stop the robot
+                self.counters.inc("frame_errors")
+                self.get_logger().error(f"frame {seq} ({header.frame_id}) failed on the robot: {e}")
+
+    def _send_loop(self):
+        while not self._stop.is_set():
+            try:
+                pkt, header, size = self._send_q.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            msg = packet_to_msg(pkt, header, size, self.cfg.model, self.get_clock().now().to_msg())
+            if pkt.dest == "edge":
+                self.tile_pub.publish(msg)
+                self.counters.inc("tiles_sent")
+                self.counters.inc("bytes_to_edge", len(pkt.payload))
+            else:
+                self.out_pub.publish(msg)
+
+    def close(self):
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        for t in self._threads:
+            t.join(timeout=2.0)
+
+
+def main(args=None):
+    run_node(RobotNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""ROS-free runtimes behind the three nodes: parameters (a config dataclass) in, engine calls out.
+
+- :class:`ModelRuntime`: the model, its traced graph at the input size, pre-processing and the task (how
+  outputs become detections or a classification). Shared by all sides.
+- :class:`RobotRuntime`: own profile, the edge's profile, the planner, and the robot's share of each frame.
+- :class:`EdgeRuntime`: the edge's share as packets arrive.
+- :class:`AggregatorRuntime`: reassembly and the task's final step (NMS / top-k).
+
+Each node is a thin adapter around one of these, so the whole pipeline is testable without ROS.
+"""
+from __future__ import annotations
+
+import dataclasses
+import threading
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .engine.executor import Assembler, EdgeWorker, FrameOutputs, Packet, RobotWorker
+from .engine.graph import OpGraph, capture
+from .engine.plan import Plan, PlanError, compile_plan
+from .engine.planner import Decision, LinkModel, choose, predict
+from .engine.profiler import DeviceProfile, load_or_profile
+from .models import build_model, get_spec
+from .tasks import Task, make_task
+from .vision.preprocess import letterbox
+
+__all__ = ["ModelConfig", "ModelRuntime", "RobotConfig", "RobotRuntime", "EdgeRuntime", "AggregatorRuntime",
+           "parse_plan_choice"]
+
+Log = Callable[[str], None]
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    model: str = "yolov3_tiny"
+    weights: str = "auto"          # detector weights: "auto" (installed package) or a path; "" = random init
+    input_size: int = 0            # 0 = the model's default; else a multiple of its size_multiple
+    device: str = "cpu"
+    threads: int = 0               # torch intra-op threads, 0 = leave torch's default
+
+
+def resolve_device(device: str) -> str:
+    if device in ("", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+class ModelRuntime:
+    """A model traced at its input size, with its pre-processing and output task."""
+
+    def __init__(self, cfg: ModelConfig, load_weights: bool = True):
+        spec = get_spec(cfg.model)
+        size = cfg.input_size or spec.input_size
+        if size <= 0 or size % spec.size_multiple:
+            raise ValueError(f"input_size {size} must be a positive multiple of {spec.size_multiple} for {spec.name}")
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        self.cfg, self.spec, self.size = cfg, spec, size
+        self.device = resolve_device(cfg.device)
+        kwargs = {}
+        if spec.task == "detection":
+            kwargs["weights"] = (cfg.weights or None) if load_weights else None
+        self.module = build_model(spec.name, **kwargs)
+        self.example = torch.zeros(1, 3, size, size)
+        self.graph: OpGraph = capture(self.module, self.example)
+        self.graph.gm.to(self.device)
+        self.task: Task = make_task(spec, self.module, size)
+        if hasattr(self.task, "bind"):
+            self.task.bind(self.graph.outputs)
+
+    def preprocess(self, rgb8: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """HxWx3 uint8 RGB camera image -> (1,3,S,S) float input in 0..1, exactly uint8/255."""
+        boxed = letterbox(rgb8, self.size)
+        u8 = boxed.image
+        x = torch.from_numpy(np.ascontiguousarray(u8.transpose(2, 0, 1)))[None].to(torch.float32) / 255.0
+        return x, u8
+
+    def reference(self, rgb8: np.ndarray):
+        """Single-process inference, the result collaborative inference must equal."""
+        x, _ = self.preprocess(rgb8)
+        with torch.inference_mode():
+            outs = self.graph.run(x.to(self.device))
+        parts = {}
+        for name, t in outs.items():
+            fn = self.task.output_fn
+            parts[name] = [(0, fn(name, t.cpu(), 0) if fn else t.cpu())]
+        fo = FrameOutputs(0, "reference", parts)
+        return self.task.finalize(fo, rgb8.shape[1], rgb8.shape[0])
+
+
+def parse_plan_choice(choice: str, graph: OpGraph, model: str) -> Plan | None:
+    """'auto' -> None (planner decides); 'local' | 'offload' | 'cut:<k>' | a plan text -> that plan."""
+    c = (choice or "auto").strip()
+    if c == "auto":
+        return None
+    if c == "local":
+        return Plan.local(graph, model)
+    if c == "offload":
+        return Plan.offload(graph, model)
+    if c.startswith("cut:"):
+        return Plan.cut(graph, model, int(c[4:]))
+    return Plan.parse(c)
+
+
+@dataclasses.dataclass
+class RobotConfig(ModelConfig):
+    plan: str = "auto"
+    bandwidth_mbps: float = 100.0
+    link_latency_ms: float = 1.0
+    encodings: str = "raw,lz4"
+    profile_cache_dir: str = ""
+
+
+class RobotRuntime:
+    """The robot's side: profiles, planning, and the robot's share of every frame."""
+
+    def __init__(self, cfg: RobotConfig, log: Log = print):
+        self.cfg, self.log = cfg, log
+        self.m = ModelRuntime(cfg)
+        g = self.m.graph
+        self.profile = load_or_profile(g, self.m.example.to(self.m.device), Path(cfg.profile_cache_dir)
+                                       if cfg.profile_cache_dir else None, self.m.task.output_fn, log)
+        self.worker = RobotWorker(g, self.m.task.output_fn)
+        self.edge_profile: DeviceProfile | None = None
+        self.decision: Decision | None = None
+        self._lock = threading.Lock()
+        fixed = parse_plan_choice(cfg.plan, g, self.m.spec.name)
+        self.plan: Plan = fixed or Plan.local(g, self.m.spec.name)
+        compile_plan(g, self.plan)   # fail early on a bad plan parameter
+
+    @property
+    def needs_edge(self) -> bool:
+        return self.plan.kind(len(self.m.graph.ops)) != "local"
+
+    def set_edge_profile(self, prof: DeviceProfile) -> None:
+        if prof.key != self.m.graph.key:
+            raise ValueError(f"the edge runs a different model or weights (hash {prof.key}, ours "
+                             f"{self.m.graph.key}); start both with the same model, weights and input_size")
+        self.edge_profile = prof
+        self.replan()
+
+    def link(self) -> LinkModel:
+        return LinkModel(self.cfg.bandwidth_mbps, self.cfg.link_latency_ms)
+
+    def replan(self) -> Decision | None:
+        """Re-run the planner (plan == auto) for the current profiles and bandwidth."""
+        g, name = self.m.graph, self.m.spec.name
+        fixed = parse_plan_choice(self.cfg.plan, g, name)
+        if self.edge_profile is None:
+            with self._lock:
+                self.plan = fixed or Plan.local(g, name)
+            return None
+        encs = [e.strip() for e in self.cfg.encodings.split(",") if e.strip()] or ["raw"]
+        decision = choose(g, name, self.profile, self.edge_profile, self.link(), encs)
+        if fixed is not None:
+            decision.chosen = predict(g, fixed, self.profile, self.edge_profile, self.link())
+        with self._lock:
+            self.plan, self.decision = decision.chosen.plan, decision
+        return decision
+
+    def run_frame(self, seq: int, rgb8: np.ndarray, emit: Callable[[Packet], None]) -> float:
+        """Pre-process and compute the robot's share of one frame; returns robot compute ms."""
+        with self._lock:
+            plan = self.plan
+        x, _ = self.m.preprocess(rgb8)
+        return self.worker.run_frame(seq, plan, x.to(self.m.device), emit, input_is_u8=True)
+
+
+class EdgeRuntime:
+    """The edge's side: its profile, and the edge's share of frames as packets arrive."""
+
+    def __init__(self, cfg: ModelConfig, profile_cache_dir: str = "", log: Log = print):
+        self.m = ModelRuntime(cfg)
+        g = self.m.graph
+        self.profile = load_or_profile(g, self.m.example.to(self.m.device),
+                                       Path(profile_cache_dir) if profile_cache_dir else None,
+                                       self.m.task.output_fn, log)
+        self.worker = EdgeWorker(g, self.m.task.output_fn, device=self.m.device)
+
+    def on_packet(self, pkt: Packet) -> list[Packet]:
+        plan = Plan.parse(pkt.plan_spec)
+        if plan.model != self.m.spec.name:
+            raise PlanError(f"tile is for model {plan.model!r}, this edge serves {self.m.spec.name!r}")
+        return self.worker.on_packet(pkt)
+
+    def drop_frame(self, seq: int) -> None:
+        self.worker.frames.pop(seq, None)
+
+
+class AggregatorRuntime:
+    """Reassembles each frame's outputs and turns them into the task's result."""
+
+    def __init__(self, cfg: ModelConfig):
+        self.m = ModelRuntime(cfg, load_weights=False)   # shapes and output decoding only
+        self.assembler = Assembler(self.m.graph)
+
+    def add(self, pkt: Packet) -> FrameOutputs | None:
+        plan = Plan.parse(pkt.plan_spec)
+        if plan.model != self.m.spec.name:
+            raise PlanError(f"output is for model {plan.model!r}, this aggregator serves {self.m.spec.name!r}")
+        return self.assembler.add(pkt)
+
+    def finalize(self, fo: FrameOutputs, image_w: int, image_h: int):
+        return self.m.task.finalize(fo, image_w, image_h)

@@ -1,0 +1,83 @@
+"""The one source of truth for topic names, default QoS and the node set.
+
+The nodes, the launch files (``launch/*.launch.py``) and the pip-only launcher (``intradp_ros.launcher``) all
+read this module; it imports nothing from ROS so that all three can.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+__all__ = ["Topic", "QosDefaults", "NodeSpec", "TOPICS", "QOS", "NODES", "PACKAGE", "nodes_for"]
+
+PACKAGE = "intradp_ros"
+
+
+@dataclasses.dataclass(frozen=True)
+class QosDefaults:
+    """Default QoS of a class of topics; every field is overridable per topic by the ``qos.<topic>.*``
+    parameters (see ``config/qos.yaml``)."""
+    reliability: str      # "reliable" | "best_effort"
+    depth: int            # history depth (keep_last)
+    durability: str       # "volatile" | "transient_local"
+
+
+QOS = {
+    # camera frames: newest wins, a late frame is worthless (sensor-data profile)
+    "sensor_data": QosDefaults("best_effort", 1, "volatile"),
+    # tensor tiles: every tile of an accepted frame must arrive; deep enough for all tiles of a few frames
+    "tiles": QosDefaults("reliable", 100, "volatile"),
+    # results users act on
+    "results": QosDefaults("reliable", 10, "volatile"),
+    # state a late joiner needs (the edge's profile, the plan in force)
+    "latched": QosDefaults("reliable", 1, "transient_local"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Topic:
+    name: str
+    type: str       # ROS interface type, for docs and `ros2 topic` users
+    qos: str        # key into QOS
+
+
+TOPICS = {
+    "camera": Topic("/camera/image_raw", "sensor_msgs/msg/Image", "sensor_data"),
+    "to_edge": Topic("/intradp/tiles/to_edge", "intradp_ros/msg/TensorTile", "tiles"),
+    "outputs": Topic("/intradp/tiles/outputs", "intradp_ros/msg/TensorTile", "tiles"),
+    "detections": Topic("/intradp/detections", "intradp_ros/msg/DetectionArray", "results"),
+    "classifications": Topic("/intradp/classifications", "intradp_ros/msg/Classification", "results"),
+    "annotated": Topic("/intradp/annotated_image", "sensor_msgs/msg/Image", "sensor_data"),
+    "timing": Topic("/intradp/frame_timing", "intradp_ros/msg/FrameTiming", "results"),
+    "edge_profile": Topic("/intradp/edge_profile", "intradp_ros/msg/EdgeProfile", "latched"),
+    "plan": Topic("/intradp/plan", "intradp_ros/msg/PlanStatus", "latched"),
+    "diagnostics": Topic("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", "results"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeSpec:
+    name: str                 # node name (also the key in the YAML parameter files)
+    executable: str           # console script: `ros2 run intradp_ros <executable>`
+    host: str                 # "robot" | "edge": which launch file starts it
+    params_file: str          # file in config/ with its parameters
+    optional: str = ""        # launch argument that must be true to start it ("" = always)
+    description: str = ""
+
+
+NODES = (
+    NodeSpec("camera_player", "camera_player", "robot", "robot.yaml", optional="start_camera",
+             description="publishes frames from a video, an image folder or a pattern"),
+    NodeSpec("robot_node", "robot_node", "robot", "robot.yaml",
+             description="converts frames, plans, computes the robot's tiles, sends the edge's share"),
+    NodeSpec("aggregator_node", "aggregator_node", "robot", "robot.yaml",
+             description="reassembles outputs, publishes detections / classifications and timing"),
+    NodeSpec("edge_node", "edge_node", "edge", "edge.yaml",
+             description="computes the edge's tiles as they arrive and the rest of the model"),
+)
+
+QOS_FILE = "qos.yaml"          # shared QoS parameters, applied to every node after its own file
+
+
+def nodes_for(host: str) -> tuple[NodeSpec, ...]:
+    """Nodes started on ``host`` ("robot", "edge" or "all")."""
+    return tuple(n for n in NODES if host == "all" or n.host == host)

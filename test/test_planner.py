@@ -1,0 +1,112 @@
+"""Plans and the planner: text form, validation, cost model sanity, never worse than a baseline."""
+import dataclasses
+
+import pytest
+import torch
+
+from intradp_ros.engine.graph import capture
+from intradp_ros.engine.plan import CompiledPlan, Plan, PlanError
+from intradp_ros.engine.planner import LinkModel, choose, predict, split_points
+from intradp_ros.engine.profiler import DeviceProfile, load_or_profile, profile_graph
+from intradp_ros.models import build_model
+
+
+@pytest.fixture(scope="module")
+def graph():
+    return capture(build_model("resnet18"), torch.zeros(1, 3, 128, 128))
+
+
+def _synthetic(graph, ms_per_melem: float) -> DeviceProfile:
+    """A profile where each op costs in proportion to its output size: deterministic, no timing noise."""
+    op_ms = [ms_per_melem * op.nbytes / 4e6 + 0.01 for op in graph.ops]
+    n = len(graph.ops)
+    return DeviceProfile(graph.key, "cpu", 1, op_ms, 0.02, {e: 1.0 for e in ("raw", "fp16", "u8", "lz4", "zstd")},
+                         {e: 0.5 for e in ("raw", "fp16", "u8", "lz4", "zstd")},
+                         {"raw": [1.0] * n, "fp16": [0.5] * n, "lz4": [0.6] * n, "zstd": [0.5] * n},
+                         {o: 4000.0 for o in graph.outputs})
+
+
+def test_plan_text_round_trip_and_errors(graph):
+    p = Plan("resnet18", 128, 128, 3, 40, 5, 4, 2, "lz4")
+    assert Plan.parse(p.spec()) == p and p.plan_id == Plan.parse(p.spec()).plan_id
+    for bad in ["", "resnet18@128x128|3|40", "resnet18@128x128|a|40|5|4x2|lz4", "x@1x1|0|0|0|1x1|raw; rm -rf"]:
+        with pytest.raises(PlanError):
+            Plan.parse(bad)
+
+
+@pytest.mark.parametrize("plan,match", [
+    (Plan("resnet18", 128, 128, 40, 3), "does not hold"),
+    (Plan("resnet18", 224, 224, 0, 0), "input 224x224"),
+    (Plan("resnet18", 128, 128, 0, 0, encoding="u8"), "not usable"),
+    (Plan("resnet18", 128, 128, 0, 69), "barrier"),
+    (Plan("resnet18", 128, 128, 0, 10, split=999), "outside the segment grid"),
+    (Plan("resnet18", 128, 128, 0, 10, robot_tiles=0), "tiles per side"),
+])
+def test_invalid_plans_are_refused(graph, plan, match):
+    with pytest.raises(PlanError, match=match):
+        CompiledPlan(graph, plan)
+
+
+def test_split_points_are_valid_segments(graph):
+    starts, ends = split_points(graph)
+    assert starts and starts[0] == 0
+    for k1 in starts:
+        for k2 in ends[k1]:
+            CompiledPlan(graph, Plan("resnet18", 128, 128, k1, k2, 1, 2, 2))
+
+
+def test_prediction_follows_bandwidth(graph):
+    robot, edge = _synthetic(graph, 40.0), _synthetic(graph, 4.0)
+    off = Plan.offload(graph, "resnet18")
+    slow, fast = (predict(graph, off, robot, edge, LinkModel(bw)).latency_ms for bw in (5, 500))
+    assert slow > fast
+    local = Plan.local(graph, "resnet18")
+    assert predict(graph, local, robot, edge, LinkModel(5)).latency_ms == pytest.approx(
+        predict(graph, local, robot, edge, LinkModel(500)).latency_ms)
+
+
+def test_more_edge_tiles_overlap_transfer_with_compute(graph):
+    robot, edge = _synthetic(graph, 40.0), _synthetic(graph, 4.0)
+    starts, ends = split_points(graph)
+    k2 = ends[0][len(ends[0]) // 3]       # a shallow segment: small halos, so tiles pipeline well
+    one = predict(graph, Plan("resnet18", 128, 128, 0, k2, 0, 1, 1), robot, edge, LinkModel(20)).latency_ms
+    four = predict(graph, Plan("resnet18", 128, 128, 0, k2, 0, 1, 4), robot, edge, LinkModel(20)).latency_ms
+    assert four < one
+
+
+@pytest.mark.parametrize("bw", [1, 5, 25, 100, 500, 5000])
+@pytest.mark.parametrize("ratio", [1.0, 4.0, 30.0])
+def test_choice_never_worse_than_best_baseline(graph, bw, ratio):
+    robot, edge = _synthetic(graph, 4.0 * ratio), _synthetic(graph, 4.0)
+    d = choose(graph, "resnet18", robot, edge, LinkModel(bw), encodings=("raw", "lz4"))
+    best = min(p.latency_ms for p in d.baselines.values())
+    assert d.chosen.latency_ms <= best + 1e-9
+    assert set(d.baselines) == {"local", "offload", "best-cut"}
+    assert "chosen:" in d.report()
+
+
+def test_tiny_bandwidth_keeps_everything_local(graph):
+    robot, edge = _synthetic(graph, 40.0), _synthetic(graph, 1.0)
+    d = choose(graph, "resnet18", robot, edge, LinkModel(0.01))
+    assert d.chosen.plan.kind(len(graph.ops)) == "local"
+
+
+def test_profile_cache_hit_skips_profiling(graph, tmp_path):
+    x = torch.zeros(1, 3, 128, 128)
+    logs = []
+    p1 = load_or_profile(graph, x, tmp_path, log=logs.append)
+    p2 = load_or_profile(graph, x, tmp_path, log=logs.append)
+    assert "profiled" in logs[0] and "cache hit" in logs[1]
+    assert p1.op_ms == p2.op_ms and len(p1.op_ms) == len(graph.ops)
+    assert all(t > 0 for t in p1.op_ms)
+    (next(tmp_path.iterdir())).write_text("{not json")
+    p3 = load_or_profile(graph, x, tmp_path, log=logs.append)
+    assert "ignoring unreadable profile" in logs[2] and len(p3.op_ms) == len(graph.ops)
+
+
+def test_profile_round_trips_as_json(graph):
+    p = profile_graph(graph, torch.zeros(1, 3, 128, 128), repeats=1, warmup=0)
+    assert DeviceProfile.from_json(p.to_json()) == p
+    with pytest.raises(ValueError):
+        DeviceProfile.from_json(p.to_json().replace(f'"version": {p.version}', '"version": -1'))
+    assert dataclasses.replace(p, scale=2.0).compute_ms(0, 10, 10) == pytest.approx(2 * p.compute_ms(0, 10, 10))
