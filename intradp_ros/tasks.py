@@ -76,7 +76,9 @@ class DetectionTask:
     def finalize(self, fo: FrameOutputs, image_w: int, image_h: int):
         cands = [t.numpy() for name in fo.parts for _, t in fo.parts[name]]
         cand = np.concatenate(cands, 0) if cands else np.zeros((0, 7), np.float32)
-        return self._det.finalize(cand, image_w, image_h, self.input_size, self.conf_threshold, self.nms_threshold)
+        from .vision.preprocess import letterbox_geometry
+        geom = letterbox_geometry(image_w, image_h, self.input_size)
+        return self._det.finalize(cand, geom, self.conf_threshold, self.nms_threshold)
 
 
 def make_task(spec: ModelSpec, model: nn.Module, input_size: int) -> Task:

@@ -44,6 +44,7 @@ class RowMap:
     pad_top: int = 0
     dilation: int = 1
     factor: int = 1
+    replicate_height: int = 0   # "pad" in replicate mode: the input's height (its border rows are read)
 
     def input_range(self, lo: int, hi: int) -> tuple[int, int]:
         if self.kind == "identity":
@@ -51,7 +52,10 @@ class RowMap:
         if self.kind == "upsample":
             return lo // self.factor, (hi - 1) // self.factor + 1
         if self.kind == "pad":
-            return lo - self.pad_top, hi - self.pad_top
+            a, b = lo - self.pad_top, hi - self.pad_top
+            if self.replicate_height:   # rows made of padding still copy the border row: read it
+                a, b = min(a, self.replicate_height - 1), max(b, 1)
+            return a, b
         # window: output row r reads input rows r*s - p .. r*s - p + d*(k-1)
         return lo * self.stride - self.pad_top, (hi - 1) * self.stride - self.pad_top + self.dilation * (self.kernel - 1) + 1
 
@@ -283,7 +287,7 @@ class _Classifier:
         if isinstance(mod, (nn.ZeroPad2d, nn.ConstantPad2d, nn.ReplicationPad2d)):
             mode = "replicate" if isinstance(mod, nn.ReplicationPad2d) else "constant"
             value = getattr(mod, "value", 0.0)
-            return self._pad(sp, tuple(mod.padding), mode, value)
+            return self._pad(sp, tuple(mod.padding), mode, value, self.shapes[sp[0].name][2])
         if isinstance(mod, nn.Upsample):
             return self._upsample(node, sp, mod.mode, mod.scale_factor, out_shape)
         return False, {}, None, None, f"{type(mod).__name__} is not a local operator"
@@ -308,7 +312,7 @@ class _Classifier:
             value = node.kwargs.get("value", node.args[3] if len(node.args) > 3 else None) or 0.0
             if axis != 2 or len(out_shape) != 4 or mode not in ("constant", "replicate"):
                 return False, {}, None, None, f"pad mode {mode} / layout not supported"
-            return self._pad(sp, tuple(pad) + (0,) * (4 - len(pad)), mode, value)
+            return self._pad(sp, tuple(pad) + (0,) * (4 - len(pad)), mode, value, self.shapes[sp[0].name][2])
         if t in _FUNCTIONAL_POOLS:
             return self._module(node, _functional_pool(node), axis, sp)
         if t is F.interpolate:
@@ -329,11 +333,11 @@ class _Classifier:
         dims = [int(d) % len(dims) for d in dims]
         return True, {sp[0].name: IDENTITY}, dims.index(axis), None, ""
 
-    def _pad(self, sp, pad, mode, value):
+    def _pad(self, sp, pad, mode, value, in_height):
         left, right, top, bottom = (list(pad) + [0, 0, 0, 0])[:4]
         if min(left, right, top, bottom) < 0:
             return False, {}, None, None, "negative padding (crop)"
-        rm = RowMap("pad", pad_top=top)
+        rm = RowMap("pad", pad_top=top, replicate_height=in_height if mode == "replicate" else 0)
         return True, {sp[0].name: rm}, 2, _pad_tile(left, right, mode, value), ""
 
     def _upsample(self, node, sp, mode, sf, out_shape):

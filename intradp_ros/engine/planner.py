@@ -48,6 +48,7 @@ class Decision:
     chosen: Prediction
     baselines: dict[str, Prediction]    # "local", "offload", "best-cut"
     considered: int
+    best_split: Prediction | None = None   # best plan with a split segment, even when a baseline wins
 
     def report(self) -> str:
         lines = [f"chosen: {self.chosen.name} -> {self.chosen.latency_ms:.1f} ms  [{self.chosen.plan.spec()}]"]
@@ -238,14 +239,18 @@ def choose(graph: OpGraph, model: str, robot: DeviceProfile, edge: DeviceProfile
             if coarse:
                 pairs.append((min(c.latency_ms for c in coarse), k1, k2, grid))
     pairs.sort()
+    best_split = None
     for _, k1, k2, grid in pairs[:max_pairs]:
         for split in sorted(set(round(f * grid) for f in [i / 10 for i in range(11)])):
             for rt, et in _tile_options(grid):
+                rt, et = (1 if split == 0 else rt), (1 if split == grid else et)   # an empty side has one tile
                 for e in encodings:
                     p = pred(Plan(model, *graph.input_shape[2:], k1, k2, split, rt, et, e))
-                    if p and p.latency_ms < best.latency_ms:
-                        best = p
-    return Decision(best, baselines, len(cache))
+                    if p and (best_split is None or p.latency_ms < best_split.latency_ms):
+                        best_split = p
+    if best_split is not None and best_split.latency_ms < best.latency_ms:
+        best = best_split
+    return Decision(best, baselines, len(cache), best_split)
 
 
 def _thin(xs: list[int], k: int) -> list[int]:

@@ -168,8 +168,9 @@ class RowStreamer:
                     h = self.graph.value_shape(name)[2]
                     x = self.buf[name].rows(max(ilo, 0), min(ihi, h))
                     y = op.tile_fn(x, max(0, -ilo), max(0, ihi - h))
-                    off = lo - max(ilo, 0) * rm.factor if rm.kind == "upsample" else 0
-                    y = y.narrow(2, off, hi - lo)
+                    # first output row y holds: the tile's own for windows, else what the input range yields
+                    first = {"upsample": max(ilo, 0) * rm.factor, "pad": ilo + rm.pad_top}.get(rm.kind, lo)
+                    y = y.narrow(2, lo - first, hi - lo)
                 else:
                     override = {name: self.buf[name].rows(lo, hi) for name in op.row_maps}
                     y = _call(gm, op.node, {}, override)

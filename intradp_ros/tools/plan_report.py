@@ -1,0 +1,66 @@
+"""Planner report: predicted per-frame latency of every strategy across a bandwidth sweep.
+
+    ./intradp plan-report --model yolov3_tiny --bandwidths 5,10,25,50,100,200,500
+
+Profiles are measured here (cached): the robot on ``--robot-threads`` threads with its times multiplied by
+``--robot-slowdown`` (a robot computer is several times slower than a workstation core), the edge on
+``--edge-threads`` threads, or taken from a JSON profile recorded on the real edge (``--edge-profile``).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from intradp_ros.engine.planner import LinkModel, choose
+from intradp_ros.engine.profiler import DeviceProfile, load_or_profile
+from intradp_ros.runtime import ModelConfig, ModelRuntime
+
+
+def _profile(m: ModelRuntime, threads: int) -> DeviceProfile:
+    torch.set_num_threads(threads)
+    return load_or_profile(m.graph, m.example, output_fn=m.task.output_fn, log=lambda s: print("#", s))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="yolov3_tiny")
+    ap.add_argument("--input-size", type=int, default=0)
+    ap.add_argument("--bandwidths", default="5,10,25,50,100,200,500", help="Mbit/s, comma separated")
+    ap.add_argument("--latency-ms", type=float, default=1.0, help="one-way per-message latency")
+    ap.add_argument("--encodings", default="raw,lz4")
+    ap.add_argument("--robot-threads", type=int, default=1)
+    ap.add_argument("--robot-slowdown", type=float, default=4.0)
+    ap.add_argument("--edge-threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--edge-profile", type=Path, help="DeviceProfile JSON measured on the edge")
+    a = ap.parse_args(argv)
+
+    m = ModelRuntime(ModelConfig(model=a.model, input_size=a.input_size, weights=""), load_weights=False)
+    robot = _profile(m, a.robot_threads).scaled(a.robot_slowdown)
+    edge = DeviceProfile.from_json(a.edge_profile.read_text()) if a.edge_profile else _profile(m, a.edge_threads)
+    encs = [e for e in a.encodings.split(",") if e]
+    n = len(m.graph.ops)
+    print(f"# model {a.model} @ {m.size}px, {n} ops ({sum(op.local for op in m.graph.ops)} local); robot "
+          f"{sum(robot.op_ms) * robot.scale:.1f} ms whole ({a.robot_threads} thread(s) x{a.robot_slowdown:g}), edge "
+          f"{sum(edge.op_ms) * edge.scale:.1f} ms; latency {a.latency_ms} ms/message; encodings {encs}")
+    print("| Mbit/s | all-local ms | all-offload ms | best cut ms | best split ms | Intra-DP (chosen) ms "
+          "| vs best baseline | chosen plan |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---|")
+    worse = 0
+    for bw in [float(b) for b in a.bandwidths.split(",") if b]:
+        d = choose(m.graph, a.model, robot, edge, LinkModel(bw, a.latency_ms), encs)
+        b = d.baselines
+        best = min(p.latency_ms for p in b.values())
+        split = f"{d.best_split.latency_ms:.1f}" if d.best_split else "-"
+        worse += d.chosen.latency_ms > best + 1e-9
+        print(f"| {bw:g} | {b['local'].latency_ms:.1f} | {b['offload'].latency_ms:.1f} | "
+              f"{b['best-cut'].latency_ms:.1f} | {split} | {d.chosen.latency_ms:.1f} | "
+              f"{d.chosen.latency_ms / best:.2f}x | {d.chosen.name} `{d.chosen.plan.spec()}` |")
+    print(f"# Intra-DP above the best baseline at {worse} bandwidth(s)")
+    return 1 if worse else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
