@@ -74,9 +74,7 @@ class ModelRuntime:
     def preprocess(self, rgb8: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         """HxWx3 uint8 RGB camera image -> (1,3,S,S) float input in 0..1, exactly uint8/255."""
         boxed = letterbox(rgb8, self.size)
-        u8 = boxed.image
-        x = torch.from_numpy(np.ascontiguousarray(u8.transpose(2, 0, 1)))[None].to(torch.float32) / 255.0
-        return x, u8
+        return torch.from_numpy(boxed.to_input()), boxed.image
 
     def reference(self, rgb8: np.ndarray):
         """Single-process inference, the result collaborative inference must equal."""

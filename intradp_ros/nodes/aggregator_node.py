@@ -14,7 +14,7 @@ from sensor_msgs.msg import Image
 
 from intradp_ros.engine.codec import CodecError
 from intradp_ros.engine.executor import ProtocolError
-from intradp_ros.engine.plan import PlanError
+from intradp_ros.engine.plan import Plan, PlanError
 from intradp_ros.msg import Classification, Detection, DetectionArray, FrameTiming, TensorTile
 from intradp_ros.nodes.common import Counters, declare, msg_to_packet, run_node, stamp_ms, topic_qos
 from intradp_ros.runtime import AggregatorRuntime, ModelConfig
@@ -118,6 +118,10 @@ class AggregatorNode(Node):
                              edge_compute_ms=float(fo.edge_ms), bytes_to_aggregator=int(info["bytes"]))
         self.timing_pub.publish(timing)
         self.counters.inc("frames_published")
+        summary = ", ".join(f"{d.class_name} {d.score:.2f}" for d in result[:8]) if self.detection else \
+            ", ".join(f"{c.class_name} {c.score:.2f}" for c in result[:3])
+        self.get_logger().info(f"frame {fo.frame_seq} ({header.frame_id}): {timing.latency_ms:.1f} ms, "
+                               f"plan {Plan.parse(fo.plan_spec).kind(len(self.rt.m.graph.ops))}: {summary}")
         if self.annotated_pub is not None and self.detection:
             self._annotate(header, result)
 

@@ -1,0 +1,64 @@
+"""The three runtimes behind the nodes, wired in one process with every packet encoded and decoded:
+collaborative detections equal single-process inference for every kind of plan (real YOLOv3-tiny weights)."""
+from __future__ import annotations
+
+import cv2
+import pytest
+
+from intradp_ros.engine.plan import Plan
+from intradp_ros.engine.planner import split_points
+from intradp_ros.engine.rows import Segment
+from intradp_ros.runtime import AggregatorRuntime, EdgeRuntime, ModelConfig, RobotConfig, RobotRuntime
+from intradp_ros.vision.samples import load_sample
+
+
+@pytest.fixture(scope="module")
+def sides(tmp_path_factory):
+    cache = str(tmp_path_factory.mktemp("profiles"))
+    try:
+        robot = RobotRuntime(RobotConfig(profile_cache_dir=cache), log=lambda s: None)
+    except FileNotFoundError as e:
+        pytest.skip(f"detector weights not installed: {e}")
+    edge = EdgeRuntime(ModelConfig(), cache, log=lambda s: None)
+    return robot, edge, AggregatorRuntime(ModelConfig())
+
+
+def _plans(graph):
+    n = len(graph.ops)
+    starts, ends = split_points(graph)
+    whole = Segment(graph, 0, n).grid
+    mid = starts[len(starts) // 2]
+    return [Plan.local(graph, "yolov3_tiny"), Plan.offload(graph, "yolov3_tiny"),
+            Plan.cut(graph, "yolov3_tiny", mid, "lz4"),
+            Plan("yolov3_tiny", 416, 416, 0, n, whole // 2, 4, 3),                 # whole network split
+            Plan("yolov3_tiny", 416, 416, 0, n, 2, 2, 8, "zstd"),
+            Plan("yolov3_tiny", 416, 416, starts[1], ends[starts[1]][0], 1, 3, 2)]  # prefix, split, suffix
+
+
+def _run(robot, edge, agg, plan, rgb, seq):
+    robot.plan = plan
+    to_edge, to_agg = [], []
+    robot.run_frame(seq, rgb, lambda p: (to_edge if p.dest == "edge" else to_agg).append(p))
+    for p in to_edge:
+        to_agg += edge.on_packet(p)
+    done = [fo for p in to_agg if (fo := agg.add(p)) is not None]
+    assert len(done) == 1, f"{plan.spec()}: frame completed {len(done)} times"
+    return agg.finalize(done[0], rgb.shape[1], rgb.shape[0])
+
+
+@pytest.mark.parametrize("image", ["dog.jpg", "person.jpg"])
+def test_every_plan_detects_what_one_process_detects(sides, image):
+    robot, edge, agg = sides
+    bgr = load_sample(image)
+    if bgr is None:
+        pytest.skip(f"{image} not found: ./intradp setup puts darknet's samples in .cache/samples")
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    ref = robot.m.reference(rgb)
+    assert len(ref) >= 3
+    for seq, plan in enumerate(_plans(robot.m.graph)):
+        got = _run(robot, edge, agg, plan, rgb, seq)
+        assert [d.class_name for d in got] == [d.class_name for d in ref], plan.spec()
+        for a, b in zip(got, ref):
+            assert abs(a.score - b.score) <= 1e-4, plan.spec()
+            for f in ("center_x", "center_y", "size_x", "size_y"):
+                assert abs(getattr(a, f) - getattr(b, f)) <= 1e-2, (plan.spec(), f)
