@@ -159,6 +159,11 @@ class RobotRuntime:
             self.plan, self.decision = decision.chosen.plan, decision
         return decision
 
+    def set_plan(self, plan: Plan) -> None:
+        compile_plan(self.m.graph, plan)
+        with self._lock:
+            self.plan = plan
+
     def run_frame(self, seq: int, rgb8: np.ndarray, emit: Callable[[Packet], None]) -> float:
         """Pre-process and compute the robot's share of one frame; returns robot compute ms."""
         with self._lock:

@@ -13,11 +13,11 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
-from intradp_ros.engine.plan import PlanError
+from intradp_ros.engine.plan import PlanError, compile_plan
 from intradp_ros.engine.profiler import DeviceProfile
 from intradp_ros.msg import EdgeProfile, PlanStatus, TensorTile
 from intradp_ros.nodes.common import Counters, declare, packet_to_msg, run_node, topic_qos
-from intradp_ros.runtime import RobotConfig, RobotRuntime
+from intradp_ros.runtime import RobotConfig, RobotRuntime, parse_plan_choice
 from intradp_ros.topology import TOPICS
 from intradp_ros.vision.image_convert import ImageConversionError, image_to_array, to_rgb8
 
@@ -99,20 +99,22 @@ class RobotNode(Node):
         for name in ("bandwidth_mbps", "link_latency_ms"):
             if name in changed and not (isinstance(changed[name], (int, float)) and changed[name] > 0):
                 return SetParametersResult(successful=False, reason=f"{name} must be a positive number")
+        fixed = None
         if "plan" in changed:
-            from intradp_ros.runtime import parse_plan_choice
             try:
-                p = parse_plan_choice(changed["plan"], self.rt.m.graph, self.rt.m.spec.name)
-                if p is not None:
-                    from intradp_ros.engine.plan import compile_plan
-                    compile_plan(self.rt.m.graph, p)
+                fixed = parse_plan_choice(changed["plan"], self.rt.m.graph, self.rt.m.spec.name)
+                if fixed is not None:
+                    compile_plan(self.rt.m.graph, fixed)
             except (PlanError, ValueError) as e:
                 return SetParametersResult(successful=False, reason=str(e))
         for name in ("plan", "bandwidth_mbps", "link_latency_ms", "encodings"):
             if name in changed:
                 setattr(self.cfg, name, changed[name])
-        if changed.keys() & {"plan", "bandwidth_mbps", "link_latency_ms", "encodings"}:
-            # re-plan off the parameter service thread; the next frame picks the new plan up
+        if fixed is not None:
+            self.rt.set_plan(fixed)        # effective from the next frame; frames in flight keep theirs
+            self.publish_plan()
+        elif changed.keys() & {"plan", "bandwidth_mbps", "link_latency_ms", "encodings"}:
+            # planning takes a moment: off the parameter service thread; the next frame picks the result up
             threading.Thread(target=self._report_plan, daemon=True).start()
         return SetParametersResult(successful=True)
 

@@ -1,0 +1,239 @@
+"""The real nodes, each its own process, over DDS on a private ROS_DOMAIN_ID; this test is the user.
+
+It publishes camera frames and subscribes to /intradp/detections: every frame yields exactly one detection
+array stamped like the frame, equal to single-process inference, under Intra-DP plans switched at run time.
+Bad input (images, tiles, outputs) is logged and counted on /diagnostics, and the next good frame still works.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+rclpy = pytest.importorskip("rclpy")
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+
+from intradp_ros.engine.executor import RobotWorker  # noqa: E402
+from intradp_ros.engine.plan import Plan  # noqa: E402
+from intradp_ros.engine.planner import split_points  # noqa: E402
+from intradp_ros.engine.rows import Segment  # noqa: E402
+from intradp_ros.launcher import _share_dir, start  # noqa: E402
+from intradp_ros.msg import DetectionArray, TensorTile  # noqa: E402
+from intradp_ros.nodes.common import packet_to_msg, topic_qos  # noqa: E402
+from intradp_ros.runtime import ModelConfig, ModelRuntime  # noqa: E402
+from intradp_ros.topology import TOPICS  # noqa: E402
+from intradp_ros.vision.image_convert import array_to_image_fields  # noqa: E402
+from intradp_ros.vision.samples import load_sample  # noqa: E402
+
+WAIT = 90.0
+
+
+def _params(tmp_path, name, updates):
+    base = yaml.safe_load((_share_dir() / "config" / name).read_text())
+    for node, params in updates.items():
+        base.setdefault(f"/{node}", {}).setdefault("ros__parameters", {}).update(params)
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(base))
+    return str(path)
+
+
+class Client(Node):
+    """What a user's node does: publish frames, read detections and diagnostics."""
+
+    def __init__(self):
+        super().__init__("intradp_test_client")
+        self.detections: list[DetectionArray] = []
+        self.counters: dict[str, dict[str, int]] = {}
+        self.camera = self.create_publisher(Image, TOPICS["camera"].name, topic_qos(self, "camera"))
+        self.tiles = self.create_publisher(TensorTile, TOPICS["to_edge"].name, topic_qos(self, "to_edge"))
+        self.outputs = self.create_publisher(TensorTile, TOPICS["outputs"].name, topic_qos(self, "outputs"))
+        self.create_subscription(DetectionArray, TOPICS["detections"].name, self.detections.append,
+                                 topic_qos(self, "detections"))
+        self.create_subscription(DiagnosticArray, TOPICS["diagnostics"].name, self._diag, 10)
+
+    def _diag(self, msg):
+        for st in msg.status:
+            self.counters[st.name.lstrip("/")] = {kv.key: int(kv.value) for kv in st.values}
+
+    def spin_until(self, cond, what: str, timeout: float = WAIT):
+        deadline = time.monotonic() + timeout
+        while not cond():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            rclpy.spin_once(self, timeout_sec=0.1)
+
+    def counter(self, node: str, name: str) -> int:
+        return self.counters.get(node, {}).get(name, 0)
+
+    def send_image(self, bgr: np.ndarray, as_encoding: str = "bgr8", **override) -> Image:
+        msg = Image(**array_to_image_fields(bgr, as_encoding))
+        for k, v in override.items():
+            setattr(msg, k, v)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = "test_camera"
+        self.camera.publish(msg)
+        return msg
+
+    def detect(self, bgr: np.ndarray) -> DetectionArray:
+        sent = self.send_image(bgr)
+        n = len(self.detections)
+        self.spin_until(lambda: len(self.detections) > n, "detections")
+        got = self.detections[n]
+        assert got.header.stamp == sent.header.stamp and got.header.frame_id == "test_camera"
+        return got
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    if load_sample("dog.jpg") is None:
+        pytest.skip("sample images missing: ./intradp setup puts them in .cache/samples")
+    tmp = tmp_path_factory.mktemp("ros")
+    model = ModelRuntime(ModelConfig())
+    g = model.graph
+    starts, ends = split_points(g)
+    n = len(g.ops)
+    plans = [Plan("yolov3_tiny", 416, 416, 0, n, Segment(g, 0, n).grid // 2, 3, 4),       # split all the way
+             Plan("yolov3_tiny", 416, 416, starts[2], ends[starts[2]][0], 2, 2, 2, "lz4"),  # prefix + split + suffix
+             Plan.offload(g, "yolov3_tiny")]
+    domain = str(100 + os.getpid() % 100)
+    os.environ["ROS_DOMAIN_ID"] = domain
+    robot = _params(tmp, "robot.yaml", {"robot_node": {"plan": plans[0].spec(), "profile_cache_dir": str(tmp)},
+                                        "aggregator_node": {"frame_timeout_s": 2.0}})
+    edge = _params(tmp, "edge.yaml", {"edge_node": {"frame_timeout_s": 2.0, "profile_cache_dir": str(tmp)}})
+    launch = start("all", {"start_camera": "false", "robot_params_file": robot, "edge_params_file": edge},
+                   env=dict(os.environ, ROS_DOMAIN_ID=domain))
+    rclpy.init()
+    client = Client()
+    try:
+        # the robot subscribes to the camera only once edge and aggregator are up: that is our start signal
+        client.spin_until(lambda: client.camera.get_subscription_count() > 0 or launch.poll() not in (None, 0),
+                          "robot_node to become ready")
+        assert launch.poll() in (None, 0), launch.output
+        yield client, model, plans, launch
+    finally:
+        client.destroy_node()
+        rclpy.shutdown()
+        launch.stop()
+
+
+def _same(got: DetectionArray, ref) -> None:
+    assert [d.class_name for d in got.detections] == [d.class_name for d in ref]
+    for a, b in zip(got.detections, ref):
+        assert abs(a.score - b.score) <= 1e-4
+        assert max(abs(a.center_x - b.center_x), abs(a.center_y - b.center_y), abs(a.size_x - b.size_x),
+                   abs(a.size_y - b.size_y)) <= 1e-2
+
+
+def test_frames_yield_detections_equal_to_one_process(world):
+    client, model, plans, _ = world
+    for name in ("dog.jpg", "person.jpg", "horses.jpg"):
+        bgr = load_sample(name)
+        got = client.detect(bgr)
+        assert got.plan_spec == plans[0].spec()
+        _same(got, model.reference(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+
+
+def test_plan_changes_at_run_time_lose_no_frame(world):
+    client, model, plans, _ = world
+    params = AsyncParameterClient(client, "robot_node")
+    assert params.wait_for_services(timeout_sec=30)
+    bgr = load_sample("dog.jpg")
+    ref = model.reference(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    for plan in plans[1:] + plans[:1]:
+        fut = params.set_parameters([Parameter("plan", value=plan.spec())])
+        client.spin_until(fut.done, "set_parameters")
+        assert fut.result().results[0].successful
+        got = client.detect(bgr)
+        assert got.plan_spec == plan.spec()
+        _same(got, ref)
+    fut = params.set_parameters([Parameter("plan", value="yolov3_tiny@416x416|0|999|0|1x1|raw")])
+    client.spin_until(fut.done, "set_parameters")
+    assert not fut.result().results[0].successful        # refused, and the node keeps the plan it had
+    assert client.detect(bgr).plan_spec == plans[0].spec()
+
+
+def test_bad_images_are_logged_counted_and_survived(world):
+    client, model, _, launch = world
+    bgr = load_sample("dog.jpg")
+    bad = [dict(image=bgr[:, :, 0].copy(), as_encoding="mono8", encoding="yuv422"),     # unsupported encoding
+           dict(image=bgr[:2, :2], height=0, width=0, step=0, data=b""),              # zero-size
+           dict(image=bgr, data=bytes(100))]                                          # shorter than step*height
+    for kw in bad:   # one at a time: the camera topic keeps only the newest frame (sensor-data QoS)
+        before = client.counter("robot_node", "bad_images")
+        client.send_image(kw.pop("image"), **kw)
+        client.spin_until(lambda: client.counter("robot_node", "bad_images") > before, "bad_images counter")
+    assert launch.poll() is None
+    launch.wait_for_output(r"rejected", node="robot_node", timeout=10)
+    _same(client.detect(bgr), model.reference(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+
+
+def _valid_tiles(model, plan, seq):
+    """Real packets of one frame under ``plan``, as the robot would send them."""
+    packets = []
+    x = model.preprocess(cv2.cvtColor(load_sample("dog.jpg"), cv2.COLOR_BGR2RGB))[0]
+    RobotWorker(model.graph, model.task.output_fn).run_frame(seq, plan, x, packets.append)
+    return [p for p in packets if p.dest == "edge"]
+
+
+def test_bad_tiles_are_logged_counted_and_survived(world):
+    client, model, plans, launch = world
+    header = Image().header
+    now = client.get_clock().now().to_msg()
+    good = packet_to_msg(_valid_tiles(model, plans[0], 10 ** 9)[0], header, (768, 576), "yolov3_tiny", now)
+    bad = []
+    m = packet_to_msg(_valid_tiles(model, plans[0], 10 ** 9 + 1)[0], header, (768, 576), "yolov3_tiny", now)
+    m.data = bytes(m.data)[:-7]                                   # payload disagrees with shape x dtype
+    bad.append(m)
+    m = packet_to_msg(_valid_tiles(model, plans[0], 10 ** 9 + 2)[0], header, (768, 576), "yolov3_tiny", now)
+    m.payload_shape = [1, 3, 10 ** 6, 10 ** 6]                     # 3e12 elements
+    bad.append(m)
+    m = packet_to_msg(_valid_tiles(model, plans[0], 10 ** 9 + 3)[0], header, (768, 576), "yolov3_tiny", now)
+    m.plan_spec, m.plan_id = "no-such-plan", 12345                 # unknown plan id
+    bad.append(m)
+    m = packet_to_msg(_valid_tiles(model, plans[0], 10 ** 9 + 4)[0], header, (768, 576), "yolov3_tiny", now)
+    m.plan_spec = m.plan_spec.replace("yolov3_tiny", "resnet18")   # a plan for another model
+    m.plan_id = Plan.parse(m.plan_spec).plan_id
+    bad.append(m)
+    before = client.counter("edge_node", "bad_tiles")
+    for m in bad:
+        client.tiles.publish(m)
+    client.spin_until(lambda: client.counter("edge_node", "bad_tiles") >= before + len(bad), "bad_tiles counter")
+    # a frame whose other tiles never come is dropped after frame_timeout_s, not kept
+    dropped = client.counter("edge_node", "frames_dropped_timeout")
+    client.tiles.publish(good)
+    client.spin_until(lambda: client.counter("edge_node", "frames_dropped_timeout") > dropped, "timeout drop")
+    assert launch.poll() is None
+    launch.wait_for_output(r"rejected, frame dropped", node="edge_node", timeout=10)
+    bgr = load_sample("person.jpg")
+    _same(client.detect(bgr), model.reference(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+
+
+def test_bad_outputs_are_logged_counted_and_survived(world):
+    client, model, plans, launch = world
+    header = Image().header
+    now = client.get_clock().now().to_msg()
+    packets = []
+    x = model.preprocess(cv2.cvtColor(load_sample("dog.jpg"), cv2.COLOR_BGR2RGB))[0]
+    RobotWorker(model.graph, model.task.output_fn).run_frame(10 ** 9 + 10, Plan.local(model.graph, "yolov3_tiny"),
+                                                             x, packets.append)
+    m = packet_to_msg(packets[0], header, (768, 576), "yolov3_tiny", now)
+    m.tensor = "not_an_output"
+    before = client.counter("aggregator_node", "bad_outputs")
+    client.outputs.publish(m)
+    partial = packet_to_msg(packets[0], header, (768, 576), "yolov3_tiny", now)   # one of two outputs only
+    dropped = client.counter("aggregator_node", "frames_dropped_timeout")
+    client.outputs.publish(partial)
+    client.spin_until(lambda: client.counter("aggregator_node", "bad_outputs") > before, "bad_outputs counter")
+    client.spin_until(lambda: client.counter("aggregator_node", "frames_dropped_timeout") > dropped, "timeout drop")
+    assert launch.poll() is None
+    bgr = load_sample("dog.jpg")
+    _same(client.detect(bgr), model.reference(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
