@@ -26,6 +26,7 @@ from .engine.profiler import DeviceProfile, load_or_profile
 from .models import build_model, get_spec
 from .tasks import Task, make_task
 from .vision.preprocess import letterbox
+from .vision.samples import load_sample
 
 __all__ = ["ModelConfig", "ModelRuntime", "RobotConfig", "RobotRuntime", "EdgeRuntime", "AggregatorRuntime",
            "parse_plan_choice"]
@@ -70,6 +71,17 @@ class ModelRuntime:
         self.task: Task = make_task(spec, self.module, size)
         if hasattr(self.task, "bind"):
             self.task.bind(self.graph.outputs)
+
+    def profile_input(self) -> torch.Tensor:
+        """A representative frame for profiling: compressed sizes and detector outputs depend on content,
+        so a sample photo when one is installed, else a smooth synthetic scene with noise (never zeros)."""
+        bgr = load_sample("dog.jpg")
+        if bgr is None:
+            rng = np.random.default_rng(0)
+            yy, xx = np.mgrid[0:480, 0:640]
+            base = np.stack([xx * 0.3, yy * 0.4, (xx + yy) * 0.2], -1) % 255
+            bgr = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+        return self.preprocess(bgr[:, :, ::-1].copy())[0].to(self.device)
 
     def preprocess(self, rgb8: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         """HxWx3 uint8 RGB camera image -> (1,3,S,S) float input in 0..1, exactly uint8/255."""
@@ -119,7 +131,7 @@ class RobotRuntime:
         self.cfg, self.log = cfg, log
         self.m = ModelRuntime(cfg)
         g = self.m.graph
-        self.profile = load_or_profile(g, self.m.example.to(self.m.device), Path(cfg.profile_cache_dir)
+        self.profile = load_or_profile(g, self.m.profile_input(), Path(cfg.profile_cache_dir)
                                        if cfg.profile_cache_dir else None, self.m.task.output_fn, log)
         self.worker = RobotWorker(g, self.m.task.output_fn)
         self.edge_profile: DeviceProfile | None = None
@@ -178,7 +190,7 @@ class EdgeRuntime:
     def __init__(self, cfg: ModelConfig, profile_cache_dir: str = "", log: Log = print):
         self.m = ModelRuntime(cfg)
         g = self.m.graph
-        self.profile = load_or_profile(g, self.m.example.to(self.m.device),
+        self.profile = load_or_profile(g, self.m.profile_input(),
                                        Path(profile_cache_dir) if profile_cache_dir else None,
                                        self.m.task.output_fn, log)
         self.worker = EdgeWorker(g, self.m.task.output_fn, device=self.m.device)

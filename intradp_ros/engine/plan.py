@@ -93,10 +93,13 @@ class Plan:
         if kind == "cut":
             return f"layer-wise cut before {name(self.k1)} (op {self.k1}/{n}, {self.encoding})"
         grid = Segment(graph, self.k1, self.k2).grid
-        return (f"intra-dp: robot ops [0,{self.k1}), split ops [{self.k1},{self.k2}) "
-                f"({name(self.k1)}..{graph.ops[self.k2 - 1].name}) robot {self.split}/{grid} rows in "
-                f"{self.robot_tiles} tiles, edge {grid - self.split}/{grid} in {self.edge_tiles}, "
-                f"edge ops [{self.k2},{n}), {self.encoding}")
+        parts = [f"robot ops [0,{self.k1})"] if self.k1 else []
+        parts.append(f"split ops [{self.k1},{self.k2}) ({name(self.k1)}..{graph.ops[self.k2 - 1].name}): "
+                     f"robot {self.split}/{grid} rows in {self.robot_tiles} tile(s), edge {grid - self.split}/{grid} "
+                     f"in {self.edge_tiles}")
+        if self.k2 < n:
+            parts.append(f"edge ops [{self.k2},{n})")
+        return f"intra-dp: {', '.join(parts)}, {self.encoding}"
 
 
 @dataclasses.dataclass(frozen=True)

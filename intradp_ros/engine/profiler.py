@@ -103,6 +103,17 @@ def profile_graph(graph: OpGraph, x: torch.Tensor, repeats: int = 5, warmup: int
                          enc_ms, dec_ms, ratio, out_bytes)
 
 
+def _whole_forward_ms(graph: OpGraph, x: torch.Tensor) -> float:
+    """One warm forward pass, timed: a cheap check that a cached profile still describes this device."""
+    with torch.inference_mode():
+        graph.gm(x)
+        _sync(x.device)
+        t0 = time.perf_counter()
+        graph.gm(x)
+        _sync(x.device)
+    return (time.perf_counter() - t0) * 1e3
+
+
 def _codec_costs(graph: OpGraph, env: dict[str, torch.Tensor]):
     from .codec import decode
     big = max((env[op.name] for op in graph.ops if op.row_axis is not None), key=lambda t: t.numel())
@@ -143,9 +154,14 @@ def load_or_profile(graph: OpGraph, x: torch.Tensor, cache_dir: Path | None = No
     if path.exists():
         try:
             prof = DeviceProfile.from_json(path.read_text())
-            log(f"profile cache hit: {path}")
-            return prof
-        except (ValueError, TypeError, KeyError) as e:
+            now_ms = _whole_forward_ms(graph, x)
+            cached_ms = sum(prof.op_ms)
+            if 0.5 <= now_ms / cached_ms <= 2.0:
+                log(f"profile cache hit: {path} (whole model {cached_ms:.1f} ms cached, {now_ms:.1f} ms now)")
+                return prof
+            log(f"stale profile {path}: whole model {cached_ms:.1f} ms cached but {now_ms:.1f} ms now (another "
+                "load or clock than when it was measured); profiling again")
+        except (ValueError, TypeError, KeyError, ZeroDivisionError) as e:
             log(f"ignoring unreadable profile {path}: {e}")
     t0 = time.perf_counter()
     prof = profile_graph(graph, x, output_fn=output_fn)

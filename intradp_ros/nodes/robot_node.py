@@ -112,9 +112,8 @@ class RobotNode(Node):
                 setattr(self.cfg, name, changed[name])
         if fixed is not None:
             self.rt.set_plan(fixed)        # effective from the next frame; frames in flight keep theirs
-            self.publish_plan()
-        elif changed.keys() & {"plan", "bandwidth_mbps", "link_latency_ms", "encodings"}:
-            # planning takes a moment: off the parameter service thread; the next frame picks the result up
+        if changed.keys() & {"plan", "bandwidth_mbps", "link_latency_ms", "encodings"}:
+            # (re)planning and predicting take a moment: off the parameter service thread
             threading.Thread(target=self._report_plan, daemon=True).start()
         return SetParametersResult(successful=True)
 
@@ -136,6 +135,7 @@ class RobotNode(Node):
         if dec is not None:
             msg.predicted_ms = float(dec.chosen.latency_ms)
             msg.baseline_names = list(dec.baselines)
+            msg.baseline_plan_specs = [p.plan.spec() for p in dec.baselines.values()]
             msg.baseline_predicted_ms = [float(p.latency_ms) for p in dec.baselines.values()]
             msg.reason = dec.chosen.name
         else:

@@ -21,7 +21,7 @@ from intradp_ros.runtime import ModelConfig, ModelRuntime
 
 def _profile(m: ModelRuntime, threads: int) -> DeviceProfile:
     torch.set_num_threads(threads)
-    return load_or_profile(m.graph, m.example, output_fn=m.task.output_fn, log=lambda s: print("#", s))
+    return load_or_profile(m.graph, m.profile_input(), output_fn=m.task.output_fn, log=lambda s: print("#", s))
 
 
 def main(argv=None) -> int:
@@ -37,7 +37,11 @@ def main(argv=None) -> int:
     ap.add_argument("--edge-profile", type=Path, help="DeviceProfile JSON measured on the edge")
     a = ap.parse_args(argv)
 
-    m = ModelRuntime(ModelConfig(model=a.model, input_size=a.input_size, weights=""), load_weights=False)
+    try:   # trained weights matter: a detector's output size (box candidates) depends on them
+        m = ModelRuntime(ModelConfig(model=a.model, input_size=a.input_size))
+    except FileNotFoundError as e:
+        print(f"# {e}\n# planning with random weights instead")
+        m = ModelRuntime(ModelConfig(model=a.model, input_size=a.input_size), load_weights=False)
     robot = _profile(m, a.robot_threads).scaled(a.robot_slowdown)
     edge = DeviceProfile.from_json(a.edge_profile.read_text()) if a.edge_profile else _profile(m, a.edge_threads)
     encs = [e for e in a.encodings.split(",") if e]
