@@ -12,7 +12,6 @@ import time
 import cv2
 import numpy as np
 import pytest
-import yaml
 
 rclpy = pytest.importorskip("rclpy")
 
@@ -30,6 +29,7 @@ from intradp_ros.launcher import _share_dir, start  # noqa: E402
 from intradp_ros.msg import DetectionArray, TensorTile  # noqa: E402
 from intradp_ros.nodes.common import packet_to_msg, topic_qos  # noqa: E402
 from intradp_ros.runtime import ModelConfig, ModelRuntime  # noqa: E402
+from intradp_ros.tools.params import with_overrides  # noqa: E402
 from intradp_ros.topology import TOPICS  # noqa: E402
 from intradp_ros.vision.image_convert import array_to_image_fields  # noqa: E402
 from intradp_ros.vision.samples import load_sample  # noqa: E402
@@ -38,12 +38,7 @@ WAIT = 90.0
 
 
 def _params(tmp_path, name, updates):
-    base = yaml.safe_load((_share_dir() / "config" / name).read_text())
-    for node, params in updates.items():
-        base.setdefault(f"/{node}", {}).setdefault("ros__parameters", {}).update(params)
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(base))
-    return str(path)
+    return str(with_overrides(_share_dir() / "config" / name, updates, tmp_path))
 
 
 class Client(Node):
@@ -170,7 +165,7 @@ def test_bad_images_are_logged_counted_and_survived(world):
     for kw in bad:   # one at a time: the camera topic keeps only the newest frame (sensor-data QoS)
         before = client.counter("robot_node", "bad_images")
         client.send_image(kw.pop("image"), **kw)
-        client.spin_until(lambda: client.counter("robot_node", "bad_images") > before, "bad_images counter")
+        client.spin_until(lambda n=before: client.counter("robot_node", "bad_images") > n, "bad_images counter")
     assert launch.poll() is None
     launch.wait_for_output(r"rejected", node="robot_node", timeout=10)
     _same(client.detect(bgr), model.reference(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))

@@ -57,7 +57,8 @@ class RowMap:
                 a, b = min(a, self.replicate_height - 1), max(b, 1)
             return a, b
         # window: output row r reads input rows r*s - p .. r*s - p + d*(k-1)
-        return lo * self.stride - self.pad_top, (hi - 1) * self.stride - self.pad_top + self.dilation * (self.kernel - 1) + 1
+        first = lo * self.stride - self.pad_top
+        return first, (hi - 1) * self.stride - self.pad_top + self.dilation * (self.kernel - 1) + 1
 
 
 IDENTITY = RowMap("identity")
@@ -345,7 +346,8 @@ class _Classifier:
         if mode != "nearest" or len(out_shape) != 4 or self.row_axis[sp[0].name] != 2:
             return False, {}, None, None, f"upsample mode {mode} is not local"
         f = out_shape[2] // in_h
-        if f * in_h != out_shape[2] or (sf is not None and float(_pair(sf)[0] if not isinstance(sf, float) else sf) != f):
+        sf_rows = None if sf is None else float(sf if isinstance(sf, (int, float)) else sf[0])
+        if f * in_h != out_shape[2] or (sf_rows is not None and sf_rows != f):
             return False, {}, None, None, "non-integer upsample factor"
         return True, {sp[0].name: RowMap("upsample", factor=f)}, 2, _upsample_tile(f), ""
 
@@ -462,7 +464,7 @@ def capture(model: nn.Module, example: torch.Tensor) -> OpGraph:
             continue
         if n.op == "output":
             flat: list[fx.Node] = []
-            fx.node.map_arg(n.args[0], lambda a: flat.append(a))
+            fx.node.map_arg(n.args[0], flat.append)
             outputs = tuple(a.name for a in flat)
             continue
         if n.name not in shapes:

@@ -38,7 +38,7 @@ class RobotNode(Node):
             bandwidth_mbps=declare(self, "bandwidth_mbps", d.bandwidth_mbps, "robot-edge bandwidth for planning"),
             link_latency_ms=declare(self, "link_latency_ms", d.link_latency_ms, "one-way message latency"),
             encodings=declare(self, "encodings", d.encodings, "tile encodings the planner may use (raw,fp16,lz4,zstd)"),
-            profile_cache_dir=declare(self, "profile_cache_dir", d.profile_cache_dir, "profile cache, '' = default", ro),
+            profile_cache_dir=declare(self, "profile_cache_dir", d.profile_cache_dir, "'' = ~/.cache/intradp_ros", ro),
         )
         self.edge_wait_s = declare(self, "edge_wait_s", 30.0, "wait this long for the edge before running alone", ro)
         self.counters = Counters(self, ["frames_received", "frames_processed", "frames_skipped_busy", "bad_images",
@@ -172,7 +172,7 @@ class RobotNode(Node):
             seq = self._seq
             size = (rgb.shape[1], rgb.shape[0])
             try:
-                ms = self.rt.run_frame(seq, rgb, lambda p: self._send_q.put((p, header, size)))
+                ms = self.rt.run_frame(seq, rgb, lambda p, h=header, s=size: self._send_q.put((p, h, s)))
                 self.counters.inc("frames_processed")
                 self.get_logger().debug(f"frame {seq} ({header.frame_id}): robot share {ms:.1f} ms")
             except Exception as e:  # noqa: BLE001 - one bad frame must not stop the robot

@@ -11,23 +11,7 @@ import os
 import random
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
-
-import yaml
-
-
-def _robot_params(overrides: dict[str, dict]) -> Path:
-    """A copy of the installed robot.yaml with ``overrides`` merged into its nodes' parameters."""
-    from intradp_ros.launcher import _share_dir
-    base = yaml.safe_load((_share_dir() / "config" / "robot.yaml").read_text())
-    for node, params in overrides.items():
-        base.setdefault(f"/{node}", {}).setdefault("ros__parameters", {}).update(params)
-    f = tempfile.NamedTemporaryFile("w", suffix="-robot.yaml", delete=False)
-    yaml.safe_dump(base, f)
-    f.close()
-    return Path(f.name)
 
 
 def main(argv=None) -> int:
@@ -45,10 +29,11 @@ def main(argv=None) -> int:
     import rclpy
     from rclpy.node import Node
 
-    from intradp_ros.launcher import start
+    from intradp_ros.launcher import _share_dir, start
     from intradp_ros.msg import DetectionArray, FrameTiming
     from intradp_ros.nodes.common import topic_qos
     from intradp_ros.topology import TOPICS
+    from intradp_ros.tools.params import with_overrides
     from intradp_ros.vision.samples import find_samples, images_in
 
     frames = a.frames
@@ -58,7 +43,7 @@ def main(argv=None) -> int:
     domain = os.environ.get("ROS_DOMAIN_ID") or str(random.randint(100, 199))
     env = dict(os.environ, ROS_DOMAIN_ID=domain)
     os.environ["ROS_DOMAIN_ID"] = domain
-    params = _robot_params({
+    params = with_overrides(_share_dir() / "config" / "robot.yaml", {
         "camera_player": {"source": a.source, "rate_hz": a.rate, "count": frames, "loop": True},
         "robot_node": {"plan": a.plan, "bandwidth_mbps": a.bandwidth},
     })
