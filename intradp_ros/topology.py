@@ -35,21 +35,23 @@ QOS = {
 
 @dataclasses.dataclass(frozen=True)
 class Topic:
-    name: str
+    name: str       # relative: resolved in the nodes' namespace (default "/": /intradp/detections)
     type: str       # ROS interface type, for docs and `ros2 topic` users
     qos: str        # key into QOS
 
 
+# Names are relative so that `namespace:=robot1` gives /robot1/intradp/detections etc. and several robots can
+# share a ROS domain; /diagnostics is global by ROS convention.
 TOPICS = {
-    "camera": Topic("/camera/image_raw", "sensor_msgs/msg/Image", "sensor_data"),
-    "to_edge": Topic("/intradp/tiles/to_edge", "intradp_ros/msg/TensorTile", "tiles"),
-    "outputs": Topic("/intradp/tiles/outputs", "intradp_ros/msg/TensorTile", "tiles"),
-    "detections": Topic("/intradp/detections", "intradp_ros/msg/DetectionArray", "results"),
-    "classifications": Topic("/intradp/classifications", "intradp_ros/msg/Classification", "results"),
-    "annotated": Topic("/intradp/annotated_image", "sensor_msgs/msg/Image", "sensor_data"),
-    "timing": Topic("/intradp/frame_timing", "intradp_ros/msg/FrameTiming", "results"),
-    "edge_profile": Topic("/intradp/edge_profile", "intradp_ros/msg/EdgeProfile", "latched"),
-    "plan": Topic("/intradp/plan", "intradp_ros/msg/PlanStatus", "latched"),
+    "camera": Topic("camera/image_raw", "sensor_msgs/msg/Image", "sensor_data"),
+    "to_edge": Topic("intradp/tiles/to_edge", "intradp_ros/msg/TensorTile", "tiles"),
+    "outputs": Topic("intradp/tiles/outputs", "intradp_ros/msg/TensorTile", "tiles"),
+    "detections": Topic("intradp/detections", "intradp_ros/msg/DetectionArray", "results"),
+    "classifications": Topic("intradp/classifications", "intradp_ros/msg/Classification", "results"),
+    "annotated": Topic("intradp/annotated_image", "sensor_msgs/msg/Image", "sensor_data"),
+    "timing": Topic("intradp/frame_timing", "intradp_ros/msg/FrameTiming", "results"),
+    "edge_profile": Topic("intradp/edge_profile", "intradp_ros/msg/EdgeProfile", "latched"),
+    "plan": Topic("intradp/plan", "intradp_ros/msg/PlanStatus", "latched"),
     "diagnostics": Topic("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", "results"),
 }
 

@@ -47,6 +47,7 @@ class Client(Node):
     def __init__(self):
         super().__init__("intradp_test_client")
         self.detections: list[DetectionArray] = []
+        self.annotated: list[Image] = []
         self.counters: dict[str, dict[str, int]] = {}
         self.camera = self.create_publisher(Image, TOPICS["camera"].name, topic_qos(self, "camera"))
         self.tiles = self.create_publisher(TensorTile, TOPICS["to_edge"].name, topic_qos(self, "to_edge"))
@@ -54,6 +55,7 @@ class Client(Node):
         self.create_subscription(DetectionArray, TOPICS["detections"].name, self.detections.append,
                                  topic_qos(self, "detections"))
         self.create_subscription(DiagnosticArray, TOPICS["diagnostics"].name, self._diag, 10)
+        self.create_subscription(Image, TOPICS["annotated"].name, self.annotated.append, topic_qos(self, "annotated"))
 
     def _diag(self, msg):
         for st in msg.status:
@@ -102,7 +104,7 @@ def world(tmp_path_factory):
     domain = str(100 + os.getpid() % 100)
     os.environ["ROS_DOMAIN_ID"] = domain
     robot = _params(tmp, "robot.yaml", {"robot_node": {"plan": plans[0].spec(), "profile_cache_dir": str(tmp)},
-                                        "aggregator_node": {"frame_timeout_s": 2.0}})
+                                        "aggregator_node": {"frame_timeout_s": 2.0, "publish_annotated": True}})
     edge = _params(tmp, "edge.yaml", {"edge_node": {"frame_timeout_s": 2.0, "profile_cache_dir": str(tmp)}})
     launch = start("all", {"start_camera": "false", "robot_params_file": robot, "edge_params_file": edge},
                    env=dict(os.environ, ROS_DOMAIN_ID=domain))
@@ -110,8 +112,12 @@ def world(tmp_path_factory):
     client = Client()
     try:
         # the robot subscribes to the camera only once edge and aggregator are up: that is our start signal
-        client.spin_until(lambda: client.camera.get_subscription_count() > 0 or launch.poll() not in (None, 0),
-                          "robot_node to become ready")
+        # (the aggregator subscribes too, for annotated images: wait for the robot's subscription, matched)
+        def robot_listening():
+            subs = client.get_subscriptions_info_by_topic(TOPICS["camera"].name)
+            return (any(s.node_name == "robot_node" for s in subs) and
+                    client.camera.get_subscription_count() >= len(subs))
+        client.spin_until(lambda: robot_listening() or launch.poll() not in (None, 0), "robot_node to become ready")
         assert launch.poll() in (None, 0), launch.output
         yield client, model, plans, launch
     finally:
@@ -135,6 +141,21 @@ def test_frames_yield_detections_equal_to_one_process(world):
         got = client.detect(bgr)
         assert got.plan_spec == plans[0].spec()
         _same(got, model.reference(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+
+
+def test_annotated_image_shows_the_boxes(world):
+    client, _, _, _ = world
+    bgr = load_sample("dog.jpg")
+    got = client.detect(bgr)
+    client.spin_until(lambda: any(m.header.stamp == got.header.stamp for m in client.annotated), "annotated image")
+    img = next(m for m in client.annotated if m.header.stamp == got.header.stamp)
+    assert (img.width, img.height, img.encoding) == (bgr.shape[1], bgr.shape[0], "bgr8")
+    drawn = np.frombuffer(bytes(img.data), np.uint8).reshape(bgr.shape)
+    changed = np.any(drawn != bgr, axis=2)
+    d = max(got.detections, key=lambda d: d.score)
+    x0, y0 = int(d.center_x - d.size_x / 2), int(d.center_y - d.size_y / 2)
+    assert changed.mean() < 0.5                                     # boxes and labels, not a different image
+    assert changed[max(y0, 0):y0 + 3, max(x0, 0):x0 + int(d.size_x)].any()   # the best box's top edge is drawn
 
 
 def test_plan_changes_at_run_time_lose_no_frame(world):

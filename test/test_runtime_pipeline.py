@@ -3,6 +3,7 @@ collaborative detections equal single-process inference for every kind of plan (
 from __future__ import annotations
 
 import cv2
+import numpy as np
 import pytest
 
 from intradp_ros.engine.plan import Plan
@@ -62,3 +63,21 @@ def test_every_plan_detects_what_one_process_detects(sides, image):
             assert abs(a.score - b.score) <= 1e-4, plan.spec()
             for f in ("center_x", "center_y", "size_x", "size_y"):
                 assert abs(getattr(a, f) - getattr(b, f)) <= 1e-2, (plan.spec(), f)
+
+
+def test_classifier_top_k_through_a_split_plan(tmp_path):
+    """Any model of the zoo is served the same way; a classifier's result is its top-k."""
+    cfg = RobotConfig(model="resnet18", input_size=96, profile_cache_dir=str(tmp_path))
+    robot = RobotRuntime(cfg, log=lambda s: None)
+    edge = EdgeRuntime(ModelConfig(model="resnet18", input_size=96), str(tmp_path), log=lambda s: None)
+    agg = AggregatorRuntime(ModelConfig(model="resnet18", input_size=96))
+    g = robot.m.graph
+    starts, ends = split_points(g)
+    rgb = (np.random.default_rng(0).random((120, 160, 3)) * 255).astype(np.uint8)
+    ref = robot.m.reference(rgb)
+    assert len(ref) == 5 and all(0 <= c.class_id < 1000 for c in ref)
+    for seq, plan in enumerate([Plan("resnet18", 96, 96, starts[1], ends[starts[1]][-1], 1, 2, 2),
+                                Plan.cut(g, "resnet18", len(g.ops) - 1)]):
+        got = _run(robot, edge, agg, plan, rgb, seq)
+        assert [c.class_id for c in got] == [c.class_id for c in ref]
+        assert max(abs(a.score - b.score) for a, b in zip(got, ref)) <= 1e-5

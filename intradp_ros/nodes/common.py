@@ -122,8 +122,11 @@ def run_node(factory: Callable[[], Node], args=None) -> None:
     finally:
         if node is not None:
             close = getattr(node, "close", None)
-            if close:
-                close()
+            try:
+                if close:
+                    close()
+            except KeyboardInterrupt:       # a second Ctrl-C while the worker threads finish
+                pass
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
