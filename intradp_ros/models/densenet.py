@@ -13,6 +13,8 @@ import dataclasses
 import torch
 from torch import nn
 
+from ._init import init_cnn
+
 __all__ = ["DenseNet", "DenseNetConfig", "densenet121"]
 
 
@@ -70,21 +72,8 @@ class DenseNet(nn.Module):
         return self.classifier(x)                  # (N, num_classes)
 
 
-@torch.no_grad()
 def _init_weights(model: nn.Module, seed: int) -> None:
-    """Seeded random init: He-normal convs (fan-in), random BN affine and running stats."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            m.weight.normal_(0.0, (2.0 / m.weight[0].numel()) ** 0.5, generator=g)
-        elif isinstance(m, nn.BatchNorm2d):
-            m.weight.uniform_(0.5, 1.2, generator=g)
-            m.bias.normal_(0.0, 0.1, generator=g)
-            m.running_mean.normal_(0.0, 0.1, generator=g)
-            m.running_var.uniform_(0.5, 1.5, generator=g)
-        elif isinstance(m, nn.Linear):
-            m.weight.normal_(0.0, m.in_features ** -0.5, generator=g)
-            m.bias.normal_(0.0, 0.01, generator=g)
+    init_cnn(model, seed)
 
 
 def densenet121(num_classes: int = 1000, seed: int = 0) -> DenseNet:

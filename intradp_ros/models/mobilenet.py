@@ -13,6 +13,8 @@ import dataclasses
 import torch
 from torch import nn
 
+from ._init import init_cnn
+
 __all__ = ["MobileNetV2", "MobileNetV2Config", "mobilenet_v2"]
 
 # (expansion t, output channels c, repeats n, first stride s), Table 2 of the paper
@@ -76,21 +78,9 @@ class MobileNetV2(nn.Module):
 
 @torch.no_grad()
 def _init_weights(model: nn.Module, seed: int) -> None:
-    """Seeded random init: He-normal convs (true fan-in, so depthwise too), random BN stats, small residual gamma."""
-    g = torch.Generator().manual_seed(seed)
+    g = init_cnn(model, seed)
     for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            m.weight.normal_(0.0, (2.0 / m.weight[0].numel()) ** 0.5, generator=g)
-        elif isinstance(m, nn.BatchNorm2d):
-            m.weight.uniform_(0.5, 1.2, generator=g)
-            m.bias.normal_(0.0, 0.1, generator=g)
-            m.running_mean.normal_(0.0, 0.1, generator=g)
-            m.running_var.uniform_(0.5, 1.5, generator=g)
-        elif isinstance(m, nn.Linear):
-            m.weight.normal_(0.0, m.in_features ** -0.5, generator=g)
-            m.bias.normal_(0.0, 0.01, generator=g)
-    for m in model.modules():
-        if isinstance(m, InvertedResidual) and m.use_res:  # projection BN of the residual branch
+        if isinstance(m, InvertedResidual) and m.use_res:  # small gamma on the projection BN of the residual
             m.conv[-1][1].weight.uniform_(0.1, 0.3, generator=g)
 
 

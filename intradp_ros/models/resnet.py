@@ -14,6 +14,8 @@ import dataclasses
 import torch
 from torch import nn
 
+from ._init import init_cnn
+
 __all__ = ["ResNet", "ResNetConfig", "resnet18", "resnet50", "resnet152"]
 
 
@@ -110,21 +112,9 @@ class ResNet(nn.Module):
 
 @torch.no_grad()
 def _init_weights(model: nn.Module, seed: int) -> None:
-    """Seeded random init: He-normal convs (fan-in), random BN affine and running stats, small residual gamma."""
-    g = torch.Generator().manual_seed(seed)
+    g = init_cnn(model, seed)
     for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            m.weight.normal_(0.0, (2.0 / m.weight[0].numel()) ** 0.5, generator=g)
-        elif isinstance(m, nn.BatchNorm2d):
-            m.weight.uniform_(0.5, 1.2, generator=g)
-            m.bias.normal_(0.0, 0.1, generator=g)
-            m.running_mean.normal_(0.0, 0.1, generator=g)
-            m.running_var.uniform_(0.5, 1.5, generator=g)
-        elif isinstance(m, nn.Linear):
-            m.weight.normal_(0.0, m.in_features ** -0.5, generator=g)
-            m.bias.normal_(0.0, 0.01, generator=g)
-    for m in model.modules():
-        if isinstance(m, (BasicBlock, Bottleneck)):  # last BN of the residual branch
+        if isinstance(m, (BasicBlock, Bottleneck)):  # small gamma on the residual branch's last BN
             (m.bn2 if isinstance(m, BasicBlock) else m.bn3).weight.uniform_(0.1, 0.3, generator=g)
 
 

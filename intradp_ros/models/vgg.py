@@ -13,6 +13,8 @@ import dataclasses
 import torch
 from torch import nn
 
+from ._init import init_cnn
+
 __all__ = ["VGG", "VGGConfig", "vgg19_bn"]
 
 _VGG19 = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
@@ -52,22 +54,8 @@ class VGG(nn.Module):
         return self.classifier(x)                   # (N, num_classes)
 
 
-@torch.no_grad()
 def _init_weights(model: nn.Module, seed: int) -> None:
-    """Seeded random init: He-normal convs (fan-in), random BN affine and running stats, 1/sqrt(fan-in) linears."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            m.weight.normal_(0.0, (2.0 / m.weight[0].numel()) ** 0.5, generator=g)
-            m.bias.normal_(0.0, 0.01, generator=g)
-        elif isinstance(m, nn.BatchNorm2d):
-            m.weight.uniform_(0.5, 1.2, generator=g)
-            m.bias.normal_(0.0, 0.1, generator=g)
-            m.running_mean.normal_(0.0, 0.1, generator=g)
-            m.running_var.uniform_(0.5, 1.5, generator=g)
-        elif isinstance(m, nn.Linear):
-            m.weight.normal_(0.0, (2.0 / m.in_features) ** 0.5, generator=g)
-            m.bias.normal_(0.0, 0.01, generator=g)
+    init_cnn(model, seed, linear_gain=2.0)   # ReLU after each hidden linear
 
 
 def vgg19_bn(num_classes: int = 1000, seed: int = 0, dropout: float = 0.5) -> VGG:

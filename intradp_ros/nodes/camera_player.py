@@ -28,7 +28,6 @@ Example::
 """
 from __future__ import annotations
 
-import os
 import pathlib
 from typing import Callable, Iterator
 
@@ -40,43 +39,15 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from intradp_ros.nodes.common import Counters, declare, run_node, topic_qos
-from intradp_ros.topology import PACKAGE, TOPICS
+from intradp_ros.topology import TOPICS
 from intradp_ros.vision.image_convert import ENCODINGS, array_to_image_fields, cv_bridge_or_none, from_bgr8
+from intradp_ros.vision.samples import DARKNET_DATA, IMAGE_SUFFIXES, find_samples, images_in
 
 __all__ = ["CameraPlayer", "main", "find_samples", "open_source", "SourceError"]
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
-DARKNET_DATA = "/usr/share/darknet/data"
 
 
 class SourceError(RuntimeError):
     """The ``source`` parameter names nothing that can be read."""
-
-
-def _images_in(folder: pathlib.Path) -> list[pathlib.Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-
-
-def find_samples() -> pathlib.Path | None:
-    """The first folder with sample images (see the module docstring for the search order), or None."""
-    candidates = []
-    if os.environ.get("INTRADP_SAMPLES"):
-        candidates.append(pathlib.Path(os.environ["INTRADP_SAMPLES"]))
-    if os.environ.get("INTRADP_ROOT"):
-        candidates.append(pathlib.Path(os.environ["INTRADP_ROOT"]) / ".cache" / "samples")
-    # this file is <checkout>/intradp_ros/nodes/camera_player.py, or a symlink to it in a symlink install
-    candidates.append(pathlib.Path(__file__).resolve().parents[2] / ".cache" / "samples")
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        candidates.append(pathlib.Path(get_package_share_directory(PACKAGE)) / ".cache" / "samples")
-    except Exception:  # noqa: BLE001 - not installed with colcon / no ament index: skip that place
-        pass
-    candidates.append(pathlib.Path(DARKNET_DATA))
-    for folder in candidates:
-        if folder.is_dir() and _images_in(folder):
-            return folder
-    return None
 
 
 def pattern_frames(width: int, height: int) -> Iterator[np.ndarray]:
@@ -152,7 +123,7 @@ def open_source(source: str, width: int, height: int,
         raise SourceError(f"source {source!r} does not exist: give an image folder, an image, a video file, "
                           "'samples' or 'pattern'")
     if path.is_dir():
-        images = _images_in(path)
+        images = images_in(path)
         if not images:
             raise SourceError(f"source folder {path} holds no image ({', '.join(IMAGE_SUFFIXES)})")
         return f"{len(images)} images in {path}", lambda: _image_frames(images, warn)

@@ -11,7 +11,7 @@ import numpy as np
 
 __all__ = ["IMAGE_SUFFIXES", "images_in", "find_samples", "load_sample"]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 DARKNET_DATA = Path("/usr/share/darknet/data")
 
 
