@@ -46,6 +46,11 @@ def _tree(host):
     return ast.parse((REPO / 'launch' / LAUNCH_FILES[host]).read_text())
 
 
+def _body_tree():
+    """The launch files' shared body (they only pick the host)."""
+    return ast.parse((REPO / 'intradp_ros' / 'launch_description.py').read_text())
+
+
 def _call_name(call):
     return getattr(call.func, 'id', None) or getattr(call.func, 'attr', None)
 
@@ -55,13 +60,13 @@ def _calls(tree, name):
 
 
 def _table_loop_targets(tree):
-    """Names bound by comprehensions over launch_arguments(HOST) (their .name is a declared argument)."""
+    """Names bound by comprehensions over launch_arguments(host) (their .name is a declared argument)."""
     targets = set()
     for comp in ast.walk(tree):
         for gen in getattr(comp, 'generators', ()):
             it = gen.iter
             if (isinstance(it, ast.Call) and _call_name(it) == 'launch_arguments'
-                    and [ast.unparse(a) for a in it.args] == ['HOST'] and isinstance(gen.target, ast.Name)):
+                    and [ast.unparse(a) for a in it.args] == ['host'] and isinstance(gen.target, ast.Name)):
                 targets.add(gen.target.id)
     return targets
 
@@ -73,7 +78,7 @@ def _possible_names(expr, host, loop_targets):
     text = ast.unparse(expr)
     if isinstance(expr, ast.Attribute) and expr.attr == 'name' and ast.unparse(expr.value) in loop_targets:
         return set(_names(host))
-    if text == 'params_argument(HOST, spec)':
+    if text == 'params_argument(host, spec)':
         return {params_argument(host, s) for s in nodes_for(host)}
     if text == 'spec.optional':
         return {s.optional for s in nodes_for(host) if s.optional}
@@ -90,7 +95,7 @@ def test_host_constant(host):
 
 @pytest.mark.parametrize('host', HOSTS)
 def test_every_launch_configuration_is_declared(host):
-    tree = _tree(host)
+    tree = _body_tree()
     loop_targets = _table_loop_targets(tree)
     declared = set()
     for call in _calls(tree, 'DeclareLaunchArgument'):
@@ -122,12 +127,10 @@ def test_launch_file_has_no_side_effects(host):
 
 
 def test_launch_files_share_one_body():
-    """The three files differ only in their docstring and HOST: a fix in one is a fix in all."""
-    def body(host):
-        tree = _tree(host)
-        return [ast.dump(s) for s in tree.body[1:]
-                if not (isinstance(s, ast.Assign) and ast.unparse(s.targets[0]) == 'HOST')]
-    assert body('robot') == body('edge') == body('all')
+    """Each launch file only picks its host: a fix in the shared body is a fix in all three."""
+    for host in HOSTS:
+        fn = next(n for n in _tree(host).body if isinstance(n, ast.FunctionDef))
+        assert [ast.unparse(s) for s in fn.body] == ['return generate_for(HOST)'], LAUNCH_FILES[host]
 
 
 # ----------------------------------------------------------------------------------- (e) the argument table

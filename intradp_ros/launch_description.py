@@ -1,0 +1,56 @@
+"""The body of launch/{robot,edge,intradp}.launch.py, written once (those files only pick the host).
+
+launch_ros idiom: every LaunchConfiguration is paired with a DeclareLaunchArgument built from the argument
+table :data:`intradp_ros.launcher.LAUNCH_ARGS`, nodes come from :func:`intradp_ros.topology.nodes_for`, paths
+from FindPackageShare; no side effects. Imported only by launch files (it needs launch and launch_ros).
+"""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+from intradp_ros.launcher import launch_arguments, node_overrides, params_argument
+from intradp_ros.topology import PACKAGE, TOPICS, nodes_for
+
+__all__ = ["generate_for"]
+
+
+def _launch_nodes(context, host):
+    """The DDS profile and the nodes; model/device are passed only when set (else the params file's)."""
+    actions = []
+    dds_profile = LaunchConfiguration('dds_profile').perform(context)
+    if dds_profile:
+        actions.append(SetEnvironmentVariable('FASTRTPS_DEFAULT_PROFILES_FILE', dds_profile))
+    values = {arg.name: LaunchConfiguration(arg.name).perform(context) for arg in launch_arguments(host)}
+    for spec in nodes_for(host):
+        actions.append(Node(
+            package=PACKAGE,
+            executable=spec.executable,
+            name=spec.name,
+            namespace=LaunchConfiguration('namespace'),
+            parameters=[
+                LaunchConfiguration(params_argument(host, spec)),
+                LaunchConfiguration('qos_file'),
+                node_overrides(spec.name, values),
+            ],
+            remappings=[(TOPICS['camera'].name, LaunchConfiguration('camera_topic'))],
+            condition=IfCondition(LaunchConfiguration(spec.optional)) if spec.optional else None,
+            output='screen',
+        ))
+    return actions
+
+
+def generate_for(host: str) -> LaunchDescription:
+    """The launch description of ``host`` ("robot", "edge" or "all"): its arguments, then its nodes."""
+    share = FindPackageShare(PACKAGE)
+    declared = [
+        DeclareLaunchArgument(
+            arg.name,
+            default_value=(PathJoinSubstitution([share, *arg.default.split('/')])
+                           if arg.share_path and arg.default else arg.default),
+            description=arg.description)
+        for arg in launch_arguments(host)
+    ]
+    return LaunchDescription(declared + [OpaqueFunction(function=_launch_nodes, args=[host])])
