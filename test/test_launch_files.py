@@ -333,7 +333,8 @@ def test_launch_nodes_match_launcher(host, args):
     values = launcher.resolve_arguments(host, args)
     context = LaunchContext()
     context.launch_configurations.update(values)
-    actions = _load(host).launch_nodes(context)
+    from intradp_ros.launch_description import _launch_nodes
+    actions = _launch_nodes(context, _load(host).HOST)
     env = [a for a in actions if isinstance(a, SetEnvironmentVariable)]
     assert len(env) == (1 if values['dds_profile'] else 0)
     nodes = [a for a in actions if isinstance(a, Node) and (a.condition is None or a.condition.evaluate(context))]
@@ -352,8 +353,7 @@ def test_launch_nodes_match_launcher(host, args):
         for extra in files[2:]:
             for block in yaml.safe_load(pathlib.Path(extra).read_text()).values():
                 overrides.update(block['ros__parameters'])
-        launched = dict(a.split(':=', 1) for a in argv[argv.index('--ros-args'):] if ':=' in a and '__' not in a
-                        and not a.startswith('/'))
+        launched = dict(argv[i + 1].split(':=', 1) for i in range(len(argv) - 1) if argv[i] == '-p')
         assert {k: str(v) for k, v in overrides.items()} == launched
 
 
