@@ -20,6 +20,7 @@ import torch
 
 from .engine.executor import Assembler, EdgeWorker, FrameOutputs, Packet, RobotWorker
 from .engine.graph import OpGraph, capture
+from .engine.link import BandwidthEstimate
 from .engine.plan import Plan, PlanError, compile_plan
 from .engine.planner import Decision, LinkModel, choose, predict
 from .engine.profiler import DeviceProfile, load_or_profile
@@ -118,7 +119,8 @@ def parse_plan_choice(choice: str, graph: OpGraph, model: str) -> Plan | None:
 @dataclasses.dataclass
 class RobotConfig(ModelConfig):
     plan: str = "auto"
-    bandwidth_mbps: float = 100.0
+    bandwidth_mbps: float = 100.0      # the planner's link bandwidth until (or instead of) a measured one
+    bandwidth_source: str = "measured"  # "measured": from the edge's LinkEstimate; "parameter": bandwidth_mbps
     link_latency_ms: float = 1.0
     encodings: str = "raw,lz4"
     profile_cache_dir: str = ""
@@ -135,6 +137,8 @@ class RobotRuntime:
                                        if cfg.profile_cache_dir else None, self.m.task.output_fn, log)
         self.worker = RobotWorker(g, self.m.task.output_fn)
         self.edge_profile: DeviceProfile | None = None
+        self.measured = BandwidthEstimate()
+        self.planned_mbps: float | None = None   # bandwidth the plan in force was chosen for
         self.decision: Decision | None = None
         self._lock = threading.Lock()
         fixed = parse_plan_choice(cfg.plan, g, self.m.spec.name)
@@ -152,8 +156,21 @@ class RobotRuntime:
         self.edge_profile = prof
         self.replan()
 
+    def bandwidth(self) -> float:
+        """The bandwidth to plan for: the measured one when asked for and available, else the parameter."""
+        if self.cfg.bandwidth_source == "measured" and self.measured.mbps is not None:
+            return self.measured.mbps
+        return self.cfg.bandwidth_mbps
+
     def link(self) -> LinkModel:
-        return LinkModel(self.cfg.bandwidth_mbps, self.cfg.link_latency_ms)
+        return LinkModel(self.bandwidth(), self.cfg.link_latency_ms)
+
+    def observe_bandwidth(self, mbps: float, rel_change: float = 0.25) -> bool:
+        """Add a measured sample; True when the estimate moved enough from the planned one to re-plan."""
+        self.measured.add(mbps)
+        if self.cfg.bandwidth_source != "measured" or self.planned_mbps is None:
+            return False
+        return abs(self.bandwidth() - self.planned_mbps) > rel_change * self.planned_mbps
 
     def replan(self) -> Decision | None:
         """Re-run the planner (plan == auto) for the current profiles and bandwidth."""
@@ -164,7 +181,8 @@ class RobotRuntime:
                 self.plan = fixed or Plan.local(g, name)
             return None
         encs = [e.strip() for e in self.cfg.encodings.split(",") if e.strip()] or ["raw"]
-        decision = choose(g, name, self.profile, self.edge_profile, self.link(), encs)
+        self.planned_mbps = self.bandwidth()
+        decision = choose(g, name, self.profile, self.edge_profile, self.link(), encs, search=fixed is None)
         if fixed is not None:
             decision.chosen = predict(g, fixed, self.profile, self.edge_profile, self.link())
         with self._lock:

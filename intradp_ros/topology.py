@@ -52,6 +52,7 @@ TOPICS = {
     "timing": Topic("intradp/frame_timing", "intradp_ros/msg/FrameTiming", "results"),
     "edge_profile": Topic("intradp/edge_profile", "intradp_ros/msg/EdgeProfile", "latched"),
     "plan": Topic("intradp/plan", "intradp_ros/msg/PlanStatus", "latched"),
+    "link": Topic("intradp/link", "intradp_ros/msg/LinkEstimate", "results"),
     "diagnostics": Topic("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", "results"),
 }
 

@@ -116,3 +116,19 @@ def test_profile_round_trips_as_json(graph):
     with pytest.raises(ValueError):
         DeviceProfile.from_json(p.to_json().replace(f'"version": {p.version}', '"version": -1'))
     assert dataclasses.replace(p, scale=2.0).compute_ms(0, 10, 10) == pytest.approx(2 * p.compute_ms(0, 10, 10))
+
+
+def test_chunk_timer_measures_a_burst():
+    from intradp_ros.engine.link import BandwidthEstimate, ChunkTimer
+    timer = ChunkTimer()
+    # 4 chunks of 125 kB arriving 10 ms apart: 375 kB after the first in 30 ms = 100 Mbit/s
+    samples = [timer.arrived(7, i, 4, 125_000, 1.0 + 0.01 * i) for i in (0, 2, 1, 3)]   # order may vary
+    assert samples[:3] == [None] * 3
+    nbytes, span = samples[3]
+    assert nbytes == 375_000 and abs(span - 0.03) < 1e-9
+    assert timer.arrived(8, 0, 1, 10, 2.0) is None              # one chunk: nothing to measure
+    est = BandwidthEstimate(window=3)
+    assert est.mbps is None
+    for v in (100.0, 5.0, 90.0, 110.0):
+        est.add(v)
+    assert est.mbps == 90.0                                      # median of the last three

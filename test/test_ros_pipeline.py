@@ -97,15 +97,16 @@ def world(tmp_path_factory):
     model = ModelRuntime(ModelConfig())
     g = model.graph
     starts, ends = split_points(g)
+    mid = starts[len(starts) // 2]
     n = len(g.ops)
     plans = [Plan("yolov3_tiny", 416, 416, 0, n, Segment(g, 0, n).grid // 2, 3, 4),       # split all the way
-             Plan("yolov3_tiny", 416, 416, starts[2], ends[starts[2]][0], 2, 2, 2, "lz4"),  # prefix + split + suffix
+             Plan("yolov3_tiny", 416, 416, mid, ends[mid][0], 1, 2, 2, "lz4"),   # prefix + split + suffix
              Plan.offload(g, "yolov3_tiny")]
     domain = str(100 + os.getpid() % 100)
     os.environ["ROS_DOMAIN_ID"] = domain
     robot = _params(tmp, "robot.yaml", {"robot_node": {"plan": plans[0].spec(), "profile_cache_dir": str(tmp)},
-                                        "aggregator_node": {"frame_timeout_s": 2.0, "publish_annotated": True}})
-    edge = _params(tmp, "edge.yaml", {"edge_node": {"frame_timeout_s": 2.0, "profile_cache_dir": str(tmp)}})
+                                        "aggregator_node": {"frame_timeout_s": 4.0, "publish_annotated": True}})
+    edge = _params(tmp, "edge.yaml", {"edge_node": {"frame_timeout_s": 4.0, "profile_cache_dir": str(tmp)}})
     launch = start("all", {"start_camera": "false", "robot_params_file": robot, "edge_params_file": edge},
                    env=dict(os.environ, ROS_DOMAIN_ID=domain))
     rclpy.init()
@@ -124,6 +125,8 @@ def world(tmp_path_factory):
         client.destroy_node()
         rclpy.shutdown()
         launch.stop()
+        for name, lines in launch.output.items():     # shown by pytest when a test failed
+            print(f"---- {name}\n" + "\n".join(list(lines)[-25:]))
 
 
 def _same(got: DetectionArray, ref) -> None:
@@ -141,6 +144,9 @@ def test_frames_yield_detections_equal_to_one_process(world):
         got = client.detect(bgr)
         assert got.plan_spec == plans[0].spec()
         _same(got, model.reference(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+    # the edge timed the input chunks of those frames and the robot received the link estimates
+    client.spin_until(lambda: client.counter("robot_node", "link_samples") >= 1, "link estimates at the robot")
+    assert client.counter("edge_node", "link_samples") >= 1
 
 
 def test_annotated_image_shows_the_boxes(world):

@@ -29,6 +29,7 @@ __all__ = ["Packet", "RobotWorker", "EdgeWorker", "Assembler", "FrameOutputs", "
 OutputFn = Callable[[str, torch.Tensor, int], torch.Tensor]
 
 STAGE_WHOLE, STAGE_SPLIT, STAGE_SUFFIX = 0, 1, 2
+STAGE_PROBE = 3       # link probe from the robot: measured by the edge, never computed
 
 
 class ProtocolError(ValueError):

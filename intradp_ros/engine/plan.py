@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import threading
 import zlib
 
 from .codec import ENCODINGS
@@ -23,6 +24,9 @@ from .graph import OpGraph
 from .rows import Interval, Segment, backprop, _new_rows
 
 __all__ = ["Plan", "PlanError", "CompiledPlan", "TileWork", "compile_plan"]
+
+
+_CACHE_LOCK = threading.Lock()
 
 
 class PlanError(ValueError):
@@ -198,9 +202,13 @@ class CompiledPlan:
 def compile_plan(graph: OpGraph, spec: str | Plan) -> CompiledPlan:
     """Compile a plan for ``graph``; cached on the graph, since tiles of one frame all carry the same text."""
     spec = spec.spec() if isinstance(spec, Plan) else spec
-    cache: dict[str, CompiledPlan] = graph.__dict__.setdefault("_compiled_plans", {})
-    if spec not in cache:
-        if len(cache) >= 64:
+    with _CACHE_LOCK:        # the planner (its own thread) and the frame threads share the cache
+        cache: dict[str, CompiledPlan] = graph.__dict__.setdefault("_compiled_plans", {})
+        hit = cache.get(spec)
+    if hit is not None:
+        return hit
+    compiled = CompiledPlan(graph, Plan.parse(spec))
+    with _CACHE_LOCK:
+        while len(cache) >= 256:
             cache.pop(next(iter(cache)))
-        cache[spec] = CompiledPlan(graph, Plan.parse(spec))
-    return cache[spec]
+        return cache.setdefault(spec, compiled)

@@ -202,10 +202,11 @@ def _tile_options(grid_rows: int) -> list[tuple[int, int]]:
 
 
 def choose(graph: OpGraph, model: str, robot: DeviceProfile, edge: DeviceProfile, link: LinkModel,
-           encodings: Iterable[str] = ("raw",), max_pairs: int = 12) -> Decision:
+           encodings: Iterable[str] = ("raw",), max_pairs: int = 12, search: bool = True) -> Decision:
     """Search plans; returns the chosen plan and the baselines' predictions.
 
     Never returns a plan predicted slower than the best baseline: the baselines are candidates too.
+    ``search=False`` only prices the baselines (for a plan fixed by the user).
     """
     encodings = list(encodings)
     n = len(graph.ops)
@@ -227,6 +228,8 @@ def choose(graph: OpGraph, model: str, robot: DeviceProfile, edge: DeviceProfile
     best_cut = min(cuts, key=lambda p: p.latency_ms) if cuts else offload
     baselines = {"local": local, "offload": offload, "best-cut": best_cut}
     best = min(baselines.values(), key=lambda p: p.latency_ms)
+    if not search:
+        return Decision(best, baselines, len(cache))
 
     # Coarse pass: rank segments by a prediction at a few splits with 4x4 tiles, then refine the best.
     starts, ends = split_points(graph)

@@ -12,9 +12,10 @@ import time
 from rclpy.node import Node
 
 from intradp_ros.engine.codec import CodecError
-from intradp_ros.engine.executor import ProtocolError
-from intradp_ros.engine.plan import PlanError
-from intradp_ros.msg import EdgeProfile, TensorTile
+from intradp_ros.engine.executor import STAGE_PROBE, STAGE_SPLIT, ProtocolError
+from intradp_ros.engine.link import ChunkTimer
+from intradp_ros.engine.plan import PlanError, compile_plan
+from intradp_ros.msg import EdgeProfile, LinkEstimate, TensorTile
 from intradp_ros.nodes.common import Counters, declare, msg_to_packet, packet_to_msg, run_node, topic_qos
 from intradp_ros.runtime import EdgeRuntime, ModelConfig
 from intradp_ros.topology import TOPICS
@@ -36,13 +37,15 @@ class EdgeNode(Node):
         self.frame_timeout_s = declare(self, "frame_timeout_s", 5.0, "drop a frame whose tiles stop arriving")
         cache = declare(self, "profile_cache_dir", "", "profile cache, '' = default", ro)
         self.counters = Counters(self, ["tiles_received", "bad_tiles", "frames_done", "frames_dropped_timeout",
-                                        "outputs_sent"])
+                                        "outputs_sent", "link_samples"])
+        self.chunks = ChunkTimer()
         self.rt = EdgeRuntime(cfg, cache, log=self.get_logger().info)
         self.cfg = cfg
         self.out_pub = self.create_publisher(TensorTile, TOPICS["outputs"].name, topic_qos(self, "outputs"))
         self.profile_pub = self.create_publisher(EdgeProfile, TOPICS["edge_profile"].name,
                                                  topic_qos(self, "edge_profile"))
         self.create_subscription(TensorTile, TOPICS["to_edge"].name, self.tile_callback, topic_qos(self, "to_edge"))
+        self.link_pub = self.create_publisher(LinkEstimate, TOPICS["link"].name, topic_qos(self, "link"))
         self._q: queue.Queue = queue.Queue()
         self._headers: dict[int, tuple] = {}
         self._last_seen: dict[int, float] = {}
@@ -72,7 +75,7 @@ class EdgeNode(Node):
 
     def tile_callback(self, msg: TensorTile):
         self.counters.inc("tiles_received")
-        self._q.put(msg)
+        self._q.put((msg, time.monotonic()))       # arrival time, for measuring the link
 
     def _work_loop(self):
         while not self._stop.is_set():
@@ -83,12 +86,19 @@ class EdgeNode(Node):
             if msg is None:           # timer tick: frame state is only touched on this thread
                 self._drop_stale()
                 continue
+            msg, arrived = msg
             seq = msg.frame_seq
+            if msg.stage == STAGE_PROBE:
+                self._time_chunk(("probe", seq), msg, arrived)
+                continue
             try:
                 pkt = msg_to_packet(msg, "edge")
                 self._headers[seq] = (msg.header, (msg.image_width, msg.image_height))
                 self._last_seen[seq] = time.monotonic()
                 outs = self.rt.on_packet(pkt)
+                seg = compile_plan(self.rt.m.graph, pkt.plan_spec).segment
+                if msg.stage == STAGE_SPLIT and seg is not None and msg.tensor == seg.input:
+                    self._time_chunk(seq, msg, arrived)
             except (PlanError, CodecError, ProtocolError, RuntimeError) as e:
                 self.counters.inc("bad_tiles")
                 self.rt.drop_frame(seq)
@@ -104,6 +114,17 @@ class EdgeNode(Node):
             if seq not in self.rt.worker.frames:      # complete
                 self.counters.inc("frames_done")
                 self._forget(seq)
+
+    def _time_chunk(self, key, msg: TensorTile, arrived: float):
+        sample = self.chunks.arrived(key, msg.tile_index, msg.tile_count, len(msg.data), arrived)
+        if sample is None:
+            return
+        nbytes, span = sample
+        est = LinkEstimate(frame_seq=msg.frame_seq, bytes_measured=int(nbytes), span_ms=span * 1e3,
+                           bandwidth_mbps=nbytes * 8 / span / 1e6)
+        est.header.stamp = self.get_clock().now().to_msg()
+        self.link_pub.publish(est)
+        self.counters.inc("link_samples")
 
     def _forget(self, seq: int):
         self._headers.pop(seq, None)

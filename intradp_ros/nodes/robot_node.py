@@ -15,7 +15,8 @@ from sensor_msgs.msg import Image
 
 from intradp_ros.engine.plan import PlanError, compile_plan
 from intradp_ros.engine.profiler import DeviceProfile
-from intradp_ros.msg import EdgeProfile, PlanStatus, TensorTile
+from intradp_ros.engine.executor import STAGE_PROBE
+from intradp_ros.msg import EdgeProfile, LinkEstimate, PlanStatus, TensorTile
 from intradp_ros.nodes.common import Counters, declare, packet_to_msg, run_node, topic_qos
 from intradp_ros.runtime import RobotConfig, RobotRuntime, parse_plan_choice
 from intradp_ros.topology import TOPICS
@@ -40,9 +41,15 @@ class RobotNode(Node):
             encodings=declare(self, "encodings", d.encodings, "tile encodings the planner may use (raw,fp16,lz4,zstd)"),
             profile_cache_dir=declare(self, "profile_cache_dir", d.profile_cache_dir, "'' = ~/.cache/intradp_ros", ro),
         )
+        self.cfg.bandwidth_source = declare(self, "bandwidth_source", d.bandwidth_source,
+                                            "measured (from real transfers) | parameter (bandwidth_mbps)")
         self.edge_wait_s = declare(self, "edge_wait_s", 30.0, "wait this long for the edge before running alone", ro)
+        self.probe_period_s = declare(self, "probe_period_s", 10.0,
+                                      "measure the link with a small probe this often when no frame does (0 = off)")
+        self.probe_kib = declare(self, "probe_kib", 128, "probe size, KiB (sent as 4 back-to-back chunks)", ro)
         self.counters = Counters(self, ["frames_received", "frames_processed", "frames_skipped_busy", "bad_images",
-                                        "frame_errors", "tiles_sent", "bytes_to_edge", "replans"])
+                                        "frame_errors", "tiles_sent", "bytes_to_edge", "replans", "link_samples",
+                                        "probes_sent"])
         log = self.get_logger()
         self.rt = RobotRuntime(self.cfg, log=log.info)
         self.tile_pub = self.create_publisher(TensorTile, TOPICS["to_edge"].name, topic_qos(self, "to_edge"))
@@ -50,6 +57,7 @@ class RobotNode(Node):
         self.plan_pub = self.create_publisher(PlanStatus, TOPICS["plan"].name, topic_qos(self, "plan"))
         self.create_subscription(EdgeProfile, TOPICS["edge_profile"].name, self.edge_profile_callback,
                                  topic_qos(self, "edge_profile"))
+        self.create_subscription(LinkEstimate, TOPICS["link"].name, self.link_callback, topic_qos(self, "link"))
         self.add_on_set_parameters_callback(self.parameters_callback)
         self._camera_qos = topic_qos(self, "camera")
         self._camera_sub = None
@@ -57,6 +65,7 @@ class RobotNode(Node):
         self._cond = threading.Condition()
         self._seq = 0
         self._send_q: queue.Queue = queue.Queue()
+        self._plan_lock = threading.Lock()
         self._stop = threading.Event()
         self._started = self.get_clock().now()
         self._threads = [threading.Thread(target=self._infer_loop, daemon=True, name="infer"),
@@ -64,6 +73,10 @@ class RobotNode(Node):
         for t in self._threads:
             t.start()
         self._ready_timer = self.create_timer(0.1, self.ready_callback)
+        self._last_link_sample = self.get_clock().now()
+        self._probe_seq = 0
+        if self.probe_period_s > 0:
+            self.create_timer(self.probe_period_s, self.probe_callback)
         self.publish_plan()
         log.info(f"robot_node: model {self.cfg.model} @ {self.rt.m.size}px on {self.rt.m.device}; "
                  f"waiting for the edge (up to {self.edge_wait_s:.0f} s) and the aggregator")
@@ -94,6 +107,30 @@ class RobotNode(Node):
         self.get_logger().info(f"edge profile received ({msg.device}, whole model {sum(prof.op_ms):.1f} ms)")
         self._report_plan()
 
+    def link_callback(self, msg: LinkEstimate):
+        self.counters.inc("link_samples")
+        self._last_link_sample = self.get_clock().now()
+        if self.rt.observe_bandwidth(msg.bandwidth_mbps):
+            self.get_logger().info(f"link measured at {self.rt.bandwidth():.1f} Mbit/s (planned for "
+                                   f"{self.rt.planned_mbps:.1f}): re-planning")
+            threading.Thread(target=self._report_plan, daemon=True).start()
+
+    def probe_callback(self):
+        """Keep the bandwidth estimate alive when the plan in force sends nothing measurable."""
+        idle_s = (self.get_clock().now() - self._last_link_sample).nanoseconds / 1e9
+        if (self.cfg.bandwidth_source != "measured" or idle_s < self.probe_period_s or self._camera_sub is None
+                or self.rt.edge_profile is None or self.tile_pub.get_subscription_count() == 0):
+            return
+        self._probe_seq += 1
+        n = max(4, int(self.probe_kib) * 1024 // 4 // 4)    # float32 elements per chunk
+        for i in range(4):
+            m = TensorTile(frame_seq=self._probe_seq, plan_spec="probe", tensor="__probe__", stage=STAGE_PROBE,
+                           tile_index=i, tile_count=4, sender="robot", shape=[1, 1, 1, n], payload_shape=[1, 1, 1, n],
+                           dtype="float32", encoding="raw")
+            m.data = bytes(4 * n)
+            self._send_q.put((m, None, None))
+        self.counters.inc("probes_sent")
+
     def parameters_callback(self, params):
         changed = {p.name: p.value for p in params}
         for name in ("bandwidth_mbps", "link_latency_ms"):
@@ -107,17 +144,23 @@ class RobotNode(Node):
                     compile_plan(self.rt.m.graph, fixed)
             except (PlanError, ValueError) as e:
                 return SetParametersResult(successful=False, reason=str(e))
-        for name in ("plan", "bandwidth_mbps", "link_latency_ms", "encodings"):
+        if "bandwidth_source" in changed and changed["bandwidth_source"] not in ("measured", "parameter"):
+            return SetParametersResult(successful=False, reason="bandwidth_source: measured | parameter")
+        for name in ("plan", "bandwidth_mbps", "link_latency_ms", "encodings", "bandwidth_source"):
             if name in changed:
                 setattr(self.cfg, name, changed[name])
         if fixed is not None:
             self.rt.set_plan(fixed)        # effective from the next frame; frames in flight keep theirs
-        if changed.keys() & {"plan", "bandwidth_mbps", "link_latency_ms", "encodings"}:
+        if changed.keys() & {"plan", "bandwidth_mbps", "link_latency_ms", "encodings", "bandwidth_source"}:
             # (re)planning and predicting take a moment: off the parameter service thread
             threading.Thread(target=self._report_plan, daemon=True).start()
         return SetParametersResult(successful=True)
 
     def _report_plan(self):
+        with self._plan_lock:          # one planning at a time; the last request's inputs win
+            self._plan_once()
+
+    def _plan_once(self):
         decision = self.rt.replan()
         self.counters.inc("replans")
         if decision is not None:
@@ -130,7 +173,7 @@ class RobotNode(Node):
         msg.header.stamp = self.get_clock().now().to_msg()
         plan = self.rt.plan
         msg.plan_id, msg.plan_spec = plan.plan_id, plan.spec()
-        msg.bandwidth_mbps = float(self.cfg.bandwidth_mbps)
+        msg.bandwidth_mbps = float(self.rt.planned_mbps or self.rt.bandwidth())
         dec = self.rt.decision
         if dec is not None:
             msg.predicted_ms = float(dec.chosen.latency_ms)
@@ -184,6 +227,10 @@ class RobotNode(Node):
             try:
                 pkt, header, size = self._send_q.get(timeout=0.5)
             except queue.Empty:
+                continue
+            if isinstance(pkt, TensorTile):            # a ready message (link probe)
+                pkt.sent = self.get_clock().now().to_msg()
+                self.tile_pub.publish(pkt)
                 continue
             msg = packet_to_msg(pkt, header, size, self.cfg.model, self.get_clock().now().to_msg())
             if pkt.dest == "edge":
