@@ -20,6 +20,7 @@ import torch
 
 from .engine.executor import Assembler, EdgeWorker, FrameOutputs, Packet, RobotWorker
 from .engine.graph import OpGraph, capture
+from .engine.guard import PlanGuard
 from .engine.link import BandwidthEstimate
 from .engine.plan import Plan, PlanError, compile_plan
 from .engine.planner import Decision, LinkModel, choose, predict
@@ -138,6 +139,8 @@ class RobotRuntime:
         self.worker = RobotWorker(g, self.m.task.output_fn)
         self.edge_profile: DeviceProfile | None = None
         self.measured = BandwidthEstimate()
+        self.guard = PlanGuard()
+        self.predicted: dict[str, float] = {}     # plan text -> predicted ms, for the candidates of the decision
         self.planned_mbps: float | None = None   # bandwidth the plan in force was chosen for
         self.decision: Decision | None = None
         self._lock = threading.Lock()
@@ -185,9 +188,23 @@ class RobotRuntime:
         decision = choose(g, name, self.profile, self.edge_profile, self.link(), encs, search=fixed is None)
         if fixed is not None:
             decision.chosen = predict(g, fixed, self.profile, self.edge_profile, self.link())
+        candidates = [decision.chosen, *decision.baselines.values()]
         with self._lock:
             self.plan, self.decision = decision.chosen.plan, decision
+            self.predicted = {p.plan.spec(): p.latency_ms for p in candidates}
+            self.guard.reset(self.predicted if fixed is None else {})
         return decision
+
+    def observe_latency(self, spec: str, latency_ms: float) -> Plan | None:
+        """A frame's measured latency under plan ``spec``; returns a new plan when the guard switches."""
+        with self._lock:
+            self.guard.observe(spec, latency_ms)
+            current = self.plan.spec()
+            nxt = self.guard.pick(current)
+            if nxt == current:
+                return None
+            self.plan = Plan.parse(nxt)
+            return self.plan
 
     def set_plan(self, plan: Plan) -> None:
         compile_plan(self.m.graph, plan)

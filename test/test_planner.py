@@ -132,3 +132,31 @@ def test_chunk_timer_measures_a_burst():
     for v in (100.0, 5.0, 90.0, 110.0):
         est.add(v)
     assert est.mbps == 90.0                                      # median of the last three
+
+
+def test_guard_replaces_a_plan_that_measures_worse_than_a_baseline():
+    from intradp_ros.engine.guard import PlanGuard
+    g = PlanGuard(window=6, min_samples=3)
+    g.reset({"split": 100.0, "offload": 150.0, "local": 400.0})
+    cur = "split"
+    for _ in range(2):
+        g.observe(cur, 300.0)
+        assert g.pick(cur) == cur                 # not enough samples yet
+    g.observe(cur, 310.0)
+    cur = g.pick(cur)
+    assert cur == "offload"                       # measured 300 > offload's prediction 150: try it
+    for _ in range(3):
+        g.observe(cur, 200.0)
+    assert g.pick(cur) == "offload"               # 200 measured beats split's 300 measured; local predicted 400
+    g.observe("local", 1.0)                       # samples of a plan not in force do not count until 3
+    assert g.pick(cur) == "offload"
+
+
+def test_guard_keeps_a_plan_that_delivers():
+    from intradp_ros.engine.guard import PlanGuard
+    g = PlanGuard(min_samples=2)
+    g.reset({"split": 100.0, "offload": 150.0})
+    for _ in range(4):
+        g.observe("split", 104.0)
+    assert g.pick("split") == "split"
+    assert g.pick("unknown") == "unknown"

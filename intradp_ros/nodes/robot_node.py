@@ -16,7 +16,7 @@ from sensor_msgs.msg import Image
 from intradp_ros.engine.plan import PlanError, compile_plan
 from intradp_ros.engine.profiler import DeviceProfile
 from intradp_ros.engine.executor import STAGE_PROBE
-from intradp_ros.msg import EdgeProfile, LinkEstimate, PlanStatus, TensorTile
+from intradp_ros.msg import EdgeProfile, FrameTiming, LinkEstimate, PlanStatus, TensorTile
 from intradp_ros.nodes.common import Counters, declare, packet_to_msg, run_node, topic_qos
 from intradp_ros.runtime import RobotConfig, RobotRuntime, parse_plan_choice
 from intradp_ros.topology import TOPICS
@@ -49,7 +49,7 @@ class RobotNode(Node):
         self.probe_kib = declare(self, "probe_kib", 128, "probe size, KiB (sent as 4 back-to-back chunks)", ro)
         self.counters = Counters(self, ["frames_received", "frames_processed", "frames_skipped_busy", "bad_images",
                                         "frame_errors", "tiles_sent", "bytes_to_edge", "replans", "link_samples",
-                                        "probes_sent"])
+                                        "probes_sent", "guard_switches"])
         log = self.get_logger()
         self.rt = RobotRuntime(self.cfg, log=log.info)
         self.tile_pub = self.create_publisher(TensorTile, TOPICS["to_edge"].name, topic_qos(self, "to_edge"))
@@ -58,6 +58,7 @@ class RobotNode(Node):
         self.create_subscription(EdgeProfile, TOPICS["edge_profile"].name, self.edge_profile_callback,
                                  topic_qos(self, "edge_profile"))
         self.create_subscription(LinkEstimate, TOPICS["link"].name, self.link_callback, topic_qos(self, "link"))
+        self.create_subscription(FrameTiming, TOPICS["timing"].name, self.timing_callback, topic_qos(self, "timing"))
         self.add_on_set_parameters_callback(self.parameters_callback)
         self._camera_qos = topic_qos(self, "camera")
         self._camera_sub = None
@@ -114,6 +115,20 @@ class RobotNode(Node):
             self.get_logger().info(f"link measured at {self.rt.bandwidth():.1f} Mbit/s (planned for "
                                    f"{self.rt.planned_mbps:.1f}): re-planning")
             threading.Thread(target=self._report_plan, daemon=True).start()
+
+    def timing_callback(self, msg: FrameTiming):
+        """Measured latency of our frames (from the aggregator): the guard swaps a plan that under-delivers."""
+        before = self.rt.plan.spec()
+        new = self.rt.observe_latency(msg.plan_spec, msg.latency_ms)
+        if new is None:
+            return
+        self.counters.inc("guard_switches")
+        g = self.rt.m.graph
+        self.get_logger().warning(
+            f"plan {before} measures {self.rt.guard.measured(before):.1f} ms (predicted "
+            f"{self.rt.predicted.get(before, float('nan')):.1f}); switching to {new.describe(g)} "
+            f"(score {self.rt.guard.score(new.spec()):.1f} ms)")
+        self.publish_plan()
 
     def probe_callback(self):
         """Keep the bandwidth estimate alive when the plan in force sends nothing measurable."""
@@ -176,11 +191,12 @@ class RobotNode(Node):
         msg.bandwidth_mbps = float(self.rt.planned_mbps or self.rt.bandwidth())
         dec = self.rt.decision
         if dec is not None:
-            msg.predicted_ms = float(dec.chosen.latency_ms)
+            msg.predicted_ms = float(self.rt.predicted.get(plan.spec(), dec.chosen.latency_ms))
             msg.baseline_names = list(dec.baselines)
             msg.baseline_plan_specs = [p.plan.spec() for p in dec.baselines.values()]
             msg.baseline_predicted_ms = [float(p.latency_ms) for p in dec.baselines.values()]
-            msg.reason = dec.chosen.name
+            msg.reason = plan.describe(self.rt.m.graph) + (
+                "" if plan == dec.chosen.plan else f" (measured-latency guard; the planner chose {dec.chosen.name})")
         else:
             msg.reason = "no edge profile yet: " + plan.describe(self.rt.m.graph)
         self.plan_pub.publish(msg)

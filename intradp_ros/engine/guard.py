@@ -1,0 +1,47 @@
+"""Keeps the plan honest with measured latency.
+
+A cost model can be wrong (per-message overheads, a throttled CPU, a busy edge). The guard scores each
+candidate plan (the planner's choice and the baselines) by its measured median latency once it has enough
+frames, else by its prediction, and runs the best score. A plan that measures worse than another candidate's
+prediction is therefore replaced by that candidate, which is then measured too: in steady state the plan in
+force is never slower than any baseline that was tried, i.e. never worse than the best baseline as measured.
+"""
+from __future__ import annotations
+
+import collections
+import statistics
+
+__all__ = ["PlanGuard"]
+
+
+class PlanGuard:
+    def __init__(self, window: int = 8, min_samples: int = 4, margin: float = 0.05):
+        self.window, self.min_samples, self.margin = window, min_samples, margin
+        self._lat: dict[str, collections.deque] = {}
+        self._predicted: dict[str, float] = {}
+
+    def reset(self, predicted: dict[str, float]) -> None:
+        """New candidates (plan text -> predicted ms), e.g. after re-planning for a new bandwidth."""
+        self._predicted = dict(predicted)
+        self._lat = {}
+
+    def observe(self, spec: str, latency_ms: float) -> None:
+        if spec in self._predicted:
+            self._lat.setdefault(spec, collections.deque(maxlen=self.window)).append(latency_ms)
+
+    def measured(self, spec: str) -> float | None:
+        d = self._lat.get(spec)
+        return statistics.median(d) if d is not None and len(d) >= self.min_samples else None
+
+    def score(self, spec: str) -> float:
+        m = self.measured(spec)
+        return m if m is not None else self._predicted[spec]
+
+    def pick(self, current: str) -> str:
+        """The plan to run next: the best score, keeping ``current`` unless another is better by ``margin``."""
+        if current not in self._predicted:
+            return current
+        if self.measured(current) is None:
+            return current                      # let the plan in force collect its samples first
+        best = min(self._predicted, key=self.score)
+        return best if self.score(best) < (1 - self.margin) * self.score(current) else current
