@@ -10,6 +10,7 @@ Each node is a thin adapter around one of these, so the whole pipeline is testab
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import threading
 from pathlib import Path
@@ -34,6 +35,8 @@ __all__ = ["ModelConfig", "ModelRuntime", "RobotConfig", "RobotRuntime", "EdgeRu
            "parse_plan_choice"]
 
 Log = Callable[[str], None]
+DEFAULT_MSG_CPU_MS = 1.0           # sender CPU per message until measured (rclpy + Fast DDS, a few-kB message)
+DEFAULT_SEND_CPU_MS_PER_MB = 1.0   # sender CPU per MB until measured (serialisation, UDP fragments)
 
 
 @dataclasses.dataclass
@@ -140,6 +143,8 @@ class RobotRuntime:
         self.edge_profile: DeviceProfile | None = None
         self.measured = BandwidthEstimate()
         self.guard = PlanGuard()
+        self.sends: collections.deque = collections.deque(maxlen=128)   # (MB, sender CPU ms) per sent message
+        self.planned_msg_ms: float | None = None
         self.predicted: dict[str, float] = {}     # plan text -> predicted ms, for the candidates of the decision
         self.planned_mbps: float | None = None   # bandwidth the plan in force was chosen for
         self.decision: Decision | None = None
@@ -165,8 +170,34 @@ class RobotRuntime:
             return self.measured.mbps
         return self.cfg.bandwidth_mbps
 
+    def send_cost(self) -> tuple[float, float]:
+        """Robot wall time per sent message and per MB: the sender's measured CPU (a least-squares line over
+        recent messages of different sizes) divided by the CPU share this process gets."""
+        per_msg, per_mb = DEFAULT_MSG_CPU_MS, DEFAULT_SEND_CPU_MS_PER_MB
+        if len(self.sends) >= 8:
+            mb = np.array([s[0] for s in self.sends])
+            cpu = np.array([s[1] for s in self.sends])
+            if mb.max() - mb.min() > 0.05:
+                per_mb, per_msg = np.polyfit(mb, cpu, 1)
+            else:
+                per_msg = float(np.median(cpu - per_mb * mb))
+        share = min(1.0, max(self.profile.cpu_share, 0.05))
+        return max(float(per_msg), 0.0) / share, max(float(per_mb), 0.0) / share
+
+    def msg_ms(self) -> float:
+        return self.send_cost()[0]
+
     def link(self) -> LinkModel:
-        return LinkModel(self.bandwidth(), self.cfg.link_latency_ms)
+        per_msg, per_mb = self.send_cost()
+        return LinkModel(self.bandwidth(), self.cfg.link_latency_ms, send_ms_per_mb=per_mb, msg_ms=per_msg)
+
+    def observe_send(self, nbytes: int, cpu_ms: float) -> bool:
+        """Add one sent message's sender CPU; True when the per-message cost moved enough to re-plan."""
+        self.sends.append((nbytes / 1e6, cpu_ms))
+        if self.planned_msg_ms is None or len(self.sends) < 8 or len(self.sends) % 8:
+            return False
+        now = self.msg_ms()
+        return abs(now - self.planned_msg_ms) > max(0.5, 0.5 * self.planned_msg_ms)
 
     def observe_bandwidth(self, mbps: float, rel_change: float = 0.25) -> bool:
         """Add a measured sample; True when the estimate moved enough from the planned one to re-plan."""
@@ -184,7 +215,7 @@ class RobotRuntime:
                 self.plan = fixed or Plan.local(g, name)
             return None
         encs = [e.strip() for e in self.cfg.encodings.split(",") if e.strip()] or ["raw"]
-        self.planned_mbps = self.bandwidth()
+        self.planned_mbps, self.planned_msg_ms = self.bandwidth(), self.msg_ms()
         decision = choose(g, name, self.profile, self.edge_profile, self.link(), encs, search=fixed is None)
         if fixed is not None:
             decision.chosen = predict(g, fixed, self.profile, self.edge_profile, self.link())

@@ -160,3 +160,28 @@ def test_guard_keeps_a_plan_that_delivers():
         g.observe("split", 104.0)
     assert g.pick("split") == "split"
     assert g.pick("unknown") == "unknown"
+
+
+def test_send_cost_is_fitted_from_measured_messages_and_scaled_by_cpu_share():
+    import collections
+    import types
+
+    from intradp_ros.runtime import DEFAULT_MSG_CPU_MS, RobotRuntime
+    rt = types.SimpleNamespace(sends=collections.deque(maxlen=128), profile=types.SimpleNamespace(cpu_share=0.25))
+    assert RobotRuntime.send_cost(rt)[0] == pytest.approx(DEFAULT_MSG_CPU_MS / 0.25)
+    for mb in (0.001, 0.1, 0.5, 1.0) * 3:                      # cpu = 2 ms + 3 ms/MB, on a quarter core
+        rt.sends.append((mb, 2.0 + 3.0 * mb))
+    per_msg, per_mb = RobotRuntime.send_cost(rt)
+    assert per_msg == pytest.approx(8.0) and per_mb == pytest.approx(12.0)
+
+
+def test_per_message_cost_penalises_many_tiles(graph):
+    robot, edge = _synthetic(graph, 40.0), _synthetic(graph, 4.0)
+    starts, ends = split_points(graph)
+    k2 = ends[0][len(ends[0]) // 3]
+    plan = Plan("resnet18", 128, 128, 0, k2, 0, 1, 8)
+    cheap = predict(graph, plan, robot, edge, LinkModel(20))
+    dear = predict(graph, plan, robot, edge, LinkModel(20, msg_ms=10.0))
+    n = len(CompiledPlan(graph, plan).edge_chunks)
+    assert dear.robot_ms == pytest.approx(cheap.robot_ms + 10.0 * n)    # the robot builds every message
+    assert dear.latency_ms > cheap.latency_ms + 10.0                    # and that is on the critical path

@@ -26,6 +26,7 @@ class LinkModel:
     bandwidth_mbps: float            # robot <-> edge, each direction
     latency_ms: float = 1.0          # one-way, per message
     send_ms_per_mb: float = 1.0      # sender CPU per MB on the wire (serialisation, publish)
+    msg_ms: float = 0.0              # sender wall time per message (message building, middleware, syscalls)
     local_ms: float = 0.5            # robot -> aggregator on the robot's own host
 
     def wire_ms(self, nbytes: float) -> float:
@@ -113,6 +114,7 @@ def predict(graph: OpGraph, plan: Plan | CompiledPlan, robot: DeviceProfile, edg
         nonlocal up_free, bytes_up, t_r
         nbytes = pr.wire_bytes(name, rows, e)
         t_r += robot.scale * (robot.encode_ms_per_mb[e] * pr.raw_mb(name, rows) + link.send_ms_per_mb * nbytes / 1e6)
+        t_r += link.msg_ms
         start = max(up_free, t_r)
         up_free = start + link.wire_ms(nbytes)
         bytes_up += nbytes
@@ -153,6 +155,7 @@ def predict(graph: OpGraph, plan: Plan | CompiledPlan, robot: DeviceProfile, edg
                 if name in seg.gathered:
                     gathered_at = max(gathered_at, send_up(name, hi - lo, enc))
                 if name in seg.emitted:
+                    t_r += link.msg_ms
                     done.append(t_r + link.local_ms)
         t_e = 0.0
         for j, work in enumerate(cp.edge_work):

@@ -22,7 +22,7 @@ from .graph import OpGraph
 
 __all__ = ["DeviceProfile", "profile_graph", "load_or_profile", "default_cache_dir"]
 
-_PROFILE_VERSION = 3
+_PROFILE_VERSION = 4
 
 
 @dataclasses.dataclass
@@ -37,6 +37,8 @@ class DeviceProfile:
     ratio: dict[str, list[float]]    # encoding -> per-op output bytes / raw bytes (lz4, zstd measured)
     output_bytes: dict[str, float]   # graph output -> payload bytes of the whole output after the output_fn
     scale: float = 1.0           # multiply compute times (emulating a slower device from a faster one)
+    cpu_share: float = 1.0       # process CPU time / wall time while profiling: < 1 on a throttled CPU (cgroup
+                                 # quota, a busy core), so host-side work (serialisation) costs cpu_ms / share
     version: int = _PROFILE_VERSION
 
     def compute_ms(self, k: int, rows: int, height: int) -> float:
@@ -74,6 +76,8 @@ def profile_graph(graph: OpGraph, x: torch.Tensor, repeats: int = 5, warmup: int
     env: dict[str, torch.Tensor] = {}
     with torch.inference_mode():
         for it in range(warmup + repeats):
+            if it == warmup:
+                wall0, cpu0 = time.perf_counter(), time.process_time()
             env = {graph.input_name: x}
             for op in graph.ops:
                 _sync(dev)
@@ -82,6 +86,7 @@ def profile_graph(graph: OpGraph, x: torch.Tensor, repeats: int = 5, warmup: int
                 _sync(dev)
                 if it >= warmup:
                     times[op.index].append((time.perf_counter() - t0) * 1e3)
+        share = (time.process_time() - cpu0) / max(time.perf_counter() - wall0, 1e-9)
         # one operator call on a single row: the per-tile overhead
         small = torch.zeros(1, 8, 1, 8, device=dev)
         t_call = []
@@ -100,7 +105,7 @@ def profile_graph(graph: OpGraph, x: torch.Tensor, repeats: int = 5, warmup: int
         y = output_fn(name, t, 0) if output_fn else t
         out_bytes[name] = float(y.numel() * 4)
     return DeviceProfile(graph.key, str(dev), torch.get_num_threads(), op_ms, statistics.median(t_call) * 2,
-                         enc_ms, dec_ms, ratio, out_bytes)
+                         enc_ms, dec_ms, ratio, out_bytes, cpu_share=round(share, 3))
 
 
 def _whole_forward_ms(graph: OpGraph, x: torch.Tensor) -> float:

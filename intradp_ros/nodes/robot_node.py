@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
@@ -248,6 +249,7 @@ class RobotNode(Node):
                 pkt.sent = self.get_clock().now().to_msg()
                 self.tile_pub.publish(pkt)
                 continue
+            cpu0 = time.thread_time()
             msg = packet_to_msg(pkt, header, size, self.cfg.model, self.get_clock().now().to_msg())
             if pkt.dest == "edge":
                 self.tile_pub.publish(msg)
@@ -255,6 +257,11 @@ class RobotNode(Node):
                 self.counters.inc("bytes_to_edge", len(pkt.payload))
             else:
                 self.out_pub.publish(msg)
+            # what sending costs this (maybe CPU-capped) robot, for the planner
+            if self.rt.observe_send(len(pkt.payload), (time.thread_time() - cpu0) * 1e3) and self.cfg.plan == "auto":
+                self.get_logger().info(f"measured send cost {self.rt.msg_ms():.2f} ms/message (planned with "
+                                       f"{self.rt.planned_msg_ms:.2f}): re-planning")
+                threading.Thread(target=self._report_plan, daemon=True).start()
 
     def close(self):
         self._stop.set()
