@@ -19,10 +19,11 @@ import torch
 
 from .codec import encode
 from .graph import OpGraph
+from .rows import compute_op_rows
 
 __all__ = ["DeviceProfile", "profile_graph", "load_or_profile", "default_cache_dir"]
 
-_PROFILE_VERSION = 4
+_PROFILE_VERSION = 5
 
 
 @dataclasses.dataclass
@@ -39,12 +40,16 @@ class DeviceProfile:
     scale: float = 1.0           # multiply compute times (emulating a slower device from a faster one)
     cpu_share: float = 1.0       # process CPU time / wall time while profiling: < 1 on a throttled CPU (cgroup
                                  # quota, a busy core), so host-side work (serialisation) costs cpu_ms / share
+    op_fixed_ms: list[float] = dataclasses.field(default_factory=list)   # per-call cost of each op whatever its
+                                 # rows (weights streamed, kernel launch): small tiles of deep layers pay it
     version: int = _PROFILE_VERSION
 
     def compute_ms(self, k: int, rows: int, height: int) -> float:
-        """Latency of computing ``rows`` of op k's ``height`` output rows in one call."""
+        """Latency of computing ``rows`` of op k's ``height`` output rows in one call: a fixed part and a part
+        proportional to the rows (the line through the op's measured whole and one-row-tile latencies)."""
         frac = rows / height if height else 1.0
-        return self.scale * (self.op_ms[k] * frac + self.call_ms)
+        fixed = self.op_fixed_ms[k] if self.op_fixed_ms else 0.0
+        return self.scale * (fixed + (self.op_ms[k] - fixed) * frac + self.call_ms)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -97,6 +102,7 @@ def profile_graph(graph: OpGraph, x: torch.Tensor, repeats: int = 5, warmup: int
             _sync(dev)
             t_call.append((time.perf_counter() - t0) * 1e3)
     op_ms = [statistics.median(t) for t in times]
+    fixed = _fixed_costs(graph, env, op_ms, repeats)
     env = {k: v.cpu() for k, v in env.items()}
     enc_ms, dec_ms, ratio = _codec_costs(graph, env)
     out_bytes = {}
@@ -105,7 +111,30 @@ def profile_graph(graph: OpGraph, x: torch.Tensor, repeats: int = 5, warmup: int
         y = output_fn(name, t, 0) if output_fn else t
         out_bytes[name] = float(y.numel() * 4)
     return DeviceProfile(graph.key, str(dev), torch.get_num_threads(), op_ms, statistics.median(t_call) * 2,
-                         enc_ms, dec_ms, ratio, out_bytes, cpu_share=round(share, 3))
+                         enc_ms, dec_ms, ratio, out_bytes, cpu_share=round(share, 3), op_fixed_ms=fixed)
+
+
+def _fixed_costs(graph: OpGraph, env: dict[str, torch.Tensor], op_ms: list[float], repeats: int) -> list[float]:
+    """Each local op timed on one output row: with its whole-tensor time, the intercept of its cost line."""
+    fixed = []
+    with torch.inference_mode():
+        for op in graph.ops:
+            h = op.height
+            if not op.local or h <= 1:
+                fixed.append(0.0)
+                continue
+            rows_of = lambda name, a, b: env[name].narrow(graph.value_row_axis(name), a, b - a)  # noqa: E731
+            ts = []
+            for _ in range(max(repeats, 3)):
+                _sync(env[op.name].device)
+                t0 = time.perf_counter()
+                compute_op_rows(graph, op, h // 2, h // 2 + 1, rows_of)
+                _sync(env[op.name].device)
+                ts.append((time.perf_counter() - t0) * 1e3)
+            one = statistics.median(ts)
+            slope = max(op_ms[op.index] - one, 0.0) / (h - 1)
+            fixed.append(round(max(one - slope, 0.0), 4))
+    return fixed
 
 
 def _whole_forward_ms(graph: OpGraph, x: torch.Tensor) -> float:

@@ -16,7 +16,7 @@ import torch
 
 from .graph import Op, OpGraph, _call
 
-__all__ = ["Interval", "Segment", "RowStreamer", "backprop"]
+__all__ = ["Interval", "Segment", "RowStreamer", "backprop", "compute_op_rows"]
 
 Interval = tuple[int, int]   # rows [lo, hi); empty when lo >= hi
 
@@ -107,26 +107,55 @@ def backprop(graph: OpGraph, ops: Iterable[Op], wanted: dict[str, Interval],
 
 
 class _RowBuffer:
-    """Contiguous rows [lo, hi) of one value, along its row axis."""
-    __slots__ = ("t", "lo", "axis")
+    """Contiguous rows [lo, hi) of one value along its row axis, kept as the pieces they were computed in.
+
+    Appending is O(1) (no re-copy of what is already there); reading a range concatenates only the pieces it
+    touches, which for a halo is at most two.
+    """
+    __slots__ = ("parts", "lo", "hi", "axis")
 
     def __init__(self, t: torch.Tensor, lo: int, axis: int):
-        self.t, self.lo, self.axis = t, lo, axis
-
-    @property
-    def hi(self) -> int:
-        return self.lo + self.t.shape[self.axis]
+        self.parts: list[tuple[int, torch.Tensor]] = [(lo, t)]
+        self.lo, self.hi, self.axis = lo, lo + t.shape[axis], axis
 
     def rows(self, lo: int, hi: int) -> torch.Tensor:
         if lo < self.lo or hi > self.hi:
             raise RuntimeError(f"rows [{lo}, {hi}) requested, only [{self.lo}, {self.hi}) available")
-        return self.t.narrow(self.axis, lo - self.lo, hi - lo)
+        out = []
+        for start, t in self.parts:
+            stop = start + t.shape[self.axis]
+            if stop <= lo or start >= hi:
+                continue
+            a, b = max(lo, start), min(hi, stop)
+            out.append(t.narrow(self.axis, a - start, b - a))
+        return out[0] if len(out) == 1 else torch.cat(out, self.axis)
 
     def extend(self, t: torch.Tensor, lo: int) -> None:
         if lo == self.hi:
-            self.t = torch.cat([self.t, t], self.axis)
+            self.parts.append((lo, t))
+            self.hi = lo + t.shape[self.axis]
         else:
-            self.t, self.lo = t, lo
+            self.parts, self.lo, self.hi = [(lo, t)], lo, lo + t.shape[self.axis]
+
+
+def compute_op_rows(graph: OpGraph, op: Op, lo: int, hi: int, rows_of) -> torch.Tensor:
+    """Rows [lo, hi) of one local op's output, reading its inputs' rows with ``rows_of(name, lo, hi)``.
+
+    The op's own padding is applied only where the needed input rows fall outside the real tensor.
+    """
+    try:
+        if op.tile_fn is not None:
+            (name, rm), = op.row_maps.items()
+            ilo, ihi = rm.input_range(lo, hi)
+            h = graph.value_shape(name)[2]
+            y = op.tile_fn(rows_of(name, max(ilo, 0), min(ihi, h)), max(0, -ilo), max(0, ihi - h))
+            # first output row y holds: the tile's own for windows, else what the input range yields
+            first = {"upsample": max(ilo, 0) * rm.factor, "pad": ilo + rm.pad_top}.get(rm.kind, lo)
+            return y.narrow(2, lo - first, hi - lo)
+        override = {name: rows_of(name, lo, hi) for name in op.row_maps}
+        return _call(graph.gm, op.node, {}, override)
+    except Exception as e:
+        raise RuntimeError(f"computing rows [{lo}, {hi}) of {op.node.format_node()} failed: {e}") from e
 
 
 class RowStreamer:
@@ -155,27 +184,12 @@ class RowStreamer:
     def compute(self, wanted: dict[str, Interval]) -> dict[str, torch.Tensor]:
         """Compute ``wanted`` target rows; returns each target's rows exactly as requested."""
         compute, _ = backprop(self.graph, self.seg.ops, wanted, self.done())
-        gm = self.graph.gm
         for op in self.seg.ops:
             rng = compute.get(op.name)
             if rng is None:
                 continue
             lo, hi = rng
-            try:
-                if op.tile_fn is not None:
-                    (name, rm), = op.row_maps.items()
-                    ilo, ihi = rm.input_range(lo, hi)
-                    h = self.graph.value_shape(name)[2]
-                    x = self.buf[name].rows(max(ilo, 0), min(ihi, h))
-                    y = op.tile_fn(x, max(0, -ilo), max(0, ihi - h))
-                    # first output row y holds: the tile's own for windows, else what the input range yields
-                    first = {"upsample": max(ilo, 0) * rm.factor, "pad": ilo + rm.pad_top}.get(rm.kind, lo)
-                    y = y.narrow(2, lo - first, hi - lo)
-                else:
-                    override = {name: self.buf[name].rows(lo, hi) for name in op.row_maps}
-                    y = _call(gm, op.node, {}, override)
-            except Exception as e:
-                raise RuntimeError(f"computing rows [{lo}, {hi}) of {op.node.format_node()} failed: {e}") from e
+            y = compute_op_rows(self.graph, op, lo, hi, lambda name, a, b: self.buf[name].rows(a, b))
             if op.name in self.buf:
                 self.buf[op.name].extend(y, lo)
             else:
