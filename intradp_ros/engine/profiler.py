@@ -102,7 +102,12 @@ def profile_graph(graph: OpGraph, x: torch.Tensor, repeats: int = 5, warmup: int
             _sync(dev)
             t_call.append((time.perf_counter() - t0) * 1e3)
     op_ms = [statistics.median(t) for t in times]
-    fixed = _fixed_costs(graph, env, op_ms, repeats)
+    # Op-by-op timing sets each op's share; whole passes set the level. On a throttled CPU (cgroup quota) an
+    # op's time depends on where the throttling falls, so summing per-op medians can be far from a real pass.
+    whole = statistics.median(_whole_forward_ms(graph, x) for _ in range(3))
+    level = whole / max(sum(op_ms), 1e-9)
+    fixed = [f * level for f in _fixed_costs(graph, env, op_ms, repeats)]
+    op_ms = [t * level for t in op_ms]
     env = {k: v.cpu() for k, v in env.items()}
     enc_ms, dec_ms, ratio = _codec_costs(graph, env)
     out_bytes = {}
