@@ -1,0 +1,219 @@
+"""The benchmark's client: a ROS 2 node inside the robot's namespace and CPU cgroup (started by
+:mod:`intradp_ros.tools.bench`, never by hand).
+
+It plays the camera in a closed loop: publish one frame, wait for its result (``/intradp/detections`` or
+``/intradp/classifications``) and its ``/intradp/frame_timing``, both matched by the header stamp, then send the
+next. Between strategies it sets robot_node's ``plan`` and ``bandwidth_mbps`` parameters and waits for the
+``/intradp/plan`` status that reflects them (the planner's prediction for the plan in force).
+
+It talks to the benchmark over stdin/stdout, one JSON object per line:
+  client -> bench: {"event": "shape", "mbps": R}  (bench answers "ok" once the link is shaped)
+                   {"event": "mark", ...}         (bench answers "ok" after reading its counters)
+                   {"event": "plan", ...}, {"event": "frame", ...}, {"event": "log", ...}, {"event": "done"}
+Per frame it reads the robot's CPU time from cgroup cpuacct.usage files the bench opened for it (the file
+descriptors survive ``ip netns exec``, which hides /sys/fs/cgroup), and the veth byte counters (visible here).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import cv2
+
+
+def _emit(**event) -> None:
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+def _ask(**event) -> str:
+    _emit(**event)
+    line = sys.stdin.readline()
+    if not line:
+        raise SystemExit("bench went away")
+    return line.strip()
+
+
+def _read_fd(fd: int) -> int:
+    return int(os.pread(fd, 64, 0).split()[0])
+
+
+class Counters:
+    """Robot CPU ns (nodes, client) and veth bytes (tx, rx), read together."""
+
+    def __init__(self, nodes_fd: int, client_fd: int, dev: str):
+        self.nodes_fd, self.client_fd = nodes_fd, client_fd
+        self.paths = [Path(f"/sys/class/net/{dev}/statistics/{k}_bytes") for k in ("tx", "rx")]
+
+    def read(self) -> tuple[float, int, int, int, int]:
+        tx, rx = (int(p.read_text()) for p in self.paths)
+        return time.time(), _read_fd(self.nodes_fd), _read_fd(self.client_fd), tx, rx
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("config", help="JSON written by the bench")
+    cfg = json.loads(Path(ap.parse_args(argv).config).read_text())
+
+    import rclpy
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+    from rclpy.parameter_client import AsyncParameterClient
+    from sensor_msgs.msg import Image
+
+    from intradp_ros.models import get_spec
+    from intradp_ros.msg import Classification, DetectionArray, FrameTiming, PlanStatus
+    from intradp_ros.nodes.common import stamp_ms, topic_qos
+    from intradp_ros.topology import TOPICS
+    from intradp_ros.vision.image_convert import array_to_image_fields
+    from intradp_ros.vision.samples import find_samples, images_in
+
+    folder = find_samples()
+    if folder is None:
+        _emit(event="error", text="no sample images: ./intradp setup puts them in .cache/samples")
+        return 2
+    images = [(p.name, Image(**array_to_image_fields(cv2.imread(str(p), cv2.IMREAD_COLOR), "bgr8")))
+              for p in images_in(folder)]
+    detection = get_spec(cfg["model"]).task == "detection"
+    counters = Counters(cfg["nodes_fd"], cfg["client_fd"], cfg["dev"])
+
+    rclpy.init()
+    node = Node("intradp_bench_client")
+    results: dict[tuple[int, int], float] = {}        # stamp -> receive time (s, wall clock)
+    result_info: dict[tuple[int, int], dict] = {}
+    timings: dict[tuple[int, int], FrameTiming] = {}
+    plans: list[tuple[float, PlanStatus]] = []
+
+    def key(h):
+        return h.stamp.sec, h.stamp.nanosec
+
+    def on_result(msg):
+        k = key(msg.header)
+        results.setdefault(k, time.time())
+        n = len(msg.detections) if detection else len(msg.class_ids)
+        top = (msg.detections[0].class_name if msg.detections else "") if detection else \
+            (msg.class_names[0] if msg.class_names else "")
+        result_info[k] = {"n_results": n, "top": top, "result_plan": msg.plan_spec}
+
+    camera = node.create_publisher(Image, TOPICS["camera"].name, topic_qos(node, "camera"))
+    rkey = "detections" if detection else "classifications"
+    node.create_subscription(DetectionArray if detection else Classification, TOPICS[rkey].name, on_result,
+                             topic_qos(node, rkey))
+    node.create_subscription(FrameTiming, TOPICS["timing"].name, lambda m: timings.setdefault(key(m.header), m),
+                             topic_qos(node, "timing"))
+    node.create_subscription(PlanStatus, TOPICS["plan"].name, lambda m: plans.append((time.time(), m)),
+                             topic_qos(node, "plan"))
+    params = AsyncParameterClient(node, "robot_node")
+
+    def spin_until(cond, what: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not cond():
+            if time.monotonic() > deadline:
+                _emit(event="log", text=f"timed out after {timeout:.0f} s waiting for {what}")
+                return False
+            rclpy.spin_once(node, timeout_sec=0.05)
+        return True
+
+    def ready() -> bool:
+        decided = any(p.predicted_ms > 0 and p.baseline_plan_specs for _, p in plans)
+        return camera.get_subscription_count() > 0 and decided
+
+    if not spin_until(ready, "robot_node to be ready (edge profile, plan, camera subscription)",
+                      cfg["startup_timeout_s"]) or not params.wait_for_services(timeout_sec=60):
+        _emit(event="error", text="robot_node never became ready")
+        return 3
+    _emit(event="ready")
+
+    def set_plan(plan: str, mbps: float, expect_spec: str | None) -> PlanStatus | None:
+        t0 = time.time()
+        # atomically: rclpy's plain set_parameters calls robot_node's callback once per parameter, so it would re-plan
+        # twice on two threads, the first with the new plan but the old bandwidth, and that one may finish last
+        fut = params.set_parameters_atomically([Parameter("plan", value=plan),
+                                                Parameter("bandwidth_mbps", value=float(mbps))])
+        if not spin_until(fut.done, "set_parameters", 60) or not fut.result().result.successful:
+            _emit(event="error", text=f"robot_node refused plan {plan!r} @ {mbps} Mbit/s: {fut.result()}")
+            return None
+
+        def fresh() -> list[PlanStatus]:
+            return [p for t, p in plans if t >= t0 and stamp_ms(p.header.stamp) >= t0 * 1e3 - 5
+                    and (not check_bw or abs(p.bandwidth_mbps - mbps) < 1e-6)
+                    and (expect_spec is None or p.plan_spec == expect_spec)]
+        if not spin_until(lambda: bool(fresh()), f"the plan status of {plan!r}", cfg["plan_timeout_s"]):
+            return None
+        # robot_node re-plans on a thread per change: let concurrent re-plans land, then take the newest status
+        n, quiet_since = len(plans), time.monotonic()
+        while time.monotonic() - quiet_since < cfg["settle_s"]:
+            rclpy.spin_once(node, timeout_sec=0.05)
+            if len(plans) != n:
+                n, quiet_since = len(plans), time.monotonic()
+        return fresh()[-1]
+
+    check_bw = cfg["bandwidth_source"] == "parameter"     # else robot_node plans for the bandwidth it measures
+    frame_no = 0
+    timeout = cfg["frame_timeout_s"]
+    for mbps in cfg["bandwidths"]:
+        _ask(event="shape", mbps=mbps)
+        auto = set_plan("auto", mbps, None)
+        if auto is None:
+            return 4
+        base = dict(zip(auto.baseline_names, auto.baseline_plan_specs))
+        base_pred = dict(zip(auto.baseline_names, auto.baseline_predicted_ms))
+        _emit(event="decision", mbps=mbps, chosen=auto.plan_spec, predicted_ms=auto.predicted_ms, reason=auto.reason,
+              baselines={k: [base[k], base_pred[k]] for k in base})
+        for strategy in cfg["strategies"]:
+            # the baselines run exactly the plans the planner compared Intra-DP with (their texts from PlanStatus)
+            choice = "auto" if strategy == "intra-dp" else base[strategy]
+            st = set_plan(choice, mbps, None if strategy == "intra-dp" else choice)
+            if st is None:
+                return 5
+            predicted = st.predicted_ms
+            if strategy != "intra-dp" and abs(predicted - base_pred[strategy]) > 0.01 * predicted:
+                _emit(event="log", text=f"{strategy} @ {mbps:g}: PlanStatus.predicted_ms {predicted:.1f} differs "
+                      f"from the Intra-DP decision's {base_pred[strategy]:.1f} for the same plan and bandwidth")
+            _emit(event="plan", mbps=mbps, strategy=strategy, plan_spec=st.plan_spec, predicted_ms=predicted,
+                  decision_predicted_ms=base_pred.get(strategy), reason=st.reason)
+            _ask(event="mark", mbps=mbps, strategy=strategy, phase="start")
+            n_total = cfg["warmup"] + cfg["frames"]
+            since = len(plans)      # robot_node may switch plans during the run (its measured-latency guard)
+            for i in range(n_total):
+                name, img = images[frame_no % len(images)]
+                frame_no += 1
+                before = counters.read()
+                img.header.stamp = node.get_clock().now().to_msg()
+                img.header.frame_id = f"bench/{name}"
+                k = key(img.header)
+                camera.publish(img)
+                ok = spin_until(lambda k=k: k in results and k in timings, f"frame {frame_no} ({name})", timeout)
+                after = counters.read()
+                t = timings.get(k)
+                frame_plan = t.plan_spec if t else ""
+                # the prediction for the plan this frame ran under: from the newest status announcing that plan
+                in_force = [p for _, p in plans[since:] if p.plan_spec == frame_plan]
+                frame_pred = in_force[-1].predicted_ms if in_force else predicted
+                row = dict(event="frame", mbps=mbps, strategy=strategy,
+                           phase="warmup" if i < cfg["warmup"] else "measure",
+                           index=i, image=name, ok=ok, plan_spec=st.plan_spec, predicted_ms=frame_pred,
+                           latency_ms=(results[k] - (k[0] + k[1] * 1e-9)) * 1e3 if k in results else None,
+                           agg_latency_ms=t.latency_ms if t else None,
+                           robot_compute_ms=t.robot_compute_ms if t else None,
+                           edge_compute_ms=t.edge_compute_ms if t else None,
+                           frame_plan=frame_plan, wall_s=after[0] - before[0],
+                           cpu_nodes_s=(after[1] - before[1]) / 1e9, cpu_client_s=(after[2] - before[2]) / 1e9,
+                           tx_bytes=after[3] - before[3], rx_bytes=after[4] - before[4], **result_info.get(k, {}))
+                _emit(**row)
+                results.pop(k, None)
+                timings.pop(k, None)
+                result_info.pop(k, None)
+            _ask(event="mark", mbps=mbps, strategy=strategy, phase="end")
+    _emit(event="done")
+    node.destroy_node()
+    rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,329 @@
+"""Results of `./intradp bench`: per-frame rows with the energy estimate, the Markdown summary, the PNG plots.
+
+ROS-free (only numpy, matplotlib with the Agg backend, and the plan text parser), so a finished run can be
+re-reported anywhere: ``./intradp bench --report-only bench_results/<run>``.
+"""
+from __future__ import annotations
+
+import collections
+import csv
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+
+from intradp_ros.engine.plan import Plan, PlanError
+
+__all__ = ["STRATEGIES", "LABELS", "PowerModel", "frame_row", "summarize", "report", "plan_kind"]
+
+STRATEGIES = ("local", "offload", "best-cut", "intra-dp")
+LABELS = {"local": "all-local", "offload": "all-offload", "best-cut": "best layer-wise cut", "intra-dp": "Intra-DP"}
+BASELINES = ("local", "offload", "best-cut")
+TOLERANCE = 0.20          # measured p50 within 20 % of predicted
+CSV_NUMERIC = ("latency_ms", "cpu_robot_s", "cpu_client_s", "busy_core_s", "tx_bytes", "rx_bytes", "energy_j",
+               "energy_idle_j", "energy_compute_j", "energy_radio_j", "predicted_ms", "robot_compute_ms",
+               "edge_compute_ms", "agg_latency_ms")
+
+
+@dataclasses.dataclass(frozen=True)
+class PowerModel:
+    """Robot energy estimate, see config/bench.yaml (power:) for the formula and the assumptions."""
+    idle_w: float
+    compute_w_per_core: float
+    radio_tx_w: float
+    radio_rx_w: float
+    cpu_scale: float          # host CPU s -> robot-core busy s
+
+    @classmethod
+    def from_config(cls, p: dict, cpu_fraction: float) -> "PowerModel":
+        scale = 1.0 / cpu_fraction if p.get("scale_cpu_by_cap", True) and cpu_fraction > 0 else 1.0
+        return cls(float(p["idle_w"]), float(p["compute_w_per_core"]), float(p["radio_tx_w"]),
+                   float(p.get("radio_rx_w", 0.0)), scale)
+
+    def energy(self, latency_s: float, cpu_s: float, tx_bytes: int, rx_bytes: int, mbps: float) -> dict[str, float]:
+        busy = cpu_s * self.cpu_scale
+        bps = mbps * 1e6
+        parts = {"energy_idle_j": self.idle_w * latency_s, "energy_compute_j": self.compute_w_per_core * busy,
+                 "energy_radio_j": (self.radio_tx_w * tx_bytes + self.radio_rx_w * rx_bytes) * 8 / bps}
+        return {"busy_core_s": busy, "energy_j": sum(parts.values()), **parts}
+
+
+def plan_kind(spec: str, n_ops: int | None) -> str:
+    try:
+        p = Plan.parse(spec)
+    except PlanError:
+        return ""
+    if p.k1 < p.k2:
+        return "intra-dp"
+    if p.k1 == 0:
+        return "offload"
+    if n_ops is not None and p.k1 >= n_ops:
+        return "local"
+    return "cut" if n_ops is not None else "cut/local"
+
+
+def frame_row(model: str, ev: dict, power: PowerModel, n_ops: int | None) -> dict:
+    """A CSV row from the client's frame event."""
+    row = {k: ev.get(k) for k in ("strategy", "phase", "index", "image", "plan_spec", "frame_plan", "latency_ms",
+                                  "agg_latency_ms", "predicted_ms", "robot_compute_ms", "edge_compute_ms",
+                                  "cpu_client_s", "tx_bytes", "rx_bytes", "wall_s", "n_results", "top")}
+    row.update(model=model, bandwidth_mbps=ev["mbps"], ok=int(bool(ev["ok"])), cpu_robot_s=ev["cpu_nodes_s"],
+               wire_bytes=ev["tx_bytes"] + ev["rx_bytes"],
+               plan_kind=plan_kind(ev["frame_plan"] or ev["plan_spec"], n_ops))
+    lat = ev["latency_ms"] if ev["latency_ms"] is not None else ev["wall_s"] * 1e3
+    row.update(power.energy(lat / 1e3, ev["cpu_nodes_s"], ev["tx_bytes"], ev["rx_bytes"], ev["mbps"]))
+    return row
+
+
+def _f(x) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def load_rows(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def summarize(rows: list[dict]) -> dict[tuple[float, str], dict]:
+    """(bandwidth, strategy) -> statistics of the measured frames."""
+    groups: dict[tuple[float, str], list[dict]] = {}
+    for r in rows:
+        if r["phase"] == "measure":
+            groups.setdefault((_f(r["bandwidth_mbps"]), r["strategy"]), []).append(r)
+    means = {"cpu_s": "cpu_robot_s", "cpu_client_s": "cpu_client_s", "busy_s": "busy_core_s", "tx": "tx_bytes",
+             "rx": "rx_bytes", "energy": "energy_j", "e_idle": "energy_idle_j", "e_compute": "energy_compute_j",
+             "e_radio": "energy_radio_j"}
+    medians = {"predicted": "predicted_ms", "robot_ms": "robot_compute_ms", "edge_ms": "edge_compute_ms",
+               "agg_p50": "agg_latency_ms"}
+    out = {}
+    for key, rs in sorted(groups.items(), key=lambda kv: (kv[0][0], STRATEGIES.index(kv[0][1]))):
+        ok = [r for r in rs if r["ok"] == "1" and not math.isnan(_f(r["latency_ms"]))]
+        cols = {name: np.array([_f(r[name]) for r in ok], dtype=float) for name in CSV_NUMERIC}
+        lat = cols["latency_ms"]
+        used = collections.Counter((r["frame_plan"] or r["plan_spec"], r["plan_kind"]) for r in ok)
+        (spec, kind), _ = used.most_common(1)[0] if used else ((rs[-1]["plan_spec"], rs[-1]["plan_kind"]), 0)
+        s = {"n": len(ok), "lost": len(rs) - len(ok), "plan_spec": spec, "kind": kind,
+             "plans": kind if len(used) < 2 else "; ".join(
+                 f"{n} x {k} `{p.split('|', 1)[1]}`" for (p, k), n in used.most_common())}
+        if ok:
+            s.update({k: float(np.percentile(lat, q)) for k, q in (("p5", 5), ("p50", 50), ("p95", 95))})
+            s.update({k: float(cols[c].mean()) for k, c in means.items()})
+            s.update({k: float(np.median(cols[c])) for k, c in medians.items()})
+            s["mean"] = float(lat.mean())
+            s["ratio"] = s["p50"] / s["predicted"] if s["predicted"] > 0 else math.nan
+        out[key] = s
+    return out
+
+
+def _kb(x: float) -> str:
+    return f"{x / 1e3:,.0f} kB" if x >= 1e3 else f"{x:.0f} B"
+
+
+def _header(cfg: dict, meta: dict) -> list[str]:
+    m, tb, r, e, link, pw = (meta.get("machine", {}), meta.get("testbed", {}), cfg["robot"], cfg["edge"], cfg["link"],
+                             cfg["power"])
+    return [
+        f"# Intra-DP benchmark: {cfg['model']} on an emulated robot-edge link", "",
+        f"- command: `{meta.get('command', '')}`; {meta.get('started', '')} .. {meta.get('finished', '')}",
+        f"- machine: {m.get('cpu_model', '?')}, {m.get('cores', '?')} cores, kernel {m.get('kernel', '?')}; load "
+        f"average at start {' '.join(m.get('loadavg', []))}, at end {' '.join(meta.get('loadavg_end', []))}",
+        f"- robot: robot_node + aggregator_node + bench client in netns `{tb.get('netns', {}).get('robot', '?')}`, "
+        f"cgroup v1 CPU quota {r['cpu_quota_us']}/{r['cpu_period_us']} us (= {tb.get('cpu_fraction', 0):.2f} core), "
+        f"torch threads {r['threads']}; edge: edge_node, no CPU cap, torch threads {e['threads'] or 'default'}, "
+        f"device {e['device']}",
+        f"- link: veth, tbf both ways at each rate (burst {link['burst_ms']} ms of line rate, >= "
+        f"{link['min_burst_bytes']} B; queue {link['queue_bytes'] >> 20} MiB), MTU {link['mtu']}; "
+        "Fast DDS UDPv4 only (config/fastdds_udp.xml)",
+        f"- {cfg['warmup']} warm-up + {cfg['frames']} measured frames per cell, closed loop; latency = camera stamp -> "
+        "result received by the client in the robot namespace; predicted = PlanStatus.predicted_ms of the plan in "
+        "force",
+        f"- energy: an ESTIMATE, power model of config/bench.yaml: idle {pw['idle_w']} W x latency + "
+        f"{pw['compute_w_per_core']} W x robot-core busy s (CPU s / cap) + radio {pw['radio_tx_w']} W x uplink airtime",
+        ""]
+
+
+def _cell_line(bw: float, st: str, s: dict) -> str:
+    if not s["n"]:
+        return f"| {bw:g} | {LABELS[st]} | {s['kind']} | 0 ({s['lost']}) | - | - | - | - | - | - | - |"
+    return (f"| {bw:g} | {LABELS[st]} | {s['plans']} | {s['n']} ({s['lost']}) | {s['p50']:.1f} | {s['p95']:.1f} | "
+            f"{s['predicted']:.1f} | {s['ratio']:.2f} | {s['cpu_s']:.3f} | {_kb(s['tx'])} / {_kb(s['rx'])} | "
+            f"{s['energy']:.2f} |")
+
+
+def report(out: Path, cfg: dict, meta: dict) -> str:
+    """Write summary.md and the plots into ``out``; return the text printed at the end of a run."""
+    rows = load_rows(out / "frames.csv")
+    stats = summarize(rows)
+    table = ["| Mbit/s | strategy | plan | frames (lost) | p50 ms | p95 ms | predicted ms | measured/predicted | "
+             "robot CPU s/frame | bytes/frame up / down | energy J/frame |",
+             "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    table += [_cell_line(bw, st, s) for (bw, st), s in stats.items()]
+    verdict = ["", "| Mbit/s | best baseline (p50 ms) | Intra-DP p50 ms | Intra-DP / best | Intra-DP <= best | "
+               "Intra-DP / best cut | Intra-DP plan | energy J/frame Intra-DP vs all-local |",
+               "|---:|---|---:|---:|---|---:|---|---|"]
+    per_bw, cut_ratios, energy = [], [], []
+    for bw in sorted({k[0] for k in stats}):
+        base = {st: stats[(bw, st)] for st in BASELINES if stats.get((bw, st), {}).get("n")}
+        intra = stats.get((bw, "intra-dp"), {})
+        if not base or not intra.get("n"):
+            continue
+        best_name = min(base, key=lambda k, b=base: b[k]["p50"])
+        best = base[best_name]["p50"]
+        per_bw.append((bw, intra["p50"] <= best, intra["p50"] / best, best_name))
+        cut, local = base.get("best-cut"), base.get("local")
+        cut_txt = f"{intra['p50'] / cut['p50']:.2f}" if cut else "-"
+        if cut:
+            cut_ratios.append((intra["p50"] / cut["p50"], bw))
+        e_txt = "-"
+        if local:
+            e_txt = f"{intra['energy']:.2f} vs {local['energy']:.2f} ({intra['energy'] / local['energy']:.2f}x)"
+            energy.append(f"{bw:g} Mbit/s {e_txt}")
+        verdict.append(f"| {bw:g} | {LABELS[best_name]} ({best:.1f}) | {intra['p50']:.1f} | "
+                       f"{intra['p50'] / best:.2f} | "
+                       f"{'yes' if per_bw[-1][1] else 'NO'} | {cut_txt} | {intra['kind']} `{intra['plan_spec']}` | "
+                       f"{e_txt} |")
+    final = []
+    if per_bw:
+        final.append("Intra-DP p50 <= best baseline p50: " + "; ".join(
+            f"{bw:g} Mbit/s {'yes' if ok else 'NO'} ({r:.2f}x {LABELS[n]})" for bw, ok, r, n in per_bw))
+    if cut_ratios:
+        r, bw = min(cut_ratios)
+        final.append(f"best ratio Intra-DP / best layer-wise cut (p50): {r:.2f} at {bw:g} Mbit/s")
+    off = [(bw, st, s["ratio"]) for (bw, st), s in stats.items() if s.get("n") and abs(s["ratio"] - 1) > TOLERANCE]
+    n_cells = sum(1 for s in stats.values() if s.get("n"))
+    text = f"{n_cells - len(off)}/{n_cells} cells within"
+    if off:
+        text += "; off: " + ", ".join(f"{LABELS[st]} @ {bw:g} = {r:.2f}x" for bw, st, r in off)
+    final.append(f"measured p50 within {TOLERANCE:.0%} of predicted for every strategy: {'NO' if off else 'yes'} "
+                 f"({text})")
+    if energy:
+        final.append("robot energy per frame (estimate, J), Intra-DP vs all-local: " + "; ".join(energy))
+    veth = _veth_check(stats, cfg)
+    if veth:
+        final.append(veth)
+    other = collections.Counter(r["strategy"] for r in rows if r["phase"] == "measure" and r["ok"] == "1"
+                                and r["frame_plan"] != r["plan_spec"])
+    if other:
+        final.append("measured frames computed under another plan than the one set (robot_node re-planned or its "
+                     "measured-latency guard switched during the run): "
+                     + ", ".join(f"{LABELS[k]} {n}" for k, n in other.items()))
+    lost = sum(s["lost"] for s in stats.values())
+    if lost:
+        final.append(f"frames lost (no result within {cfg['frame_timeout_s']:.0f} s): {lost}")
+    drops = _tbf_drops(meta.get("tbf", []))
+    final.append("tbf drops: " + (", ".join(f"{LABELS[st]} @ {bw:g}: {n}" for (bw, st), n in drops.items())
+                                  if drops else "none (the queue paced every burst)"))
+    plots = _plots(out, stats, cfg)
+    md = _header(cfg, meta) + table + verdict + [""] + [f"- {f}" for f in final] + [""]
+    md += [f"![{p.stem}]({p.name})" for p in plots]
+    (out / "summary.md").write_text("\n".join(md) + "\n")
+    return "\n".join(table + verdict + [""] + final)
+
+
+def _tbf_drops(marks: list[dict]) -> dict[tuple[float, str], int]:
+    """(bandwidth, strategy) -> packets tbf dropped on either veth end during that run."""
+    start = {(t["mbps"], t["strategy"]): t for t in marks if t.get("phase") == "start"}
+    out = {}
+    for t in marks:
+        s = start.get((t["mbps"], t["strategy"]))
+        if t.get("phase") == "end" and s:
+            n = sum(t.get(side, {}).get("drops", 0) - s.get(side, {}).get("drops", 0) for side in ("robot", "edge"))
+            if n:
+                out[(t["mbps"], t["strategy"])] = n
+    return out
+
+
+def _veth_check(stats, cfg) -> str:
+    """All-offload must move at least the u8 input tensor per frame over the robot's veth."""
+    from intradp_ros.models import get_spec
+    size = int(cfg.get("input_size") or 0) or get_spec(cfg["model"]).input_size
+    need = 3 * size * size
+    cells = [(bw, s["tx"]) for (bw, st), s in stats.items() if st == "offload" and s.get("n")]
+    if not cells:
+        return ""
+    ok = all(tx >= need for _, tx in cells)
+    local = [s["tx"] + s["rx"] for (bw, st), s in stats.items() if st == "local" and s.get("n")]
+    lo, hi = min(tx for _, tx in cells) / 1e3, max(tx for _, tx in cells) / 1e3
+    return (f"tiles crossed the shaped veth: {'yes' if ok else 'NO'} (all-offload: the robot's veth sent "
+            f"{lo:,.0f}-{hi:,.0f} kB/frame, the u8 input tensor is {need / 1e3:,.0f} kB; all-local frames moved "
+            f"{np.mean(local) / 1e3 if local else 0:,.1f} kB/frame: DDS heartbeats and acks)")
+
+
+def _plots(out: Path, stats, cfg) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = {"local": "tab:gray", "offload": "tab:blue", "best-cut": "tab:orange", "intra-dp": "tab:green"}
+    strategies = [st for st in STRATEGIES if any(k[1] == st and s.get("n") for k, s in stats.items())]
+    paths = []
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for st in strategies:
+        cells = sorted((bw, s) for (bw, s2), s in stats.items() if s2 == st and s.get("n"))
+        x = [bw for bw, _ in cells]
+        p50 = np.array([s["p50"] for _, s in cells])
+        err = np.array([[s["p50"] - s["p5"] for _, s in cells], [s["p95"] - s["p50"] for _, s in cells]])
+        ax.errorbar(x, p50, yerr=err, marker="o", capsize=3, color=colors[st], label=f"{LABELS[st]} (p50, p5-p95)")
+        ax.plot(x, [s["predicted"] for _, s in cells], ls="--", color=colors[st], alpha=0.6)
+    ax.set_xscale("log")
+    ax.set_xticks(sorted({k[0] for k in stats}))
+    ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.set_xlabel("link bandwidth, Mbit/s (tbf, each way)")
+    ax.set_ylabel("end-to-end latency per frame, ms")
+    ax.set_title(f"{cfg['model']}: measured (solid) vs predicted (dashed)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(out / "latency_vs_bandwidth.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, len(strategies), figsize=(3.6 * len(strategies), 4.2), sharey=True, squeeze=False)
+    for ax, st in zip(axes[0], strategies):
+        cells = sorted((bw, s) for (bw, s2), s in stats.items() if s2 == st and s.get("n"))
+        labels = [f"{bw:g}" for bw, _ in cells]
+        robot = np.array([s["busy_s"] * 1e3 for _, s in cells])
+        edge = np.array([s["edge_ms"] for _, s in cells])
+        p50 = np.array([s["p50"] for _, s in cells])
+        rest = np.maximum(p50 - robot - edge, 0)
+        ax.bar(labels, robot, color="tab:red", label="robot busy (CPU s / cap)")
+        ax.bar(labels, edge, bottom=robot, color="tab:purple", label="edge compute")
+        ax.bar(labels, rest, bottom=robot + edge, color="tab:cyan", label="transfer + other")
+        ax.plot(labels, p50, "k_", markersize=18, label="p50 latency")
+        ax.set_title(LABELS[st])
+        ax.set_xlabel("Mbit/s")
+        ax.grid(True, axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("ms per frame (robot: mean busy; edge: median compute)")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle(f"{cfg['model']}: where the time goes (robot and edge overlap under Intra-DP: the parts can exceed "
+                 "the latency)", fontsize=10)
+    fig.tight_layout()
+    paths.append(out / "breakdown.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    width = 0.8 / max(1, len(strategies))
+    bws = sorted({k[0] for k in stats})
+    for i, st in enumerate(strategies):
+        xs = np.arange(len(bws)) + i * width
+        vals = [stats.get((bw, st), {}) for bw in bws]
+        parts = [np.array([v.get(p, 0.0) for v in vals]) for p in ("e_idle", "e_compute", "e_radio")]
+        ax.bar(xs, parts[0], width, color=colors[st], alpha=0.35)
+        ax.bar(xs, parts[1], width, bottom=parts[0], color=colors[st], alpha=0.75)
+        ax.bar(xs, parts[2], width, bottom=parts[0] + parts[1], color=colors[st], hatch="//", label=LABELS[st])
+    ax.set_xticks(np.arange(len(bws)) + width * (len(strategies) - 1) / 2, [f"{b:g}" for b in bws])
+    ax.set_xlabel("Mbit/s")
+    ax.set_ylabel("robot energy per frame, J (estimate)")
+    ax.set_title("energy estimate: idle (light) + compute (dark) + radio (hatched)")
+    ax.legend(fontsize=8)
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    paths.append(out / "energy.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    return paths
