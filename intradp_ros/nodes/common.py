@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import zlib
 from typing import Callable
 
 import rclpy
@@ -81,7 +82,7 @@ def packet_to_msg(p: Packet, header, image_size: tuple[int, int], model: str, no
     m.header = header
     m.frame_seq = p.frame_seq
     m.plan_spec = p.plan_spec
-    m.plan_id = Plan.parse(p.plan_spec).plan_id
+    m.plan_id = zlib.crc32(p.plan_spec.encode())     # == Plan.plan_id of the (canonical) plan text
     m.model = model
     m.tensor = p.tensor
     m.stage, m.tile_index, m.tile_count = p.stage, p.tile_index, p.tile_count
