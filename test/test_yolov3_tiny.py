@@ -35,12 +35,7 @@ SAMPLE_DIRS = (Path("/usr/share/darknet/data"), ROOT / ".cache" / "samples")
 N_PARAMS = 8_852_366
 
 
-@pytest.fixture(autouse=True)
-def _two_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("two_threads")
 
 
 @pytest.fixture(scope="module")

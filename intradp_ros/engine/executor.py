@@ -16,9 +16,9 @@ from typing import Callable
 
 import torch
 
-from .codec import CodecError, decode, encode, is_u8_exact
+from .codec import decode, encode, is_u8_exact
 from .graph import OpGraph
-from .plan import CompiledPlan, Plan, PlanError, compile_plan
+from .plan import CompiledPlan, Plan, compile_plan
 from .rows import RowStreamer
 
 __all__ = ["Packet", "RobotWorker", "EdgeWorker", "Assembler", "FrameOutputs", "run_collaborative",
@@ -385,5 +385,3 @@ def run_collaborative(graph: OpGraph, plan: Plan | str, x: torch.Tensor, output_
         raise RuntimeError("frame did not complete: a plan/executor bug")
     return result
 
-
-__all__ += ["PlanError", "CodecError"]
