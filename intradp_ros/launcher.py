@@ -198,6 +198,17 @@ def _child_setup() -> None:
         pass
 
 
+_EMIT_LOCK = threading.Lock()
+
+
+def _emit(stream, line: str) -> None:
+    """Write one whole line: ``print`` writes text and newline separately, so lines from two reader threads
+    could interleave ("[a] x[b] y")."""
+    with _EMIT_LOCK:
+        stream.write(line + "\n")
+        stream.flush()
+
+
 class Launch:
     """The running nodes of one launch. Use :func:`start` to create one.
 
@@ -250,7 +261,7 @@ class Launch:
                     log.write(line + "\n")
                     log.flush()
                 if self._echo:
-                    print(f"[{name}] {line}", flush=True)
+                    _emit(sys.stdout, f"[{name}] {line}")
         finally:
             proc.stdout.close()
             if log:
@@ -349,7 +360,7 @@ class Launch:
     def _announce(self, text: str) -> None:
         with self._changed:
             self.lines.append(f"[launcher] {text}")
-        print(f"[launcher] {text}", file=sys.stderr, flush=True)
+        _emit(sys.stderr, f"[launcher] {text}")
 
     def __enter__(self) -> Launch:
         return self
@@ -447,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
     names = ", ".join(launch.processes)
-    print(f"[launcher] started {names} ({host}); Ctrl-C stops them", file=sys.stderr, flush=True)
+    _emit(sys.stderr, f"[launcher] started {names} ({host}); Ctrl-C stops them")
     status = launch.wait()
     if received:
         codes = launch.stop()
