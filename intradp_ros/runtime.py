@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import threading
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -145,6 +146,9 @@ class RobotRuntime:
         self.guard = PlanGuard()
         self.sends: collections.deque = collections.deque(maxlen=128)   # (MB, sender CPU ms) per sent message
         self.planned_msg_ms: float | None = None
+        self.overheads: collections.deque = collections.deque(maxlen=16)   # per-frame ms outside the plan
+        self._intake: collections.OrderedDict[int, float] = collections.OrderedDict()   # seq -> intake ms
+        self.reported_frame_ms: float | None = None   # frame_ms in the predictions last reported
         self.predicted: dict[str, float] = {}     # plan text -> predicted ms, for the candidates of the decision
         self.planned_mbps: float | None = None   # bandwidth the plan in force was chosen for
         self.decision: Decision | None = None
@@ -187,9 +191,36 @@ class RobotRuntime:
     def msg_ms(self) -> float:
         return self.send_cost()[0]
 
+    def frame_ms(self) -> float:
+        """Measured per-frame time no plan changes (median of recent frames; 0 until 3 are measured): camera
+        stamp -> robot compute start (transport, conversion, waiting, pre-processing) plus the aggregator's
+        last output -> result. On a CPU-capped robot this is tens of ms. It is the same for every plan, so it
+        never changes the planner's choice and is not part of the search: it is added to each plan's predicted
+        latency when that is reported or compared with measured latency (by the guard)."""
+        return float(np.median(self.overheads)) if len(self.overheads) >= 3 else 0.0
+
     def link(self) -> LinkModel:
         per_msg, per_mb = self.send_cost()
         return LinkModel(self.bandwidth(), self.cfg.link_latency_ms, send_ms_per_mb=per_mb, msg_ms=per_msg)
+
+    def predicted_ms(self, spec: str) -> float | None:
+        """End-to-end prediction of a candidate plan: the planner's (robot memory -> aggregator) + frame_ms."""
+        p = self.predicted.get(spec)
+        return None if p is None else p + self.frame_ms()
+
+    def observe_overhead(self, seq: int, aggregator_ms: float) -> bool:
+        """Add frame ``seq``'s aggregator time to its intake time; True when the per-frame overhead moved enough
+        since the predictions were last reported to report them again."""
+        intake = self._intake.pop(seq, None)
+        if intake is None or not (0.0 <= aggregator_ms < 60e3):
+            return False
+        self.overheads.append(intake + aggregator_ms)
+        with self._lock:
+            self.guard.offset = self.frame_ms()
+        if len(self.overheads) < 3:
+            return False
+        now, then = self.frame_ms(), self.reported_frame_ms
+        return then is None or abs(now - then) > max(10.0, 0.15 * then)
 
     def observe_send(self, nbytes: int, cpu_ms: float) -> bool:
         """Add one sent message's sender CPU; True when the per-message cost moved enough to re-plan."""
@@ -215,7 +246,9 @@ class RobotRuntime:
                 self.plan = fixed or Plan.local(g, name)
             return None
         encs = [e.strip() for e in self.cfg.encodings.split(",") if e.strip()] or ["raw"]
+        prev_mbps = self.planned_mbps
         self.planned_mbps, self.planned_msg_ms = self.bandwidth(), self.msg_ms()
+        same_link = prev_mbps is not None and abs(self.planned_mbps - prev_mbps) <= 0.1 * prev_mbps
         decision = choose(g, name, self.profile, self.edge_profile, self.link(), encs, search=fixed is None)
         if fixed is not None:
             decision.chosen = predict(g, fixed, self.profile, self.edge_profile, self.link())
@@ -223,7 +256,8 @@ class RobotRuntime:
         with self._lock:
             self.plan, self.decision = decision.chosen.plan, decision
             self.predicted = {p.plan.spec(): p.latency_ms for p in candidates}
-            self.guard.reset(self.predicted if fixed is None else {})
+            # latencies measured on this link stay valid when only a cost estimate moved
+            self.guard.reset(self.predicted if fixed is None else {}, keep=same_link)
         return decision
 
     def observe_latency(self, spec: str, latency_ms: float) -> Plan | None:
@@ -242,12 +276,19 @@ class RobotRuntime:
         with self._lock:
             self.plan = plan
 
-    def run_frame(self, seq: int, rgb8: np.ndarray, emit: Callable[[Packet], None]) -> float:
-        """Pre-process and compute the robot's share of one frame; returns robot compute ms."""
+    def run_frame(self, seq: int, rgb8: np.ndarray, emit: Callable[[Packet], None], age_ms: float = 0.0) -> float:
+        """Pre-process and compute the robot's share of one frame; returns robot compute ms.
+
+        ``age_ms``: how old the frame already is (camera stamp -> now); with the pre-processing time it is the
+        frame's intake time, paired with the aggregator's time by :meth:`observe_overhead`."""
         with self._lock:
             plan = self.plan
-        x, _ = self.m.preprocess(rgb8)
-        return self.worker.run_frame(seq, plan, x.to(self.m.device), emit, input_is_u8=True)
+        t0 = time.perf_counter()
+        x = self.m.preprocess(rgb8)[0].to(self.m.device)
+        self._intake[seq] = max(age_ms, 0.0) + (time.perf_counter() - t0) * 1e3
+        while len(self._intake) > 64:
+            self._intake.popitem(last=False)
+        return self.worker.run_frame(seq, plan, x, emit, input_is_u8=True)
 
 
 class EdgeRuntime:

@@ -185,3 +185,51 @@ def test_per_message_cost_penalises_many_tiles(graph):
     n = len(CompiledPlan(graph, plan).edge_chunks)
     assert dear.robot_ms == pytest.approx(cheap.robot_ms + 10.0 * n)    # the robot builds every message
     assert dear.latency_ms > cheap.latency_ms + 10.0                    # and that is on the critical path
+
+
+def test_frame_overhead_is_measured_per_frame_and_offsets_unmeasured_predictions():
+    import collections
+    import threading
+    import types
+
+    from intradp_ros.engine.guard import PlanGuard
+    from intradp_ros.runtime import RobotRuntime
+    rt = types.SimpleNamespace(overheads=collections.deque(maxlen=16), _intake=collections.OrderedDict(),
+                               reported_frame_ms=None, guard=PlanGuard(min_samples=2), _lock=threading.Lock())
+    rt.frame_ms = lambda: RobotRuntime.frame_ms(rt)
+    rt.guard.reset({"split": 100.0, "offload": 150.0})
+    assert rt.frame_ms() == 0.0                                    # nothing measured: no overhead assumed
+    assert not RobotRuntime.observe_overhead(rt, 1, 5.0)           # no intake recorded for frame 1: ignored
+    for seq in range(1, 6):
+        rt._intake[seq] = 30.0 + seq                              # stamp -> compute start, per frame
+        moved = RobotRuntime.observe_overhead(rt, seq, 10.0)        # + the aggregator's time
+    assert moved and rt.frame_ms() == pytest.approx(43.0) and not rt._intake
+    for _ in range(2):
+        rt.guard.observe("split", 180.0)
+    # split measures 180; offload's 150 predicted + 43 measured overhead is not better: no switch to a plan
+    # whose prediction only looked better because the overhead was left out
+    assert rt.guard.score("offload") == pytest.approx(193.0) and rt.guard.pick("split") == "split"
+    rt.reported_frame_ms = 43.0
+    rt._intake[6] = 31.0
+    assert not RobotRuntime.observe_overhead(rt, 6, 10.0)          # within tolerance: nothing to re-report
+    for seq in range(7, 15):
+        rt._intake[seq] = 90.0
+        moved = RobotRuntime.observe_overhead(rt, seq, 10.0)
+    assert moved and rt.frame_ms() == pytest.approx(100.0)         # the median moved: report it
+
+
+def test_guard_keeps_measurements_across_a_replan_on_the_same_link():
+    from intradp_ros.engine.guard import PlanGuard
+    g = PlanGuard(min_samples=2)
+    g.reset({"split": 100.0, "offload": 150.0})
+    for _ in range(3):
+        g.observe("split", 180.0)
+    g.reset({"split": 140.0, "offload": 190.0, "cut": 170.0}, keep=True)
+    assert g.measured("split") == pytest.approx(180.0)
+    g.reset({"offload": 190.0, "cut": 170.0}, keep=True)      # no longer a candidate: forgotten
+    g.reset({"split": 140.0, "offload": 190.0}, keep=True)
+    assert g.measured("split") is None
+    for _ in range(3):
+        g.observe("split", 180.0)
+    g.reset({"split": 140.0, "offload": 190.0})               # another link: measure again
+    assert g.measured("split") is None

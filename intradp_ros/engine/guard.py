@@ -2,9 +2,11 @@
 
 A cost model can be wrong (per-message overheads, a throttled CPU, a busy edge). The guard scores each
 candidate plan (the planner's choice and the baselines) by its measured median latency once it has enough
-frames, else by its prediction, and runs the best score. A plan that measures worse than another candidate's
-prediction is therefore replaced by that candidate, which is then measured too: in steady state the plan in
-force is never slower than any baseline that was tried, i.e. never worse than the best baseline as measured.
+frames, else by its prediction plus the measured per-frame overhead no plan changes, and runs the best score,
+switching only for a gain of more than ``margin`` (medians of a few frames under a CPU quota differ by ~10 %).
+A plan that measures worse than another candidate's prediction is therefore replaced by that candidate, which
+is then measured too: in steady state the plan in force is never slower than any baseline that was tried,
+i.e. never worse than the best baseline as measured.
 """
 from __future__ import annotations
 
@@ -15,15 +17,17 @@ __all__ = ["PlanGuard"]
 
 
 class PlanGuard:
-    def __init__(self, window: int = 8, min_samples: int = 4, margin: float = 0.05):
+    def __init__(self, window: int = 8, min_samples: int = 4, margin: float = 0.1):
         self.window, self.min_samples, self.margin = window, min_samples, margin
+        self.offset = 0.0     # ms added to every prediction: measured per-frame work outside the plans
         self._lat: dict[str, collections.deque] = {}
         self._predicted: dict[str, float] = {}
 
-    def reset(self, predicted: dict[str, float]) -> None:
-        """New candidates (plan text -> predicted ms), e.g. after re-planning for a new bandwidth."""
+    def reset(self, predicted: dict[str, float], keep: bool = False) -> None:
+        """New candidates (plan text -> predicted ms) after re-planning. ``keep``: the link is unchanged, so
+        latencies already measured for plans that are still candidates stay (no re-exploration)."""
         self._predicted = dict(predicted)
-        self._lat = {}
+        self._lat = {k: v for k, v in self._lat.items() if k in self._predicted} if keep else {}
 
     def observe(self, spec: str, latency_ms: float) -> None:
         if spec in self._predicted:
@@ -35,7 +39,7 @@ class PlanGuard:
 
     def score(self, spec: str) -> float:
         m = self.measured(spec)
-        return m if m is not None else self._predicted[spec]
+        return m if m is not None else self._predicted[spec] + self.offset
 
     def pick(self, current: str) -> str:
         """The plan to run next: the best score, keeping ``current`` unless another is better by ``margin``."""

@@ -60,7 +60,7 @@ class AggregatorNode(Node):
 
     def output_callback(self, msg: TensorTile):
         self.counters.inc("outputs_received")
-        self._q.put(msg)
+        self._q.put((msg, time.monotonic()))
 
     def image_callback(self, msg: Image):
         key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
@@ -71,17 +71,19 @@ class AggregatorNode(Node):
     def _work_loop(self):
         while not self._stop.is_set():
             try:
-                msg = self._q.get(timeout=0.5)
+                item = self._q.get(timeout=0.5)
             except queue.Empty:
                 continue
-            if msg is None:
+            if item is None:
                 self._drop_stale()
                 continue
+            msg, arrived = item
             seq = msg.frame_seq
             info = self._frames.setdefault(seq, {"header": msg.header, "size": (msg.image_width, msg.image_height),
                                                  "t0": time.monotonic(), "bytes": 0})
             try:
                 info["bytes"] += len(msg.data)
+                info["last_arrival"] = arrived
                 fo = self.rt.add(msg_to_packet(msg, "aggregator"))
             except (PlanError, CodecError, ProtocolError, RuntimeError) as e:
                 self.counters.inc("bad_outputs")
@@ -115,7 +117,8 @@ class AggregatorNode(Node):
         now = self.get_clock().now().to_msg()
         timing = FrameTiming(header=header, frame_seq=fo.frame_seq, plan_spec=fo.plan_spec,
                              latency_ms=stamp_ms(now) - stamp_ms(header.stamp), robot_compute_ms=float(fo.robot_ms),
-                             edge_compute_ms=float(fo.edge_ms), bytes_to_aggregator=int(info["bytes"]))
+                             edge_compute_ms=float(fo.edge_ms), bytes_to_aggregator=int(info["bytes"]),
+                             aggregator_ms=(time.monotonic() - info["last_arrival"]) * 1e3)
         self.timing_pub.publish(timing)
         self.counters.inc("frames_published")
         summary = ", ".join(f"{d.class_name} {d.score:.2f}" for d in result[:8]) if self.detection else \

@@ -12,6 +12,7 @@ import time
 
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
+from rclpy.time import Time
 from sensor_msgs.msg import Image
 
 from intradp_ros.engine.plan import PlanError, compile_plan
@@ -50,7 +51,7 @@ class RobotNode(Node):
         self.probe_kib = declare(self, "probe_kib", 128, "probe size, KiB (sent as 4 back-to-back chunks)", ro)
         self.counters = Counters(self, ["frames_received", "frames_processed", "frames_skipped_busy", "bad_images",
                                         "frame_errors", "tiles_sent", "bytes_to_edge", "replans", "link_samples",
-                                        "probes_sent", "guard_switches"])
+                                        "probes_sent", "guard_switches", "send_errors"])
         log = self.get_logger()
         self.rt = RobotRuntime(self.cfg, log=log.info)
         self.tile_pub = self.create_publisher(TensorTile, TOPICS["to_edge"].name, topic_qos(self, "to_edge"))
@@ -68,6 +69,8 @@ class RobotNode(Node):
         self._seq = 0
         self._send_q: queue.Queue = queue.Queue()
         self._plan_lock = threading.Lock()
+        self._pending_lock = threading.Lock()
+        self._replan_waiting = False
         self._stop = threading.Event()
         self._started = self.get_clock().now()
         self._threads = [threading.Thread(target=self._infer_loop, daemon=True, name="infer"),
@@ -118,7 +121,12 @@ class RobotNode(Node):
             threading.Thread(target=self._report_plan, daemon=True).start()
 
     def timing_callback(self, msg: FrameTiming):
-        """Measured latency of our frames (from the aggregator): the guard swaps a plan that under-delivers."""
+        """Measured latency of our frames (from the aggregator): the per-frame overhead the planner adds to every
+        plan, and the guard, which swaps a plan that under-delivers."""
+        if self.rt.observe_overhead(msg.frame_seq, msg.aggregator_ms):
+            self.get_logger().info(f"measured per-frame overhead (intake + aggregation) {self.rt.frame_ms():.1f} ms: "
+                                   f"added to every plan's prediction")
+            self.publish_plan()
         before = self.rt.plan.spec()
         new = self.rt.observe_latency(msg.plan_spec, msg.latency_ms)
         if new is None:
@@ -127,7 +135,7 @@ class RobotNode(Node):
         g = self.rt.m.graph
         self.get_logger().warning(
             f"plan {before} measures {self.rt.guard.measured(before):.1f} ms (predicted "
-            f"{self.rt.predicted.get(before, float('nan')):.1f}); switching to {new.describe(g)} "
+            f"{self.rt.predicted_ms(before) or float('nan'):.1f}); switching to {new.describe(g)} "
             f"(score {self.rt.guard.score(new.spec()):.1f} ms)")
         self.publish_plan()
 
@@ -173,7 +181,16 @@ class RobotNode(Node):
         return SetParametersResult(successful=True)
 
     def _report_plan(self):
-        with self._plan_lock:          # one planning at a time; the last request's inputs win
+        """Re-plan and publish. One planning at a time, and at most one waiting: requests that arrive while one
+        waits are served by it, since it reads the newest inputs when it runs (two parameters set together plan
+        once, not twice)."""
+        with self._pending_lock:
+            if self._replan_waiting:
+                return
+            self._replan_waiting = True
+        with self._plan_lock:
+            with self._pending_lock:
+                self._replan_waiting = False
             self._plan_once()
 
     def _plan_once(self):
@@ -192,10 +209,12 @@ class RobotNode(Node):
         msg.bandwidth_mbps = float(self.rt.planned_mbps or self.rt.bandwidth())
         dec = self.rt.decision
         if dec is not None:
-            msg.predicted_ms = float(self.rt.predicted.get(plan.spec(), dec.chosen.latency_ms))
+            extra = self.rt.frame_ms()
+            self.rt.reported_frame_ms = msg.frame_overhead_ms = extra
+            msg.predicted_ms = float(self.rt.predicted.get(plan.spec(), dec.chosen.latency_ms) + extra)
             msg.baseline_names = list(dec.baselines)
             msg.baseline_plan_specs = [p.plan.spec() for p in dec.baselines.values()]
-            msg.baseline_predicted_ms = [float(p.latency_ms) for p in dec.baselines.values()]
+            msg.baseline_predicted_ms = [float(p.latency_ms + extra) for p in dec.baselines.values()]
             msg.reason = plan.describe(self.rt.m.graph) + (
                 "" if plan == dec.chosen.plan else f" (measured-latency guard; the planner chose {dec.chosen.name})")
         else:
@@ -231,8 +250,9 @@ class RobotNode(Node):
             self._seq += 1
             seq = self._seq
             size = (rgb.shape[1], rgb.shape[0])
+            age_ms = (self.get_clock().now() - Time.from_msg(header.stamp)).nanoseconds / 1e6
             try:
-                ms = self.rt.run_frame(seq, rgb, lambda p, h=header, s=size: self._send_q.put((p, h, s)))
+                ms = self.rt.run_frame(seq, rgb, lambda p, h=header, s=size: self._send_q.put((p, h, s)), age_ms)
                 self.counters.inc("frames_processed")
                 self.get_logger().debug(f"frame {seq} ({header.frame_id}): robot share {ms:.1f} ms")
             except Exception as e:  # noqa: BLE001 - one bad frame must not stop the robot
@@ -242,26 +262,36 @@ class RobotNode(Node):
     def _send_loop(self):
         while not self._stop.is_set():
             try:
-                pkt, header, size = self._send_q.get(timeout=0.5)
+                item = self._send_q.get(timeout=0.5)
             except queue.Empty:
                 continue
-            if isinstance(pkt, TensorTile):            # a ready message (link probe)
-                pkt.sent = self.get_clock().now().to_msg()
-                self.tile_pub.publish(pkt)
-                continue
-            cpu0 = time.thread_time()
-            msg = packet_to_msg(pkt, header, size, self.cfg.model, self.get_clock().now().to_msg())
-            if pkt.dest == "edge":
-                self.tile_pub.publish(msg)
-                self.counters.inc("tiles_sent")
-                self.counters.inc("bytes_to_edge", len(pkt.payload))
-            else:
-                self.out_pub.publish(msg)
-            # what sending costs this (maybe CPU-capped) robot, for the planner
-            if self.rt.observe_send(len(pkt.payload), (time.thread_time() - cpu0) * 1e3) and self.cfg.plan == "auto":
-                self.get_logger().info(f"measured send cost {self.rt.msg_ms():.2f} ms/message (planned with "
-                                       f"{self.rt.planned_msg_ms:.2f}): re-planning")
-                threading.Thread(target=self._report_plan, daemon=True).start()
+            try:
+                self._send_one(*item)
+            except Exception as e:  # noqa: BLE001 - the sender must outlive one bad message, or every frame stalls
+                if self._stop.is_set():
+                    return
+                self.counters.inc("send_errors")
+                self.get_logger().error(f"sending {getattr(item[0], 'tensor', '?')} of frame "
+                                        f"{getattr(item[0], 'frame_seq', '?')} failed: {e!r}")
+
+    def _send_one(self, pkt, header, size):
+        if isinstance(pkt, TensorTile):            # a ready message (link probe)
+            pkt.sent = self.get_clock().now().to_msg()
+            self.tile_pub.publish(pkt)
+            return
+        cpu0 = time.thread_time()
+        msg = packet_to_msg(pkt, header, size, self.cfg.model, self.get_clock().now().to_msg())
+        if pkt.dest == "edge":
+            self.tile_pub.publish(msg)
+            self.counters.inc("tiles_sent")
+            self.counters.inc("bytes_to_edge", len(pkt.payload))
+        else:
+            self.out_pub.publish(msg)
+        # what sending costs this (maybe CPU-capped) robot, for the planner
+        if self.rt.observe_send(len(pkt.payload), (time.thread_time() - cpu0) * 1e3) and self.cfg.plan == "auto":
+            self.get_logger().info(f"measured send cost {self.rt.msg_ms():.2f} ms/message (planned with "
+                                   f"{self.rt.planned_msg_ms:.2f}): re-planning")
+            threading.Thread(target=self._report_plan, daemon=True).start()
 
     def close(self):
         self._stop.set()

@@ -180,7 +180,7 @@ class Testbed:
         ns: side -> namespace name; dev: side -> veth name (inside that namespace); ip: side -> address.
     """
 
-    def __init__(self, subnet: str = "10.77.0", cpu_quota_us: int = 25000, cpu_period_us: int = 100000,
+    def __init__(self, subnet: str = "10.77.0", cpu_quota_us: int = 2500, cpu_period_us: int = 10000,
                  mtu: int = 1500, log=print):
         pid = os.getpid()
         self.tag = f"{PREFIX}{pid}"
