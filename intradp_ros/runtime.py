@@ -25,7 +25,7 @@ from .engine.graph import OpGraph, capture
 from .engine.guard import PlanGuard
 from .engine.link import BandwidthEstimate
 from .engine.plan import Plan, PlanError, compile_plan
-from .engine.planner import Decision, LinkModel, choose, predict
+from .engine.planner import Decision, LinkModel, choose, predict, robot_compute_ms
 from .engine.profiler import DeviceProfile, load_or_profile
 from .models import build_model, get_spec
 from .tasks import Task, make_task
@@ -149,6 +149,8 @@ class RobotRuntime:
         self.overheads: collections.deque = collections.deque(maxlen=16)   # per-frame ms outside the plan
         self._intake: collections.OrderedDict[int, float] = collections.OrderedDict()   # seq -> intake ms
         self.reported_frame_ms: float | None = None   # frame_ms in the predictions last reported
+        self.compute_ratios: collections.deque = collections.deque(maxlen=16)   # measured / predicted robot compute
+        self.planned_scale: float | None = None
         self.predicted: dict[str, float] = {}     # plan text -> predicted ms, for the candidates of the decision
         self.planned_mbps: float | None = None   # bandwidth the plan in force was chosen for
         self.decision: Decision | None = None
@@ -190,6 +192,21 @@ class RobotRuntime:
 
     def msg_ms(self) -> float:
         return self.send_cost()[0]
+
+    def compute_scale(self) -> float:
+        """Measured robot compute over the profile's prediction (median of recent frames; 1 until 3 are
+        measured). Under a CPU quota the robot's other threads and processes (DDS, the aggregator, the camera
+        driver) eat into the same budget while it computes, so frames run slower than the start-up profile."""
+        return float(np.median(self.compute_ratios)) if len(self.compute_ratios) >= 3 else 1.0
+
+    def robot_profile(self) -> DeviceProfile:
+        """The robot profile the planner uses: the start-up profile re-calibrated by measured frames."""
+        return self.profile.scaled(self.compute_scale())
+
+    def compute_drifted(self, rel_change: float = 0.15) -> bool:
+        """True when the measured compute scale moved enough from the planned one to re-plan."""
+        return (self.planned_scale is not None and len(self.compute_ratios) >= 3
+                and abs(self.compute_scale() - self.planned_scale) > rel_change * self.planned_scale)
 
     def frame_ms(self) -> float:
         """Measured per-frame time no plan changes (median of recent frames; 0 until 3 are measured): camera
@@ -248,10 +265,12 @@ class RobotRuntime:
         encs = [e.strip() for e in self.cfg.encodings.split(",") if e.strip()] or ["raw"]
         prev_mbps = self.planned_mbps
         self.planned_mbps, self.planned_msg_ms = self.bandwidth(), self.msg_ms()
+        self.planned_scale = self.compute_scale()
+        robot = self.robot_profile()
         same_link = prev_mbps is not None and abs(self.planned_mbps - prev_mbps) <= 0.1 * prev_mbps
-        decision = choose(g, name, self.profile, self.edge_profile, self.link(), encs, search=fixed is None)
+        decision = choose(g, name, robot, self.edge_profile, self.link(), encs, search=fixed is None)
         if fixed is not None:
-            decision.chosen = predict(g, fixed, self.profile, self.edge_profile, self.link())
+            decision.chosen = predict(g, fixed, robot, self.edge_profile, self.link())
         candidates = [decision.chosen, *decision.baselines.values()]
         with self._lock:
             self.plan, self.decision = decision.chosen.plan, decision
@@ -288,7 +307,11 @@ class RobotRuntime:
         self._intake[seq] = max(age_ms, 0.0) + (time.perf_counter() - t0) * 1e3
         while len(self._intake) > 64:
             self._intake.popitem(last=False)
-        return self.worker.run_frame(seq, plan, x, emit, input_is_u8=True)
+        busy = self.worker.run_frame(seq, plan, x, emit, input_is_u8=True)
+        expected = robot_compute_ms(self.m.graph, plan, self.profile)
+        if expected > 5.0:            # all-offload computes nothing here: no information
+            self.compute_ratios.append(self.worker.last_ops_ms / expected)
+        return busy
 
 
 class EdgeRuntime:

@@ -18,7 +18,7 @@ from .plan import CompiledPlan, Plan, PlanError, TileWork, compile_plan
 from .profiler import DeviceProfile
 from .rows import Segment
 
-__all__ = ["LinkModel", "Prediction", "Decision", "predict", "choose", "split_points"]
+__all__ = ["LinkModel", "Prediction", "Decision", "predict", "choose", "split_points", "robot_compute_ms"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,6 +179,14 @@ def predict(graph: OpGraph, plan: Plan | CompiledPlan, robot: DeviceProfile, edg
     return Prediction(plan, plan.describe(g), latency, t_r, edge_busy, bytes_up, bytes_down)
 
 
+def robot_compute_ms(graph: OpGraph, plan: Plan | CompiledPlan, robot: DeviceProfile) -> float:
+    """Predicted robot compute of one frame under ``plan`` (its ops and tiles, no sending): the quantity
+    ``RobotWorker.run_frame`` measures, so the two can be compared to re-calibrate the profile."""
+    cp = plan if isinstance(plan, CompiledPlan) else compile_plan(graph, plan)
+    pr = _Pricer(graph, robot, robot)
+    return pr.ops_ms(robot, cp.robot_ops) + sum(pr.work_ms(robot, w) for w in cp.robot_work)
+
+
 def split_points(graph: OpGraph) -> tuple[list[int], dict[int, list[int]]]:
     """Valid segment starts (one spatial value live) and, for each, valid ends within its local run."""
     n = len(graph.ops)
@@ -205,7 +213,8 @@ def _tile_options(grid_rows: int) -> list[tuple[int, int]]:
 
 
 def choose(graph: OpGraph, model: str, robot: DeviceProfile, edge: DeviceProfile, link: LinkModel,
-           encodings: Iterable[str] = ("raw",), max_pairs: int = 12, search: bool = True) -> Decision:
+           encodings: Iterable[str] = ("raw",), max_pairs: int = 12, max_refine: int = 8,
+           search: bool = True) -> Decision:
     """Search plans; returns the chosen plan and the baselines' predictions.
 
     Never returns a plan predicted slower than the best baseline: the baselines are candidates too.
@@ -245,15 +254,23 @@ def choose(graph: OpGraph, model: str, robot: DeviceProfile, edge: DeviceProfile
             if coarse:
                 pairs.append((min(c.latency_ms for c in coarse), k1, k2, grid))
     pairs.sort()
-    best_split = None
+    # Fine pass in two steps, so that a CPU-capped robot re-plans in well under a second: every split row of
+    # the best segments with 4x4 tiles, then every tile count and encoding around the best (segment, split)s.
+    rows = []
     for _, k1, k2, grid in pairs[:max_pairs]:
         for split in sorted(set(round(f * grid) for f in [i / 10 for i in range(11)])):
-            for rt, et in _tile_options(grid):
-                rt, et = (1 if split == 0 else rt), (1 if split == grid else et)   # an empty side has one tile
-                for e in encodings:
-                    p = pred(Plan(model, *graph.input_shape[2:], k1, k2, split, rt, et, e))
-                    if p and (best_split is None or p.latency_ms < best_split.latency_ms):
-                        best_split = p
+            rt, et = (1 if split == 0 else min(4, grid)), (1 if split == grid else min(4, grid))
+            if (p := pred(Plan(model, *graph.input_shape[2:], k1, k2, split, rt, et, encodings[0]))) is not None:
+                rows.append((p.latency_ms, k1, k2, split, grid))
+    rows.sort()
+    best_split = None
+    for _, k1, k2, split, grid in rows[:max_refine]:
+        for rt, et in _tile_options(grid):
+            rt, et = (1 if split == 0 else rt), (1 if split == grid else et)   # an empty side has one tile
+            for e in encodings:
+                p = pred(Plan(model, *graph.input_shape[2:], k1, k2, split, rt, et, e))
+                if p and (best_split is None or p.latency_ms < best_split.latency_ms):
+                    best_split = p
     if best_split is not None and best_split.latency_ms < best.latency_ms:
         best = best_split
     return Decision(best, baselines, len(cache), best_split)

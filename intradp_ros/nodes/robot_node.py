@@ -255,6 +255,10 @@ class RobotNode(Node):
                 ms = self.rt.run_frame(seq, rgb, lambda p, h=header, s=size: self._send_q.put((p, h, s)), age_ms)
                 self.counters.inc("frames_processed")
                 self.get_logger().debug(f"frame {seq} ({header.frame_id}): robot share {ms:.1f} ms")
+                if self.rt.compute_drifted():
+                    self.get_logger().info(f"robot computes at {self.rt.compute_scale():.2f}x its start-up profile "
+                                           f"(planned with {self.rt.planned_scale:.2f}x): re-planning")
+                    threading.Thread(target=self._report_plan, daemon=True).start()
             except Exception as e:  # noqa: BLE001 - one bad frame must not stop the robot
                 self.counters.inc("frame_errors")
                 self.get_logger().error(f"frame {seq} ({header.frame_id}) failed on the robot: {e}")
