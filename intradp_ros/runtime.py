@@ -273,10 +273,14 @@ class RobotRuntime:
             decision.chosen = predict(g, fixed, robot, self.edge_profile, self.link())
         candidates = [decision.chosen, *decision.baselines.values()]
         with self._lock:
-            self.plan, self.decision = decision.chosen.plan, decision
+            prev = self.plan.spec()
+            self.decision = decision
             self.predicted = {p.plan.spec(): p.latency_ms for p in candidates}
-            # latencies measured on this link stay valid when only a cost estimate moved
+            # latencies measured on this link stay valid when only a cost estimate moved, and then the guard,
+            # not the planner alone, decides: a plan already measured worse than another is not chosen again
             self.guard.reset(self.predicted if fixed is None else {}, keep=same_link)
+            start = prev if same_link and prev in self.predicted else decision.chosen.plan.spec()
+            self.plan = Plan.parse(self.guard.pick(start)) if fixed is None else decision.chosen.plan
         return decision
 
     def observe_latency(self, spec: str, latency_ms: float) -> Plan | None:

@@ -81,3 +81,23 @@ def test_classifier_top_k_through_a_split_plan(tmp_path):
         got = _run(robot, edge, agg, plan, rgb, seq)
         assert [c.class_id for c in got] == [c.class_id for c in ref]
         assert max(abs(a.score - b.score) for a, b in zip(got, ref)) <= 1e-5
+
+
+def test_replanning_on_the_same_link_keeps_what_the_guard_measured(sides):
+    robot, edge, _ = sides
+    robot.cfg.plan, robot.cfg.bandwidth_source, robot.cfg.bandwidth_mbps = "auto", "parameter", 50.0
+    robot.planned_mbps = None
+    robot.set_edge_profile(edge.profile)                      # plans for 50 Mbit/s
+    chosen = robot.plan.spec()
+    others = [s for s in robot.predicted if s != chosen]
+    for _ in range(robot.guard.min_samples):                 # the chosen plan measures far worse than all others
+        robot.observe_latency(chosen, 100 * max(robot.predicted.values()) + 1000.0)
+    assert robot.plan.spec() in others
+    for _ in range(robot.guard.min_samples):
+        robot.observe_latency(robot.plan.spec(), 1.0)
+    switched = robot.plan.spec()
+    robot.replan()                                            # e.g. a send-cost update: same link, same candidates
+    assert robot.decision.chosen.plan.spec() == chosen and robot.plan.spec() == switched
+    robot.cfg.bandwidth_mbps = 5.0
+    robot.replan()                                            # another link: the planner's choice, measured afresh
+    assert robot.plan.spec() == robot.decision.chosen.plan.spec() and robot.guard.measured(switched) is None

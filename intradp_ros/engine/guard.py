@@ -17,7 +17,7 @@ __all__ = ["PlanGuard"]
 
 
 class PlanGuard:
-    def __init__(self, window: int = 8, min_samples: int = 4, margin: float = 0.1):
+    def __init__(self, window: int = 10, min_samples: int = 5, margin: float = 0.1):
         self.window, self.min_samples, self.margin = window, min_samples, margin
         self.offset = 0.0     # ms added to every prediction: measured per-frame work outside the plans
         self._lat: dict[str, collections.deque] = {}
