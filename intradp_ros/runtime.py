@@ -150,6 +150,9 @@ class RobotRuntime:
         self._intake: collections.OrderedDict[int, float] = collections.OrderedDict()   # seq -> intake ms
         self.reported_frame_ms: float | None = None   # frame_ms in the predictions last reported
         self.compute_ratios: collections.deque = collections.deque(maxlen=16)   # measured / predicted robot compute
+        self._planning = 0                          # re-plans running (they share the robot's CPU with frames)
+        self._disturbed: collections.deque = collections.deque(maxlen=64)   # seqs the guard must not judge by
+        self._last_frame_plan = ""
         self.planned_scale: float | None = None
         self.predicted: dict[str, float] = {}     # plan text -> predicted ms, for the candidates of the decision
         self.planned_mbps: float | None = None   # bandwidth the plan in force was chosen for
@@ -245,7 +248,15 @@ class RobotRuntime:
         if self.planned_msg_ms is None or len(self.sends) < 8 or len(self.sends) % 8:
             return False
         now = self.msg_ms()
-        return abs(now - self.planned_msg_ms) > max(0.5, 0.5 * self.planned_msg_ms)
+        if abs(now - self.planned_msg_ms) <= max(0.5, 0.5 * self.planned_msg_ms):
+            return False
+        # a re-plan costs the robot CPU its frames need: only when the plan in force is priced differently
+        with self._lock:
+            plan, planned = self.plan, self.predicted.get(self.plan.spec())
+        if planned is None or self.edge_profile is None:
+            return True
+        new = predict(self.m.graph, plan, self.robot_profile(), self.edge_profile, self.link()).latency_ms
+        return abs(new - planned) > 0.1 * planned
 
     def observe_bandwidth(self, mbps: float, rel_change: float = 0.25) -> bool:
         """Add a measured sample; True when the estimate moved enough from the planned one to re-plan."""
@@ -256,6 +267,13 @@ class RobotRuntime:
 
     def replan(self) -> Decision | None:
         """Re-run the planner (plan == auto) for the current profiles and bandwidth."""
+        self._planning += 1
+        try:
+            return self._replan()
+        finally:
+            self._planning -= 1
+
+    def _replan(self) -> Decision | None:
         g, name = self.m.graph, self.m.spec.name
         fixed = parse_plan_choice(self.cfg.plan, g, name)
         if self.edge_profile is None:
@@ -283,10 +301,12 @@ class RobotRuntime:
             self.plan = Plan.parse(self.guard.pick(start)) if fixed is None else decision.chosen.plan
         return decision
 
-    def observe_latency(self, spec: str, latency_ms: float) -> Plan | None:
-        """A frame's measured latency under plan ``spec``; returns a new plan when the guard switches."""
+    def observe_latency(self, spec: str, latency_ms: float, seq: int | None = None) -> Plan | None:
+        """A frame's measured latency under plan ``spec``; returns a new plan when the guard switches. Frames
+        computed while the planner ran, or the first after a plan switch, say little about the plan: skipped."""
         with self._lock:
-            self.guard.observe(spec, latency_ms)
+            if seq is None or seq not in self._disturbed:
+                self.guard.observe(spec, latency_ms)
             current = self.plan.spec()
             nxt = self.guard.pick(current)
             if nxt == current:
@@ -306,14 +326,21 @@ class RobotRuntime:
         frame's intake time, paired with the aggregator's time by :meth:`observe_overhead`."""
         with self._lock:
             plan = self.plan
+        spec, planning = plan.spec(), bool(self._planning)
+        if planning or spec != self._last_frame_plan:
+            self._disturbed.append(seq)
+        self._last_frame_plan = spec
         t0 = time.perf_counter()
         x = self.m.preprocess(rgb8)[0].to(self.m.device)
         self._intake[seq] = max(age_ms, 0.0) + (time.perf_counter() - t0) * 1e3
         while len(self._intake) > 64:
             self._intake.popitem(last=False)
         busy = self.worker.run_frame(seq, plan, x, emit, input_is_u8=True)
+        if self._planning and not planning:
+            self._disturbed.append(seq)
+            planning = True
         expected = robot_compute_ms(self.m.graph, plan, self.profile)
-        if expected > 5.0:            # all-offload computes nothing here: no information
+        if expected > 5.0 and not planning:   # all-offload computes nothing here: no information
             self.compute_ratios.append(self.worker.last_ops_ms / expected)
         return busy
 

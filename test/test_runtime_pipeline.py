@@ -101,3 +101,20 @@ def test_replanning_on_the_same_link_keeps_what_the_guard_measured(sides):
     robot.cfg.bandwidth_mbps = 5.0
     robot.replan()                                            # another link: the planner's choice, measured afresh
     assert robot.plan.spec() == robot.decision.chosen.plan.spec() and robot.guard.measured(switched) is None
+
+
+def test_guard_skips_frames_computed_while_planning_or_right_after_a_switch(sides):
+    robot, edge, _ = sides
+    robot.cfg.plan, robot.cfg.bandwidth_source, robot.cfg.bandwidth_mbps = "auto", "parameter", 50.0
+    robot.set_edge_profile(edge.profile)
+    spec = robot.plan.spec()
+    rgb = np.zeros((48, 64, 3), np.uint8)
+    robot._last_frame_plan = "another plan"
+    for seq in (101, 102):
+        robot.run_frame(seq, rgb, lambda p: None)
+    robot._planning += 1                                  # as while a re-plan runs in its thread
+    robot.run_frame(103, rgb, lambda p: None)
+    robot._planning -= 1
+    for seq in (101, 102, 103):
+        robot.observe_latency(spec, 10.0 * seq, seq)
+    assert list(robot.guard._lat[spec]) == [1020.0]          # only frame 102 judged the plan

@@ -128,7 +128,7 @@ class RobotNode(Node):
                                    f"added to every plan's prediction")
             self.publish_plan()
         before = self.rt.plan.spec()
-        new = self.rt.observe_latency(msg.plan_spec, msg.latency_ms)
+        new = self.rt.observe_latency(msg.plan_spec, msg.latency_ms, msg.frame_seq)
         if new is None:
             return
         self.counters.inc("guard_switches")
