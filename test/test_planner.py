@@ -116,6 +116,10 @@ def test_profile_round_trips_as_json(graph):
     with pytest.raises(ValueError):
         DeviceProfile.from_json(p.to_json().replace(f'"version": {p.version}', '"version": -1'))
     assert dataclasses.replace(p, scale=2.0).compute_ms(0, 10, 10) == pytest.approx(2 * p.compute_ms(0, 10, 10))
+    # streamed row tiles were timed as the executor runs them; the factor prices every tile
+    assert 0.5 <= p.tile_scale <= 3.0 and p.tile_scale != 1.0
+    assert dataclasses.replace(p, tile_scale=1.0).compute_ms(3, 5, 10) * p.tile_scale == pytest.approx(
+        p.compute_ms(3, 5, 10))
 
 
 def test_chunk_timer_measures_a_burst():

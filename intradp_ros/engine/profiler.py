@@ -23,7 +23,7 @@ from .rows import compute_op_rows
 
 __all__ = ["DeviceProfile", "profile_graph", "load_or_profile", "default_cache_dir"]
 
-_PROFILE_VERSION = 5
+_PROFILE_VERSION = 6
 
 
 @dataclasses.dataclass
@@ -42,6 +42,8 @@ class DeviceProfile:
                                  # quota, a busy core), so host-side work (serialisation) costs cpu_ms / share
     op_fixed_ms: list[float] = dataclasses.field(default_factory=list)   # per-call cost of each op whatever its
                                  # rows (weights streamed, kernel launch): small tiles of deep layers pay it
+    tile_scale: float = 1.0      # measured / modelled time of row tiles run as the executor runs them (buffers,
+                                 # narrow/cat, small convolutions are less efficient): measured at start-up
     version: int = _PROFILE_VERSION
 
     def compute_ms(self, k: int, rows: int, height: int) -> float:
@@ -49,7 +51,7 @@ class DeviceProfile:
         proportional to the rows (the line through the op's measured whole and one-row-tile latencies)."""
         frac = rows / height if height else 1.0
         fixed = self.op_fixed_ms[k] if self.op_fixed_ms else 0.0
-        return self.scale * (fixed + (self.op_ms[k] - fixed) * frac + self.call_ms)
+        return self.scale * self.tile_scale * (fixed + (self.op_ms[k] - fixed) * frac + self.call_ms)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -115,8 +117,10 @@ def profile_graph(graph: OpGraph, x: torch.Tensor, repeats: int = 5, warmup: int
         t = env[name]
         y = output_fn(name, t, 0) if output_fn else t
         out_bytes[name] = float(y.numel() * 4)
-    return DeviceProfile(graph.key, str(dev), torch.get_num_threads(), op_ms, statistics.median(t_call) * 2,
+    prof = DeviceProfile(graph.key, str(dev), torch.get_num_threads(), op_ms, statistics.median(t_call) * 2,
                          enc_ms, dec_ms, ratio, out_bytes, cpu_share=round(share, 3), op_fixed_ms=fixed)
+    prof.tile_scale = round(_tile_scale(graph, x, prof), 3)
+    return prof
 
 
 def _fixed_costs(graph: OpGraph, env: dict[str, torch.Tensor], op_ms: list[float], repeats: int) -> list[float]:
@@ -140,6 +144,40 @@ def _fixed_costs(graph: OpGraph, env: dict[str, torch.Tensor], op_ms: list[float
             slope = max(op_ms[op.index] - one, 0.0) / (h - 1)
             fixed.append(round(max(one - slope, 0.0), 4))
     return fixed
+
+
+def _tile_scale(graph: OpGraph, x: torch.Tensor, prof: DeviceProfile, tiles: int = 4) -> float:
+    """Run the longest split segment from the input in ``tiles`` row tiles, as the executor does, and return
+    measured / modelled time. Per-op one-row and whole timings miss what streaming adds (row buffers, halo
+    narrowing, less efficient small convolutions); on YOLOv3-tiny that was 1.3-1.6x."""
+    from .plan import Plan, compile_plan          # plan and planner import this module
+    from .planner import split_points
+    from .rows import RowStreamer, Segment
+    starts, ends = split_points(graph)
+    if not starts or not ends.get(starts[0]):
+        return 1.0
+    k1, k2 = starts[0], ends[starts[0]][-1]
+    grid = Segment(graph, k1, k2).grid
+    cp = compile_plan(graph, Plan("profile", *graph.input_shape[2:], k1, k2, grid, min(tiles, grid), 1))
+    if cp.segment is None or not cp.robot_work:
+        return 1.0
+    env: dict[str, torch.Tensor] = {graph.input_name: x}
+    ts = []
+    with torch.inference_mode():
+        for k in cp.robot_ops:
+            env[graph.ops[k].name] = graph.run_op(graph.ops[k], env)
+        for _ in range(3):
+            streamer = RowStreamer(cp.segment)
+            streamer.feed(cp.segment.input, env[cp.segment.input], 0)
+            _sync(x.device)
+            t0 = time.perf_counter()
+            for work in cp.robot_work:
+                streamer.compute(work.targets)
+            _sync(x.device)
+            ts.append((time.perf_counter() - t0) * 1e3)
+    modelled = sum(prof.compute_ms(graph.index[name], hi - lo, graph.by_name[name].height)
+                   for work in cp.robot_work for name, (lo, hi) in work.compute.items())
+    return min(max(statistics.median(ts) / max(modelled, 1e-9), 0.5), 3.0)
 
 
 def _whole_forward_ms(graph: OpGraph, x: torch.Tensor) -> float:
