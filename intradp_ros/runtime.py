@@ -25,7 +25,7 @@ from .engine.graph import OpGraph, capture
 from .engine.guard import PlanGuard
 from .engine.link import BandwidthEstimate
 from .engine.plan import Plan, PlanError, compile_plan
-from .engine.planner import Decision, LinkModel, choose, predict, robot_compute_ms
+from .engine.planner import Decision, LinkModel, choose, edge_compute_ms, predict, robot_compute_ms
 from .engine.profiler import DeviceProfile, load_or_profile
 from .models import build_model, get_spec
 from .tasks import Task, make_task
@@ -154,6 +154,8 @@ class RobotRuntime:
         self._disturbed: collections.deque = collections.deque(maxlen=64)   # seqs the guard must not judge by
         self._last_frame_plan = ""
         self.planned_scale: float | None = None
+        self.edge_ratios: collections.deque = collections.deque(maxlen=16)   # measured / predicted edge compute
+        self.planned_edge_scale: float | None = None
         self.predicted: dict[str, float] = {}     # plan text -> predicted ms, for the candidates of the decision
         self.planned_mbps: float | None = None   # bandwidth the plan in force was chosen for
         self.decision: Decision | None = None
@@ -170,6 +172,8 @@ class RobotRuntime:
         if prof.key != self.m.graph.key:
             raise ValueError(f"the edge runs a different model or weights (hash {prof.key}, ours "
                              f"{self.m.graph.key}); start both with the same model, weights and input_size")
+        if prof != self.edge_profile:
+            self.edge_ratios.clear()          # measured against the previous profile
         self.edge_profile = prof
         self.replan()
 
@@ -206,10 +210,27 @@ class RobotRuntime:
         """The robot profile the planner uses: the start-up profile re-calibrated by measured frames."""
         return self.profile.scaled(self.compute_scale())
 
+    def edge_scale(self) -> float:
+        """Edge compute reported by FrameTiming over the edge profile's prediction (median of recent frames; 1
+        until 3 are measured): the edge's load and contention at run time, which its start-up profile misses."""
+        return float(np.median(self.edge_ratios)) if len(self.edge_ratios) >= 3 else 1.0
+
+    def observe_edge_compute(self, spec: str, edge_ms: float) -> None:
+        if self.edge_profile is None or edge_ms <= 0.0:
+            return
+        try:
+            expected = edge_compute_ms(self.m.graph, Plan.parse(spec), self.edge_profile)
+        except PlanError:
+            return
+        if expected > 5.0:
+            self.edge_ratios.append(edge_ms / expected)
+
     def compute_drifted(self, rel_change: float = 0.15) -> bool:
-        """True when the measured compute scale moved enough from the planned one to re-plan."""
-        return (self.planned_scale is not None and len(self.compute_ratios) >= 3
-                and abs(self.compute_scale() - self.planned_scale) > rel_change * self.planned_scale)
+        """True when the measured robot or edge compute scale moved enough from the planned one to re-plan."""
+        def moved(now: float, planned: float | None, n: int) -> bool:
+            return planned is not None and n >= 3 and abs(now - planned) > rel_change * planned
+        return (moved(self.compute_scale(), self.planned_scale, len(self.compute_ratios))
+                or moved(self.edge_scale(), self.planned_edge_scale, len(self.edge_ratios)))
 
     def frame_ms(self) -> float:
         """Measured per-frame time no plan changes (median of recent frames; 0 until 3 are measured): camera
@@ -255,7 +276,8 @@ class RobotRuntime:
             plan, planned = self.plan, self.predicted.get(self.plan.spec())
         if planned is None or self.edge_profile is None:
             return True
-        new = predict(self.m.graph, plan, self.robot_profile(), self.edge_profile, self.link()).latency_ms
+        new = predict(self.m.graph, plan, self.robot_profile(), self.edge_profile.scaled(self.edge_scale()),
+                      self.link()).latency_ms
         return abs(new - planned) > 0.1 * planned
 
     def observe_bandwidth(self, mbps: float, rel_change: float = 0.25) -> bool:
@@ -283,12 +305,12 @@ class RobotRuntime:
         encs = [e.strip() for e in self.cfg.encodings.split(",") if e.strip()] or ["raw"]
         prev_mbps = self.planned_mbps
         self.planned_mbps, self.planned_msg_ms = self.bandwidth(), self.msg_ms()
-        self.planned_scale = self.compute_scale()
-        robot = self.robot_profile()
+        self.planned_scale, self.planned_edge_scale = self.compute_scale(), self.edge_scale()
+        robot, edge = self.robot_profile(), self.edge_profile.scaled(self.planned_edge_scale)
         same_link = prev_mbps is not None and abs(self.planned_mbps - prev_mbps) <= 0.1 * prev_mbps
-        decision = choose(g, name, robot, self.edge_profile, self.link(), encs, search=fixed is None)
+        decision = choose(g, name, robot, edge, self.link(), encs, search=fixed is None)
         if fixed is not None:
-            decision.chosen = predict(g, fixed, robot, self.edge_profile, self.link())
+            decision.chosen = predict(g, fixed, robot, edge, self.link())
         candidates = [decision.chosen, *decision.baselines.values()]
         with self._lock:
             prev = self.plan.spec()

@@ -118,3 +118,24 @@ def test_guard_skips_frames_computed_while_planning_or_right_after_a_switch(side
     for seq in (101, 102, 103):
         robot.observe_latency(spec, 10.0 * seq, seq)
     assert list(robot.guard._lat[spec]) == [1020.0]          # only frame 102 judged the plan
+
+
+def test_frame_timing_carries_each_sides_total_compute(sides):
+    """FrameTiming's compute figures calibrate the planner: they must be frame totals, not one tile's time."""
+    import time
+    robot, edge, agg = sides
+    g = robot.m.graph
+    n = len(g.ops)
+    plan = Plan("yolov3_tiny", 416, 416, 0, n, 2, 2, 8)         # both sides tile the whole network, no suffix
+    rgb = cv2.cvtColor(load_sample("dog.jpg"), cv2.COLOR_BGR2RGB)
+    robot.plan = plan
+    to_edge, to_agg = [], []
+    robot_busy = robot.run_frame(900, rgb, lambda p: (to_edge if p.dest == "edge" else to_agg).append(p))
+    edge_wall = 0.0
+    for p in to_edge:
+        t0 = time.perf_counter()
+        to_agg += edge.on_packet(p)
+        edge_wall += (time.perf_counter() - t0) * 1e3
+    fo = [fo for p in to_agg if (fo := agg.add(p)) is not None][0]
+    assert 0.5 * edge_wall <= fo.edge_ms <= edge_wall              # 8 edge tiles: one tile would be ~1/8
+    assert 0.5 * robot.worker.last_ops_ms <= fo.robot_ms <= robot_busy

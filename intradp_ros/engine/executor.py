@@ -121,9 +121,9 @@ class RobotWorker:
                 dt = (time.perf_counter() - t0) * 1e3
                 busy += dt
                 self.last_ops_ms += dt
-                if op.name in g.outputs:
+                if op.name in g.outputs:    # compute_ms: the frame's robot compute so far (the last carries all)
                     emit(self._emit_out(plan, seq, op.name, env[op.name], _full_rows(g, op.name), stage=STAGE_WHOLE,
-                                        index=0, count=1, sender="robot", compute_ms=dt))
+                                        index=0, count=1, sender="robot", compute_ms=busy))
             for i, name in enumerate(cp.to_edge_whole):
                 t0 = time.perf_counter()
                 pkt = _packet(plan, seq, name, env[name], _full_rows(g, name), g.value_shape(name),
@@ -161,7 +161,7 @@ class RobotWorker:
                                      count=n, sender="robot", dest="edge", encoding=plan.encoding, compute_ms=dt))
                     if name in seg.emitted:
                         emit(self._emit_out(plan, seq, name, t, r, stage=STAGE_SPLIT, index=i, count=n,
-                                            sender="robot", compute_ms=dt))
+                                            sender="robot", compute_ms=busy + dt))
                     dt += (time.perf_counter() - t1) * 1e3
                 busy += dt
         return busy
@@ -259,12 +259,11 @@ class EdgeWorker:
             work = cp.edge_work[fr.next_tile]
             t0 = time.perf_counter()
             rows = fr.streamer.compute(work.targets)
-            dt = (time.perf_counter() - t0) * 1e3
-            fr.compute_ms += dt
+            fr.compute_ms += (time.perf_counter() - t0) * 1e3
             for name in seg.emitted:
-                if name in rows:
+                if name in rows:   # compute_ms: the frame's edge compute so far, so the last output carries the total
                     out.append(self._emit_out(cp.plan, seq, name, rows[name], work.targets[name], stage=STAGE_SPLIT,
-                                              index=fr.next_tile, count=n, sender="edge", compute_ms=dt))
+                                              index=fr.next_tile, count=n, sender="edge", compute_ms=fr.compute_ms))
             fr.next_tile += 1
         return out
 

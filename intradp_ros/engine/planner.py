@@ -18,7 +18,8 @@ from .plan import CompiledPlan, Plan, PlanError, TileWork, compile_plan
 from .profiler import DeviceProfile
 from .rows import Segment
 
-__all__ = ["LinkModel", "Prediction", "Decision", "predict", "choose", "split_points", "robot_compute_ms"]
+__all__ = ["LinkModel", "Prediction", "Decision", "predict", "choose", "split_points", "robot_compute_ms",
+           "edge_compute_ms"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,6 +186,14 @@ def robot_compute_ms(graph: OpGraph, plan: Plan | CompiledPlan, robot: DevicePro
     cp = plan if isinstance(plan, CompiledPlan) else compile_plan(graph, plan)
     pr = _Pricer(graph, robot, robot)
     return pr.ops_ms(robot, cp.robot_ops) + sum(pr.work_ms(robot, w) for w in cp.robot_work)
+
+
+def edge_compute_ms(graph: OpGraph, plan: Plan | CompiledPlan, edge: DeviceProfile) -> float:
+    """Predicted edge compute of one frame under ``plan`` (tiles and suffix): what FrameTiming.edge_compute_ms
+    reports."""
+    cp = plan if isinstance(plan, CompiledPlan) else compile_plan(graph, plan)
+    pr = _Pricer(graph, edge, edge)
+    return pr.ops_ms(edge, cp.edge_ops) + sum(pr.work_ms(edge, w) for w in cp.edge_work)
 
 
 def split_points(graph: OpGraph) -> tuple[list[int], dict[int, list[int]]]:

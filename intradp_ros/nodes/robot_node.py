@@ -127,6 +127,7 @@ class RobotNode(Node):
             self.get_logger().info(f"measured per-frame overhead (intake + aggregation) {self.rt.frame_ms():.1f} ms: "
                                    f"added to every plan's prediction")
             self.publish_plan()
+        self.rt.observe_edge_compute(msg.plan_spec, msg.edge_compute_ms)
         before = self.rt.plan.spec()
         new = self.rt.observe_latency(msg.plan_spec, msg.latency_ms, msg.frame_seq)
         if new is None:
@@ -256,8 +257,10 @@ class RobotNode(Node):
                 self.counters.inc("frames_processed")
                 self.get_logger().debug(f"frame {seq} ({header.frame_id}): robot share {ms:.1f} ms")
                 if self.rt.compute_drifted():
-                    self.get_logger().info(f"robot computes at {self.rt.compute_scale():.2f}x its start-up profile "
-                                           f"(planned with {self.rt.planned_scale:.2f}x): re-planning")
+                    self.get_logger().info(f"robot / edge compute at {self.rt.compute_scale():.2f}x / "
+                                           f"{self.rt.edge_scale():.2f}x their start-up profiles (planned with "
+                                           f"{self.rt.planned_scale:.2f}x / {self.rt.planned_edge_scale:.2f}x): "
+                                           f"re-planning")
                     threading.Thread(target=self._report_plan, daemon=True).start()
             except Exception as e:  # noqa: BLE001 - one bad frame must not stop the robot
                 self.counters.inc("frame_errors")
