@@ -149,12 +149,12 @@ class RobotRuntime:
         self.overheads: collections.deque = collections.deque(maxlen=16)   # per-frame ms outside the plan
         self._intake: collections.OrderedDict[int, float] = collections.OrderedDict()   # seq -> intake ms
         self.reported_frame_ms: float | None = None   # frame_ms in the predictions last reported
-        self.compute_ratios: collections.deque = collections.deque(maxlen=16)   # measured / predicted robot compute
+        self.compute_ratios: collections.deque = collections.deque(maxlen=24)   # measured / predicted robot compute
         self._planning = 0                          # re-plans running (they share the robot's CPU with frames)
         self._disturbed: collections.deque = collections.deque(maxlen=64)   # seqs the guard must not judge by
         self._last_frame_plan = ""
         self.planned_scale: float | None = None
-        self.edge_ratios: collections.deque = collections.deque(maxlen=16)   # measured / predicted edge compute
+        self.edge_ratios: collections.deque = collections.deque(maxlen=24)   # measured / predicted edge compute
         self.planned_edge_scale: float | None = None
         self.predicted: dict[str, float] = {}     # plan text -> predicted ms, for the candidates of the decision
         self.planned_mbps: float | None = None   # bandwidth the plan in force was chosen for
@@ -225,7 +225,7 @@ class RobotRuntime:
         if expected > 5.0:
             self.edge_ratios.append(edge_ms / expected)
 
-    def compute_drifted(self, rel_change: float = 0.15) -> bool:
+    def compute_drifted(self, rel_change: float = 0.2) -> bool:
         """True when the measured robot or edge compute scale moved enough from the planned one to re-plan."""
         def moved(now: float, planned: float | None, n: int) -> bool:
             return planned is not None and n >= 3 and abs(now - planned) > rel_change * planned

@@ -273,3 +273,18 @@ def test_measured_compute_recalibrates_the_robot_profile():
     assert not RobotRuntime.compute_drifted(rt)
     rt.edge_ratios.extend([1.3, 1.25, 1.2])                        # the edge, measured from FrameTiming, too
     assert RobotRuntime.compute_drifted(rt) and rt.edge_scale() == pytest.approx(1.25)
+
+
+def test_guard_needs_a_larger_promise_to_try_an_unmeasured_plan():
+    from intradp_ros.engine.guard import PlanGuard
+    g = PlanGuard(min_samples=2, margin=0.1)
+    g.reset({"offload": 150.0, "split": 170.0})
+    for _ in range(2):
+        g.observe("offload", 200.0)
+    assert g.pick("offload") == "offload"          # predicted 15% better but never measured: not worth a try
+    g.reset({"offload": 150.0, "split": 150.0}, keep=True)
+    assert g.pick("offload") == "split"            # predicted 25% better: try it
+    for _ in range(2):
+        g.observe("split", 185.0)
+    assert g.pick("split") == "split"              # measured 7.5% better: below the margin, but in force: stays
+    assert g.pick("offload") == "offload"          # and from offload it would not switch for 7.5% either

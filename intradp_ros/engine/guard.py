@@ -3,7 +3,8 @@
 A cost model can be wrong (per-message overheads, a throttled CPU, a busy edge). The guard scores each
 candidate plan (the planner's choice and the baselines) by its measured median latency once it has enough
 frames, else by its prediction plus the measured per-frame overhead no plan changes, and runs the best score,
-switching only for a gain of more than ``margin`` (medians of a few frames under a CPU quota differ by ~10 %).
+switching only for a gain of more than ``margin`` (medians of a few frames under a CPU quota differ by ~10 %), or
+twice that to try a plan not yet measured (split plans' predictions still err by up to ~30 %).
 A plan that measures worse than another candidate's prediction is therefore replaced by that candidate, which
 is then measured too: in steady state the plan in force is never slower than any baseline that was tried,
 i.e. never worse than the best baseline as measured.
@@ -47,5 +48,7 @@ class PlanGuard:
             return current
         if self.measured(current) is None:
             return current                      # let the plan in force collect its samples first
-        best = min(self._predicted, key=self.score)
-        return best if self.score(best) < (1 - self.margin) * self.score(current) else current
+        def gain(spec: str) -> float:     # required advantage: an untried plan must promise twice the margin,
+            return self.margin if self.measured(spec) is not None else 2 * self.margin   # as predictions err more
+        best = min(self._predicted, key=lambda s: self.score(s) / (1 - gain(s)))
+        return best if self.score(best) < (1 - gain(best)) * self.score(current) else current
