@@ -1,19 +1,19 @@
 """Benchmark on an emulated robot-edge link: `./intradp bench`.
 
-    ./intradp bench                                  # yolov3_tiny, 10..200 Mbit/s, 4 strategies, 5 + 50 frames
+    ./intradp bench                                  # yolov3_tiny, 10..200 Mbit/s, 4 strategies, 10 + 50 frames
     ./intradp bench --model vgg19_bn --frames 20
     ./intradp bench --quick                          # CI smoke test: 50 Mbit/s, 2 + 3 frames
     ./intradp bench --bandwidths 25,100 --strategies local,intra-dp --out /tmp/b
 
 One machine plays both hosts (root needed): two network namespaces joined by a veth pair, shaped with tbf in both
 directions to each bandwidth of the sweep. robot_node, aggregator_node and the bench's camera client run in the
-robot namespace under a cgroup v1 CPU quota (default a quarter core; torch on one thread), edge_node runs in the
-edge namespace uncapped. Every process uses config/fastdds_udp.xml (UDP only): Fast DDS's shared memory would
-otherwise carry robot <-> edge samples through /dev/shm, past the shaped link; the veth byte counters prove that
-the tiles crossed it. Per bandwidth and strategy (all-local, all-offload, the planner's best single layer-wise
-cut, Intra-DP = plan auto) the client sets robot_node's `plan` and `bandwidth_mbps` and runs a closed loop of
-warm-up + measured frames. Output in --out (default bench_results/<timestamp>/): frames.csv (every frame),
-summary.md, PNG plots, run.json (set-up, machine, planner decisions), logs/. Defaults: config/bench.yaml.
+robot namespace under a cgroup v1 CPU quota (default 2.5 ms per 10 ms = a quarter core; torch on one thread),
+edge_node runs in the edge namespace uncapped. Every process uses config/fastdds_udp.xml (UDP only): Fast DDS's
+shared memory would otherwise carry robot <-> edge samples through /dev/shm, past the shaped link; the veth byte
+counters prove that the tiles crossed it. Per bandwidth and strategy (all-local, all-offload, the planner's best
+single layer-wise cut, Intra-DP = plan auto) the client sets robot_node's `plan` and `bandwidth_mbps` and runs a
+closed loop of warm-up + measured frames. Output in --out (default bench_results/<timestamp>/): frames.csv (every
+frame), summary.md, PNG plots, run.json (set-up, machine, planner decisions), logs/. Defaults: config/bench.yaml.
 """
 from __future__ import annotations
 
