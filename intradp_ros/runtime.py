@@ -149,7 +149,9 @@ class RobotRuntime:
         self.overheads: collections.deque = collections.deque(maxlen=16)   # per-frame ms outside the plan
         self._intake: collections.OrderedDict[int, float] = collections.OrderedDict()   # seq -> intake ms
         self.reported_frame_ms: float | None = None   # frame_ms in the predictions last reported
-        self.compute_ratios: collections.deque = collections.deque(maxlen=24)   # measured / predicted robot compute
+        self.compute_ratios: collections.deque = collections.deque(maxlen=24)   # measured / predicted, whole ops
+        self.tile_ratios: collections.deque = collections.deque(maxlen=24)      # measured / predicted, row tiles
+        self.planned_tile_scale: float | None = None
         self._planning = 0                          # re-plans running (they share the robot's CPU with frames)
         self._disturbed: collections.deque = collections.deque(maxlen=64)   # seqs the guard must not judge by
         self._last_frame_plan = ""
@@ -201,14 +203,21 @@ class RobotRuntime:
         return self.send_cost()[0]
 
     def compute_scale(self) -> float:
-        """Measured robot compute over the profile's prediction (median of recent frames; 1 until 3 are
-        measured). Under a CPU quota the robot's other threads and processes (DDS, the aggregator, the camera
-        driver) eat into the same budget while it computes, so frames run slower than the start-up profile."""
+        """Measured robot compute of whole-tensor ops over the profile's prediction (median of recent frames; 1
+        until 3 are measured). Under a CPU quota the robot's other threads and processes (DDS, the aggregator, the
+        camera driver) eat into the same budget while it computes, so frames run slower than the start-up profile."""
         return float(np.median(self.compute_ratios)) if len(self.compute_ratios) >= 3 else 1.0
+
+    def tile_scale(self) -> float:
+        """The same for row tiles, measured apart: their error differs from whole ops' (plans mixing the two made
+        one shared factor swing 0.8-1.6x and re-plan over and over)."""
+        return float(np.median(self.tile_ratios)) if len(self.tile_ratios) >= 3 else 1.0
 
     def robot_profile(self) -> DeviceProfile:
         """The robot profile the planner uses: the start-up profile re-calibrated by measured frames."""
-        return self.profile.scaled(self.compute_scale())
+        whole, tiles = self.compute_scale(), self.tile_scale()
+        return dataclasses.replace(self.profile, scale=self.profile.scale * whole,
+                                   tile_scale=self.profile.tile_scale * tiles / whole)
 
     def edge_scale(self) -> float:
         """Edge compute reported by FrameTiming over the edge profile's prediction (median of recent frames; 1
@@ -230,6 +239,7 @@ class RobotRuntime:
         def moved(now: float, planned: float | None, n: int) -> bool:
             return planned is not None and n >= 3 and abs(now - planned) > rel_change * planned
         return (moved(self.compute_scale(), self.planned_scale, len(self.compute_ratios))
+                or moved(self.tile_scale(), self.planned_tile_scale, len(self.tile_ratios))
                 or moved(self.edge_scale(), self.planned_edge_scale, len(self.edge_ratios)))
 
     def frame_ms(self) -> float:
@@ -306,6 +316,7 @@ class RobotRuntime:
         prev_mbps = self.planned_mbps
         self.planned_mbps, self.planned_msg_ms = self.bandwidth(), self.msg_ms()
         self.planned_scale, self.planned_edge_scale = self.compute_scale(), self.edge_scale()
+        self.planned_tile_scale = self.tile_scale()
         robot, edge = self.robot_profile(), self.edge_profile.scaled(self.planned_edge_scale)
         same_link = prev_mbps is not None and abs(self.planned_mbps - prev_mbps) <= 0.1 * prev_mbps
         decision = choose(g, name, robot, edge, self.link(), encs, search=fixed is None)
@@ -361,9 +372,12 @@ class RobotRuntime:
         if self._planning and not planning:
             self._disturbed.append(seq)
             planning = True
-        expected = robot_compute_ms(self.m.graph, plan, self.profile)
-        if expected > 5.0 and not planning:   # all-offload computes nothing here: no information
-            self.compute_ratios.append(self.worker.last_ops_ms / expected)
+        if not planning:              # a plan part the robot did not compute (or barely) says nothing
+            whole, tiles = robot_compute_ms(self.m.graph, plan, self.profile)
+            if whole > 5.0:
+                self.compute_ratios.append(self.worker.last_whole_ms / whole)
+            if tiles > 5.0:
+                self.tile_ratios.append(self.worker.last_tiles_ms / tiles)
         return busy
 
 

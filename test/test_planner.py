@@ -243,34 +243,43 @@ def test_robot_compute_prediction_matches_the_profile_and_its_scale(graph):
     from intradp_ros.engine.planner import edge_compute_ms, robot_compute_ms
     robot = _synthetic(graph, 40.0)
     local = Plan.local(graph, "resnet18")
-    assert robot_compute_ms(graph, local, robot) == pytest.approx(sum(robot.op_ms))
-    assert robot_compute_ms(graph, Plan.offload(graph, "resnet18"), robot) == 0.0
+    assert robot_compute_ms(graph, local, robot) == pytest.approx((sum(robot.op_ms), 0.0))
+    assert robot_compute_ms(graph, Plan.offload(graph, "resnet18"), robot) == (0.0, 0.0)
     assert edge_compute_ms(graph, Plan.offload(graph, "resnet18"), robot) == pytest.approx(sum(robot.op_ms))
     assert edge_compute_ms(graph, local, robot) == 0.0
     starts, ends = split_points(graph)
     split = Plan("resnet18", 128, 128, 0, ends[0][-1], 3, 2, 2)
-    base = robot_compute_ms(graph, split, robot)
-    assert base > 0
-    assert robot_compute_ms(graph, split, robot.scaled(1.5)) == pytest.approx(1.5 * base)
+    whole, tiles = robot_compute_ms(graph, split, robot)
+    assert whole == 0.0 and tiles > 0                      # the whole network split: the robot only has tiles
+    assert robot_compute_ms(graph, split, robot.scaled(1.5))[1] == pytest.approx(1.5 * tiles)
+    assert robot_compute_ms(graph, split, dataclasses.replace(robot, tile_scale=2.0))[1] == pytest.approx(2 * tiles)
 
 
-def test_measured_compute_recalibrates_the_robot_profile():
+def test_measured_compute_recalibrates_the_robot_profile(graph):
     import collections
     import types
 
     from intradp_ros.runtime import RobotRuntime
     rt = types.SimpleNamespace(compute_ratios=collections.deque(maxlen=16), planned_scale=None,
-                               edge_ratios=collections.deque(maxlen=16), planned_edge_scale=None)
-    rt.compute_scale = lambda: RobotRuntime.compute_scale(rt)
-    rt.edge_scale = lambda: RobotRuntime.edge_scale(rt)
+                               tile_ratios=collections.deque(maxlen=16), planned_tile_scale=None,
+                               edge_ratios=collections.deque(maxlen=16), planned_edge_scale=None,
+                               profile=_synthetic(graph, 40.0))
+    for f in ("compute_scale", "tile_scale", "edge_scale"):
+        setattr(rt, f, (lambda name: lambda: getattr(RobotRuntime, name)(rt))(f))
     assert rt.compute_scale() == 1.0 and not RobotRuntime.compute_drifted(rt)
-    rt.planned_scale = rt.planned_edge_scale = 1.0
+    rt.planned_scale = rt.planned_tile_scale = rt.planned_edge_scale = 1.0
     rt.compute_ratios.extend([1.1, 1.05, 1.12])
-    assert not RobotRuntime.compute_drifted(rt)                    # within 15 %: keep the plan
+    assert not RobotRuntime.compute_drifted(rt)                    # within 20 %: keep the plan
     rt.compute_ratios.extend([1.4, 1.45, 1.5, 1.42])
     assert RobotRuntime.compute_drifted(rt) and rt.compute_scale() == pytest.approx(1.4)
     rt.planned_scale = 1.4
     assert not RobotRuntime.compute_drifted(rt)
+    rt.tile_ratios.extend([0.8, 0.7, 0.75])                        # row tiles are calibrated apart
+    assert RobotRuntime.compute_drifted(rt)
+    prof = RobotRuntime.robot_profile(rt)
+    assert prof.compute_ms(3, 5, 10) == pytest.approx(0.75 * rt.profile.compute_ms(3, 5, 10))
+    assert prof.scale * prof.op_ms[3] == pytest.approx(1.4 * rt.profile.op_ms[3])
+    rt.planned_tile_scale = 0.75
     rt.edge_ratios.extend([1.3, 1.25, 1.2])                        # the edge, measured from FrameTiming, too
     assert RobotRuntime.compute_drifted(rt) and rt.edge_scale() == pytest.approx(1.25)
 

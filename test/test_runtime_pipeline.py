@@ -138,4 +138,4 @@ def test_frame_timing_carries_each_sides_total_compute(sides):
         edge_wall += (time.perf_counter() - t0) * 1e3
     fo = [fo for p in to_agg if (fo := agg.add(p)) is not None][0]
     assert 0.5 * edge_wall <= fo.edge_ms <= edge_wall              # 8 edge tiles: one tile would be ~1/8
-    assert 0.5 * robot.worker.last_ops_ms <= fo.robot_ms <= robot_busy
+    assert 0.5 * (robot.worker.last_whole_ms + robot.worker.last_tiles_ms) <= fo.robot_ms <= robot_busy

@@ -94,18 +94,18 @@ class RobotWorker:
 
     def __init__(self, graph: OpGraph, output_fn: OutputFn | None = None):
         self.graph = graph
-        self.last_ops_ms = 0.0
+        self.last_whole_ms = self.last_tiles_ms = 0.0
         self._emit_out = _Emitter(graph, output_fn)
 
     def run_frame(self, seq: int, plan: Plan | str, x: torch.Tensor, emit: Callable[[Packet], None],
                   input_is_u8: bool | None = None) -> float:
         """Compute the robot's share of frame ``seq``; ``emit`` is called with each packet as soon as it exists.
 
-        Returns the robot's compute time in ms (encoding included); ``self.last_ops_ms`` is the operators' share
-        of it (what the planner's profile predicts).
+        Returns the robot's compute time in ms (encoding included). The operators' share of it, what the planner's
+        profile predicts, is ``self.last_whole_ms`` (whole-tensor ops) + ``self.last_tiles_ms`` (row tiles).
         """
         g = self.graph
-        self.last_ops_ms = 0.0
+        self.last_whole_ms = self.last_tiles_ms = 0.0
         cp = compile_plan(g, plan)
         plan = cp.plan
         if input_is_u8 is None:
@@ -120,7 +120,7 @@ class RobotWorker:
                 env[op.name] = g.run_op(op, env)
                 dt = (time.perf_counter() - t0) * 1e3
                 busy += dt
-                self.last_ops_ms += dt
+                self.last_whole_ms += dt
                 if op.name in g.outputs:    # compute_ms: the frame's robot compute so far (the last carries all)
                     emit(self._emit_out(plan, seq, op.name, env[op.name], _full_rows(g, op.name), stage=STAGE_WHOLE,
                                         index=0, count=1, sender="robot", compute_ms=busy))
@@ -152,7 +152,7 @@ class RobotWorker:
                 t0 = time.perf_counter()
                 rows = streamer.compute(work.targets)
                 dt = (time.perf_counter() - t0) * 1e3
-                self.last_ops_ms += dt
+                self.last_tiles_ms += dt
                 for name, t in rows.items():
                     t1 = time.perf_counter()
                     r = work.targets[name]

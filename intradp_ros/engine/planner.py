@@ -180,12 +180,12 @@ def predict(graph: OpGraph, plan: Plan | CompiledPlan, robot: DeviceProfile, edg
     return Prediction(plan, plan.describe(g), latency, t_r, edge_busy, bytes_up, bytes_down)
 
 
-def robot_compute_ms(graph: OpGraph, plan: Plan | CompiledPlan, robot: DeviceProfile) -> float:
-    """Predicted robot compute of one frame under ``plan`` (its ops and tiles, no sending): the quantity
-    ``RobotWorker.run_frame`` measures, so the two can be compared to re-calibrate the profile."""
+def robot_compute_ms(graph: OpGraph, plan: Plan | CompiledPlan, robot: DeviceProfile) -> tuple[float, float]:
+    """Predicted robot compute of one frame under ``plan`` (no sending), as (whole-tensor ops, row tiles): what
+    ``RobotWorker.run_frame`` measures (``last_whole_ms``, ``last_tiles_ms``), so the profile can be re-calibrated."""
     cp = plan if isinstance(plan, CompiledPlan) else compile_plan(graph, plan)
     pr = _Pricer(graph, robot, robot)
-    return pr.ops_ms(robot, cp.robot_ops) + sum(pr.work_ms(robot, w) for w in cp.robot_work)
+    return pr.ops_ms(robot, cp.robot_ops), sum(pr.work_ms(robot, w) for w in cp.robot_work)
 
 
 def edge_compute_ms(graph: OpGraph, plan: Plan | CompiledPlan, edge: DeviceProfile) -> float:
