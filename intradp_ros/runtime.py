@@ -149,15 +149,16 @@ class RobotRuntime:
         self.overheads: collections.deque = collections.deque(maxlen=16)   # per-frame ms outside the plan
         self._intake: collections.OrderedDict[int, float] = collections.OrderedDict()   # seq -> intake ms
         self.reported_frame_ms: float | None = None   # frame_ms in the predictions last reported
-        self.compute_ratios: collections.deque = collections.deque(maxlen=24)   # measured / predicted, whole ops
-        self.tile_ratios: collections.deque = collections.deque(maxlen=24)      # measured / predicted, row tiles
+        # measured / predicted compute, for re-calibrating the profiles; the factors the plan in force used
+        self.compute_ratios: collections.deque = collections.deque(maxlen=24)   # robot, whole-tensor ops
+        self.tile_ratios: collections.deque = collections.deque(maxlen=24)      # robot, row tiles
+        self.edge_ratios: collections.deque = collections.deque(maxlen=24)      # edge (from FrameTiming)
+        self.planned_scale: float | None = None
         self.planned_tile_scale: float | None = None
+        self.planned_edge_scale: float | None = None
         self._planning = 0                          # re-plans running (they share the robot's CPU with frames)
         self._disturbed: collections.deque = collections.deque(maxlen=64)   # seqs the guard must not judge by
         self._last_frame_plan = ""
-        self.planned_scale: float | None = None
-        self.edge_ratios: collections.deque = collections.deque(maxlen=24)   # measured / predicted edge compute
-        self.planned_edge_scale: float | None = None
         self.predicted: dict[str, float] = {}     # plan text -> predicted ms, for the candidates of the decision
         self.planned_mbps: float | None = None   # bandwidth the plan in force was chosen for
         self.decision: Decision | None = None
@@ -299,11 +300,13 @@ class RobotRuntime:
 
     def replan(self) -> Decision | None:
         """Re-run the planner (plan == auto) for the current profiles and bandwidth."""
-        self._planning += 1
+        with self._lock:
+            self._planning += 1
         try:
             return self._replan()
         finally:
-            self._planning -= 1
+            with self._lock:
+                self._planning -= 1
 
     def _replan(self) -> Decision | None:
         g, name = self.m.graph, self.m.spec.name
