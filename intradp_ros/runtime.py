@@ -156,6 +156,8 @@ class RobotRuntime:
         self.planned_scale: float | None = None
         self.planned_tile_scale: float | None = None
         self.planned_edge_scale: float | None = None
+        self._expected: dict[tuple[str, str], object] = {}   # (side, plan text) -> compute the start-up profile
+                                                             # predicts for it; per frame, so computed once per plan
         self._planning = 0                          # re-plans running (they share the robot's CPU with frames)
         self._disturbed: collections.deque = collections.deque(maxlen=64)   # seqs the guard must not judge by
         self._last_frame_plan = ""
@@ -177,6 +179,7 @@ class RobotRuntime:
                              f"{self.m.graph.key}); start both with the same model, weights and input_size")
         if prof != self.edge_profile:
             self.edge_ratios.clear()          # measured against the previous profile
+            self._expected.clear()
         self.edge_profile = prof
         self.replan()
 
@@ -225,11 +228,22 @@ class RobotRuntime:
         until 3 are measured): the edge's load and contention at run time, which its start-up profile misses."""
         return float(np.median(self.edge_ratios)) if len(self.edge_ratios) >= 3 else 1.0
 
+    def _expected_compute(self, side: str, spec: str):
+        """The start-up profiles' compute prediction for plan ``spec``: robot (whole ops, row tiles) or edge ms."""
+        key = (side, spec)
+        if key not in self._expected:
+            g, plan = self.m.graph, Plan.parse(spec)
+            if len(self._expected) >= 256:
+                self._expected.clear()
+            self._expected[key] = (robot_compute_ms(g, plan, self.profile) if side == "robot"
+                                   else edge_compute_ms(g, plan, self.edge_profile))
+        return self._expected[key]
+
     def observe_edge_compute(self, spec: str, edge_ms: float) -> None:
         if self.edge_profile is None or edge_ms <= 0.0:
             return
         try:
-            expected = edge_compute_ms(self.m.graph, Plan.parse(spec), self.edge_profile)
+            expected = self._expected_compute("edge", spec)
         except PlanError:
             return
         if expected > 5.0:
@@ -376,7 +390,7 @@ class RobotRuntime:
             self._disturbed.append(seq)
             planning = True
         if not planning:              # a plan part the robot did not compute (or barely) says nothing
-            whole, tiles = robot_compute_ms(self.m.graph, plan, self.profile)
+            whole, tiles = self._expected_compute("robot", spec)
             if whole > 5.0:
                 self.compute_ratios.append(self.worker.last_whole_ms / whole)
             if tiles > 5.0:

@@ -179,7 +179,6 @@ class _EdgeFrame:
         self.robot_rows: dict[str, dict[int, torch.Tensor]] = {}
         self.done = False
         self.compute_ms = 0.0
-        self.created = time.monotonic()
 
 
 class EdgeWorker:
@@ -300,14 +299,6 @@ class EdgeWorker:
         fr.done = True
         return out
 
-    def drop_older_than(self, seconds: float) -> list[int]:
-        """Forget frames whose packets stopped arriving; returns their sequence numbers."""
-        now = time.monotonic()
-        old = [s for s, fr in self.frames.items() if now - fr.created > seconds]
-        for s in old:
-            del self.frames[s]
-        return old
-
 
 @dataclasses.dataclass
 class FrameOutputs:
@@ -338,7 +329,7 @@ class Assembler:
         if full != (0, 0) and not 0 <= pkt.row_start < pkt.row_stop <= full[1]:
             raise ProtocolError(f"{pkt.tensor}: rows [{pkt.row_start}, {pkt.row_stop}) outside 0..{full[1]}")
         t = pkt.value()
-        fr = self.frames.setdefault(pkt.frame_seq, {"plan": pkt.plan_spec, "parts": {}, "created": time.monotonic(),
+        fr = self.frames.setdefault(pkt.frame_seq, {"plan": pkt.plan_spec, "parts": {},
                                                      "robot_ms": 0.0, "edge_ms": 0.0})
         if fr["plan"] != pkt.plan_spec:
             raise ProtocolError(f"frame {pkt.frame_seq}: outputs of two plans")
@@ -364,13 +355,6 @@ class Assembler:
                 return False
             at = rows[lo][0]
         return at == full[1]
-
-    def drop_older_than(self, seconds: float) -> list[int]:
-        now = time.monotonic()
-        old = [s for s, fr in self.frames.items() if now - fr["created"] > seconds]
-        for s in old:
-            del self.frames[s]
-        return old
 
 
 def run_collaborative(graph: OpGraph, plan: Plan | str, x: torch.Tensor, output_fn: OutputFn | None = None,

@@ -191,13 +191,6 @@ class CompiledPlan:
     def edge_ops(self) -> range:
         return range(self.plan.k2, len(self.graph.ops))
 
-    def side_of(self, value: str) -> str:
-        """Where a graph output is produced: 'robot', 'edge' or 'split'."""
-        k = self.graph.producer_index(value)
-        if k < self.plan.k1:
-            return "robot"
-        return "edge" if k >= self.plan.k2 else "split"
-
 
 def compile_plan(graph: OpGraph, spec: str | Plan) -> CompiledPlan:
     """Compile a plan for ``graph``; cached on the graph, since tiles of one frame all carry the same text."""

@@ -118,7 +118,7 @@ class RobotNode(Node):
         if self.rt.observe_bandwidth(msg.bandwidth_mbps):
             self.get_logger().info(f"link measured at {self.rt.bandwidth():.1f} Mbit/s (planned for "
                                    f"{self.rt.planned_mbps:.1f}): re-planning")
-            threading.Thread(target=self._report_plan, daemon=True).start()
+            self._replan_soon()
 
     def timing_callback(self, msg: FrameTiming):
         """Measured latency of our frames (from the aggregator): the per-frame overhead the planner adds to every
@@ -178,8 +178,12 @@ class RobotNode(Node):
             self.rt.set_plan(fixed)        # effective from the next frame; frames in flight keep theirs
         if changed.keys() & {"plan", "bandwidth_mbps", "link_latency_ms", "encodings", "bandwidth_source"}:
             # (re)planning and predicting take a moment: off the parameter service thread
-            threading.Thread(target=self._report_plan, daemon=True).start()
+            self._replan_soon()
         return SetParametersResult(successful=True)
+
+    def _replan_soon(self):
+        """Re-plan in a thread: planning takes a moment, and callbacks and the frame loop must not wait for it."""
+        threading.Thread(target=self._report_plan, daemon=True).start()
 
     def _report_plan(self):
         """Re-plan and publish. One planning at a time, and at most one waiting: requests that arrive while one
@@ -212,7 +216,7 @@ class RobotNode(Node):
         if dec is not None:
             extra = self.rt.frame_ms()
             self.rt.reported_frame_ms = msg.frame_overhead_ms = extra
-            msg.predicted_ms = float(self.rt.predicted.get(plan.spec(), dec.chosen.latency_ms) + extra)
+            msg.predicted_ms = float(self.rt.predicted_ms(plan.spec()) or dec.chosen.latency_ms + extra)
             msg.baseline_names = list(dec.baselines)
             msg.baseline_plan_specs = [p.plan.spec() for p in dec.baselines.values()]
             msg.baseline_predicted_ms = [float(p.latency_ms + extra) for p in dec.baselines.values()]
@@ -261,7 +265,7 @@ class RobotNode(Node):
                                            f"{self.rt.edge_scale():.2f}x their start-up profiles (planned with "
                                            f"{self.rt.planned_scale:.2f}x / {self.rt.planned_edge_scale:.2f}x): "
                                            f"re-planning")
-                    threading.Thread(target=self._report_plan, daemon=True).start()
+                    self._replan_soon()
             except Exception as e:  # noqa: BLE001 - one bad frame must not stop the robot
                 self.counters.inc("frame_errors")
                 self.get_logger().error(f"frame {seq} ({header.frame_id}) failed on the robot: {e}")
@@ -298,7 +302,7 @@ class RobotNode(Node):
         if self.rt.observe_send(len(pkt.payload), (time.thread_time() - cpu0) * 1e3) and self.cfg.plan == "auto":
             self.get_logger().info(f"measured send cost {self.rt.msg_ms():.2f} ms/message (planned with "
                                    f"{self.rt.planned_msg_ms:.2f}): re-planning")
-            threading.Thread(target=self._report_plan, daemon=True).start()
+            self._replan_soon()
 
     def close(self):
         self._stop.set()

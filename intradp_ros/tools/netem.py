@@ -261,13 +261,6 @@ class Testbed:
         except (ValueError, IndexError, KeyError):
             return {}
 
-    def dev_bytes(self, side: str) -> tuple[int, int]:
-        """(tx_bytes, rx_bytes) of ``side``'s veth, read inside its namespace."""
-        p = _run("ip", "netns", "exec", self.ns[side], "cat", f"/sys/class/net/{self.dev[side]}/statistics/tx_bytes",
-                 f"/sys/class/net/{self.dev[side]}/statistics/rx_bytes")
-        tx, rx = p.stdout.split()
-        return int(tx), int(rx)
-
     def acct_file(self, group: str) -> Path:
         """cpuacct.usage (ns) of ``group`` ("nodes" or "client") of the robot."""
         return self.acct_dir / group / "cpuacct.usage"
