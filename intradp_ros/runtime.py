@@ -173,7 +173,9 @@ class RobotRuntime:
     def needs_edge(self) -> bool:
         return self.plan.kind(len(self.m.graph.ops)) != "local"
 
-    def set_edge_profile(self, prof: DeviceProfile) -> None:
+    def set_edge_profile(self, prof: DeviceProfile, replan: bool = True) -> None:
+        """Take the edge's profile (ValueError if it is for another model or weights); re-plan unless told not to
+        (robot_node re-plans on its own thread, off the executor)."""
         if prof.key != self.m.graph.key:
             raise ValueError(f"the edge runs a different model or weights (hash {prof.key}, ours "
                              f"{self.m.graph.key}); start both with the same model, weights and input_size")
@@ -181,7 +183,8 @@ class RobotRuntime:
             self.edge_ratios.clear()          # measured against the previous profile
             self._expected.clear()
         self.edge_profile = prof
-        self.replan()
+        if replan:
+            self.replan()
 
     def bandwidth(self) -> float:
         """The bandwidth to plan for: the measured one when asked for and available, else the parameter."""

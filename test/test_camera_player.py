@@ -214,6 +214,7 @@ def test_bad_parameter_fails_fast(player):
 def test_declared_parameters_match_robot_yaml():
     """config/robot.yaml's camera_player block lists exactly the node's parameters, with its defaults."""
     from intradp_ros.nodes.camera_player import CameraPlayer
+    from intradp_ros.nodes.common import make_executor
 
     blocks = yaml.safe_load((REPO / 'config' / SPEC.params_file).read_text())
     key = next(k for k in blocks if k.rsplit('/', 1)[-1] == 'camera_player')
@@ -226,10 +227,32 @@ def test_declared_parameters_match_robot_yaml():
         plain.destroy_node()
         node = CameraPlayer(context=context)
         try:
+            make_executor(node)         # run_node declares every node's `executor` parameter
             declared = {name: p.value for name, p in node.get_parameters_by_prefix('').items()
                         if not name.startswith('qos.') and name not in builtin}
             assert declared == yaml_params
             assert node.describe_parameter('source').description   # declared with a description
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+
+
+@pytest.mark.parametrize('value, expected', [('single', 'SingleThreadedExecutor'), ('multi', 'MultiThreadedExecutor'),
+                                             ('bogus', 'SingleThreadedExecutor')])
+def test_executor_parameter(value, expected):
+    """Every node spins on the executor its `executor` parameter names; a bad name is logged, not fatal."""
+    from rclpy.parameter import Parameter
+    from intradp_ros.nodes.common import make_executor
+
+    context = Context()
+    rclpy.init(context=context, domain_id=DOMAIN_ID)
+    try:
+        node = Node('executor_probe', context=context, parameter_overrides=[Parameter('executor', value=value)])
+        try:
+            executor = make_executor(node)
+            assert type(executor).__name__ == expected
+            executor.shutdown()
         finally:
             node.destroy_node()
     finally:

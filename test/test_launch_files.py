@@ -201,6 +201,11 @@ def _declared_parameters(spec):
                 kwargs = {k.arg: ast.literal_eval(k.value) for k in config.keywords}
                 value = getattr(getattr(module, config.func.id)(**kwargs), default.attr)
         params[call.args[1].value] = value
+    # and what run_node declares on every node (common.py's make_executor)
+    common = ast.parse((REPO / 'intradp_ros' / 'nodes' / 'common.py').read_text())
+    for fn in (n for n in ast.walk(common) if isinstance(n, ast.FunctionDef) and n.name == 'make_executor'):
+        for call in _calls(fn, 'declare'):
+            params[call.args[1].value] = ast.literal_eval(call.args[2])
     return params
 
 

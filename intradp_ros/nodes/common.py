@@ -9,7 +9,7 @@ import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
@@ -18,7 +18,7 @@ from intradp_ros.engine.plan import Plan, PlanError
 from intradp_ros.msg import TensorTile
 from intradp_ros.topology import QOS, TOPICS
 
-__all__ = ["declare", "topic_qos", "Counters", "packet_to_msg", "msg_to_packet", "run_node", "stamp_ms"]
+__all__ = ["declare", "topic_qos", "Counters", "packet_to_msg", "msg_to_packet", "make_executor", "run_node", "stamp_ms"]
 
 
 def declare(node: Node, name: str, default, description: str, read_only: bool = False):
@@ -109,13 +109,34 @@ def msg_to_packet(m: TensorTile, dest: str) -> Packet:
                   m.compute_ms)
 
 
+EXECUTORS = ("single", "multi")
+
+
+def make_executor(node: Node):
+    """The executor named by the node's ``executor`` parameter.
+
+    ``single`` (default) is rclpy's SingleThreadedExecutor: our callbacks only hand work to the nodes' own threads,
+    so one thread serves them all, and rclpy's MultiThreadedExecutor costs several ms of CPU per frame in Python
+    (wait-set rebuilds, a thread pool), which on a CPU-capped robot delays every message behind the cap: measured
+    in `./intradp bench`, 0.25 core, YOLOv3-tiny at 50 Mbit/s, it made frames 20-50 ms slower. ``multi`` is the
+    MultiThreadedExecutor.
+    """
+    kind = declare(node, "executor", "single", f"rclpy executor: {' | '.join(EXECUTORS)}", True)
+    if kind not in EXECUTORS:
+        node.get_logger().error(f"executor {kind!r} is not one of {', '.join(EXECUTORS)}: using single")
+        kind = "single"
+    if kind == "multi":
+        return MultiThreadedExecutor(context=node.context)
+    return SingleThreadedExecutor(context=node.context)
+
+
 def run_node(factory: Callable[[], Node], args=None) -> None:
-    """main() of every node: spin on a multi-threaded executor until Ctrl-C or shutdown."""
+    """main() of every node: spin on the node's executor (see :func:`make_executor`) until Ctrl-C or shutdown."""
     rclpy.init(args=args)
     node = None
     try:
         node = factory()
-        executor = MultiThreadedExecutor()
+        executor = make_executor(node)
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -105,12 +105,12 @@ class RobotNode(Node):
     def edge_profile_callback(self, msg: EdgeProfile):
         try:
             prof = DeviceProfile.from_json(msg.profile_json)
-            self.rt.set_edge_profile(prof)
+            self.rt.set_edge_profile(prof, replan=False)
         except (ValueError, TypeError, KeyError) as e:
             self.get_logger().error(f"edge profile from {msg.device} rejected: {e}")
             return
         self.get_logger().info(f"edge profile received ({msg.device}, whole model {sum(prof.op_ms):.1f} ms)")
-        self._report_plan()
+        self._replan_soon()
 
     def link_callback(self, msg: LinkEstimate):
         self.counters.inc("link_samples")

@@ -67,6 +67,8 @@ def load_config(path: Path | None, a: argparse.Namespace) -> dict:
         cfg["strategies"] = [s for s in a.strategies.split(",") if s]
     if a.bandwidth_source:
         cfg["bandwidth_source"] = a.bandwidth_source
+    if a.executor:
+        cfg["executor"] = a.executor
     if a.edge_threads is not None:
         cfg["edge"]["threads"] = a.edge_threads
     if a.cpu_quota is not None:
@@ -132,14 +134,16 @@ class Run:
             "robot_node": {"model": cfg["model"], "input_size": int(cfg["input_size"]), "threads": int(r["threads"]),
                            "device": r["device"], "plan": "auto", "bandwidth_mbps": float(cfg["bandwidths_mbps"][0]),
                            "link_latency_ms": float(cfg["link_latency_ms"]), "encodings": cfg["encodings"],
-                           "bandwidth_source": cfg["bandwidth_source"],
+                           "bandwidth_source": cfg["bandwidth_source"], "executor": cfg.get("executor", "single"),
                            "edge_wait_s": 3600.0,
                            "profile_cache_dir": str(prof / f"robot-q{r['cpu_quota_us']}-p{r['cpu_period_us']}")},
             "aggregator_node": {"model": cfg["model"], "input_size": int(cfg["input_size"]),
+                                "executor": cfg.get("executor", "single"),
                                 "frame_timeout_s": float(cfg["frame_timeout_s"])}})
         edge_yaml = _params("edge.yaml", out / "params" / "edge.yaml", {
             "edge_node": {"model": cfg["model"], "input_size": int(cfg["input_size"]), "threads": int(e["threads"]),
                           "device": e["device"], "frame_timeout_s": float(cfg["frame_timeout_s"]),
+                          "executor": cfg.get("executor", "single"),
                           "profile_cache_dir": str(prof / "edge")}})
         dds = _config_file("fastdds_udp.xml")
         env = dict(os.environ, ROS_DOMAIN_ID=str(cfg["domain_id"]), FASTRTPS_DEFAULT_PROFILES_FILE=str(dds),
@@ -354,6 +358,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cpu-period", type=int, dest="cpu_period", help="robot cpu.cfs_period_us (default 10000)")
     ap.add_argument("--bandwidth-source", dest="bandwidth_source", choices=("parameter", "measured"),
                     help="what robot_node plans for: the shaped rate (parameter, default) or its own measurement")
+    ap.add_argument("--executor", choices=("single", "multi"),
+                    help="rclpy executor of the three nodes (default single; multi = MultiThreadedExecutor)")
     ap.add_argument("--edge-threads", type=int, dest="edge_threads", help="edge_node torch threads (default 1)")
     ap.add_argument("--profile-cache", dest="profile_cache",
                     help="reuse operator profiles from this folder (default: profile afresh into <out>/profiles)")

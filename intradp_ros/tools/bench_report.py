@@ -135,7 +135,7 @@ def _header(cfg: dict, meta: dict) -> list[str]:
         f"- robot: robot_node + aggregator_node + bench client in netns `{tb.get('netns', {}).get('robot', '?')}`, "
         f"cgroup v1 CPU quota {r['cpu_quota_us']}/{r['cpu_period_us']} us (= {tb.get('cpu_fraction', 0):.2f} core), "
         f"torch threads {r['threads']}; edge: edge_node, no CPU cap, torch threads {e['threads'] or 'default'}, "
-        f"device {e['device']}",
+        f"device {e['device']}; rclpy executor of the nodes: {cfg.get('executor', 'multi')}",
         f"- link: veth, tbf both ways at each rate (burst {link['burst_ms']} ms of line rate, >= "
         f"{link['min_burst_bytes']} B; queue {link['queue_bytes'] >> 20} MiB), MTU {link['mtu']}; "
         "Fast DDS UDPv4 only (config/fastdds_udp.xml)",
