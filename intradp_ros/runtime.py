@@ -67,6 +67,12 @@ class ModelRuntime:
             torch.set_num_threads(cfg.threads)
         self.cfg, self.spec, self.size = cfg, spec, size
         self.device = resolve_device(cfg.device)
+        if self.device.startswith("cuda"):
+            # full fp32 on the GPU: with TF32 (PyTorch's default for cuDNN convolutions) a row tile and the whole
+            # tensor can take different kernels and differ by ~1e-3 relative, so split plans would not reproduce
+            # the monolithic result; networks this size gain nothing from TF32 anyway (launch-bound)
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
         kwargs = {}
         if spec.task == "detection":
             kwargs["weights"] = (cfg.weights or None) if load_weights else None
@@ -128,6 +134,7 @@ class RobotConfig(ModelConfig):
     bandwidth_source: str = "measured"  # "measured": from the edge's LinkEstimate; "parameter": bandwidth_mbps
     link_latency_ms: float = 1.0
     encodings: str = "raw,lz4"
+    min_split_gain: float = 0.1        # a split plan must be predicted this much faster than the best baseline
     profile_cache_dir: str = ""
 
 
@@ -339,7 +346,8 @@ class RobotRuntime:
         self.planned_tile_scale = self.tile_scale()
         robot, edge = self.robot_profile(), self.edge_profile.scaled(self.planned_edge_scale)
         same_link = prev_mbps is not None and abs(self.planned_mbps - prev_mbps) <= 0.1 * prev_mbps
-        decision = choose(g, name, robot, edge, self.link(), encs, search=fixed is None)
+        decision = choose(g, name, robot, edge, self.link(), encs, search=fixed is None,
+                          min_split_gain=self.cfg.min_split_gain)
         if fixed is not None:
             decision.chosen = predict(g, fixed, robot, edge, self.link())
         candidates = [decision.chosen, *decision.baselines.values()]

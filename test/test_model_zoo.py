@@ -82,3 +82,12 @@ def test_num_classes_kwarg():
     model = build_model("mobilenet_v2", num_classes=10)
     with torch.no_grad():
         assert model(_input()).shape == (1, 10)
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_normalisation_eps_is_positive(name):
+    """torch >= 2.11 refuses batch norm with eps <= 0 (seen on the GPU edge's torch 2.11): every model, yolov3_tiny
+    with its darknet-equivalent batch norm included, must build with a positive eps."""
+    model = build_model(name, **({"weights": None} if name == "yolov3_tiny" else {}))
+    norms = [m for m in model.modules() if isinstance(m, (nn.BatchNorm2d, nn.LayerNorm))]
+    assert all(m.eps > 0 for m in norms)

@@ -85,6 +85,23 @@ def test_choice_never_worse_than_best_baseline(graph, bw, ratio):
     assert "chosen:" in d.report()
 
 
+@pytest.mark.parametrize("bw", [25, 100])
+def test_split_plan_needs_its_minimum_gain(graph, bw):
+    """A split plan wins only when predicted min_split_gain faster than the best baseline; else that baseline."""
+    robot, edge = _synthetic(graph, 16.0), _synthetic(graph, 4.0)
+    free = choose(graph, "resnet18", robot, edge, LinkModel(bw), min_split_gain=0.0)
+    best = min(d.latency_ms for d in free.baselines.values())
+    assert free.best_split is not None
+    gain = 1.0 - free.best_split.latency_ms / best
+    assert gain > 0.02        # the setting must have a split plan worth choosing, or the test proves nothing
+    n = len(graph.ops)
+    for need in (0.0, max(gain - 0.01, 0.0), gain + 0.01, 0.9):
+        d = choose(graph, "resnet18", robot, edge, LinkModel(bw), min_split_gain=need)
+        split_chosen = d.chosen.plan.kind(n) == "intra-dp"
+        assert split_chosen == (gain > need), (need, gain, d.chosen.name)
+        assert d.chosen.latency_ms <= best + 1e-9
+
+
 def test_tiny_bandwidth_keeps_everything_local(graph):
     robot, edge = _synthetic(graph, 40.0), _synthetic(graph, 1.0)
     d = choose(graph, "resnet18", robot, edge, LinkModel(0.01))

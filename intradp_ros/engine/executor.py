@@ -181,6 +181,11 @@ class _EdgeFrame:
         self.compute_ms = 0.0
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 class EdgeWorker:
     """The edge's share: computes tiles as their input arrives, gathers at the switch point, runs the rest."""
 
@@ -258,6 +263,7 @@ class EdgeWorker:
             work = cp.edge_work[fr.next_tile]
             t0 = time.perf_counter()
             rows = fr.streamer.compute(work.targets)
+            _sync(self.device)          # a GPU computes asynchronously: time the work, not its launch
             fr.compute_ms += (time.perf_counter() - t0) * 1e3
             for name in seg.emitted:
                 if name in rows:   # compute_ms: the frame's edge compute so far, so the last output carries the total
@@ -291,6 +297,7 @@ class EdgeWorker:
         for k in cp.edge_ops:
             op = g.ops[k]
             env[op.name] = g.run_op(op, env)
+        _sync(self.device)
         fr.compute_ms += (time.perf_counter() - t0) * 1e3
         produced = [name for name in g.outputs if g.producer_index(name) >= cp.plan.k2]
         for i, name in enumerate(produced):
@@ -360,7 +367,7 @@ class Assembler:
 def run_collaborative(graph: OpGraph, plan: Plan | str, x: torch.Tensor, output_fn: OutputFn | None = None,
                       seq: int = 0) -> FrameOutputs:
     """Run one frame through robot, edge and aggregator in this process, every packet encoded and decoded."""
-    robot, edge, agg = RobotWorker(graph, output_fn), EdgeWorker(graph, output_fn), Assembler(graph)
+    robot, edge, agg = RobotWorker(graph, output_fn), EdgeWorker(graph, output_fn, x.device), Assembler(graph)
     to_edge: list[Packet] = []
     to_agg: list[Packet] = []
     robot.run_frame(seq, plan, x, lambda p: (to_edge if p.dest == "edge" else to_agg).append(p))

@@ -223,10 +223,13 @@ def _tile_options(grid_rows: int) -> list[tuple[int, int]]:
 
 def choose(graph: OpGraph, model: str, robot: DeviceProfile, edge: DeviceProfile, link: LinkModel,
            encodings: Iterable[str] = ("raw",), max_pairs: int = 12, max_refine: int = 8,
-           search: bool = True) -> Decision:
+           search: bool = True, min_split_gain: float = 0.0) -> Decision:
     """Search plans; returns the chosen plan and the baselines' predictions.
 
-    Never returns a plan predicted slower than the best baseline: the baselines are candidates too.
+    Never returns a plan predicted slower than the best baseline: the baselines are candidates too. A split plan
+    is chosen only when predicted at least ``min_split_gain`` (a fraction) faster than the best baseline: its
+    prediction errs more (every extra message costs the robot and the edge CPU the model prices only in part),
+    so a marginal predicted gain is a coin toss that a simpler plan does not need.
     ``search=False`` only prices the baselines (for a plan fixed by the user).
     """
     encodings = list(encodings)
@@ -280,7 +283,7 @@ def choose(graph: OpGraph, model: str, robot: DeviceProfile, edge: DeviceProfile
                 p = pred(Plan(model, *graph.input_shape[2:], k1, k2, split, rt, et, e))
                 if p and (best_split is None or p.latency_ms < best_split.latency_ms):
                     best_split = p
-    if best_split is not None and best_split.latency_ms < best.latency_ms:
+    if best_split is not None and best_split.latency_ms < (1.0 - min_split_gain) * best.latency_ms:
         best = best_split
     return Decision(best, baselines, len(cache), best_split)
 

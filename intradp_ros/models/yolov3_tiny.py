@@ -10,7 +10,8 @@ Darknet semantics reproduced here:
 - conv without bias when followed by batch norm; leaky ReLU slope 0.1; 1x1 convs have no padding.
 - batch norm at inference divides by ``sqrt(var) + 1e-6`` (epsilon *outside* the root, darknet's CPU path).
   ``nn.BatchNorm2d`` puts eps inside, so the loader stores ``(sqrt(var) + 1e-6) ** 2`` as ``running_var`` with
-  ``eps=0``: identical output, and the engine still sees plain ``BatchNorm2d`` modules.
+  ``eps=_TORCH_BN_EPS`` = 1e-30: identical output in float32 (every stored variance is >= 1e-12), and the engine still
+  sees plain ``BatchNorm2d`` modules. (eps=0 would do the same, but torch >= 2.11 refuses a zero eps.)
 - the last max pool (size 2, stride 1) ignores out-of-bounds cells on the right/bottom: replicate padding by
   one cell and a 2x2/1 pool gives the same maximum.
 - route 20 concatenates the upsampled tensor *before* layer 8's output (cfg ``layers = -1, 8``).
@@ -51,10 +52,13 @@ class WeightsNotFoundError(WeightsError, FileNotFoundError):
     """No weights file where one was expected."""
 
 
+_TORCH_BN_EPS = 1e-30
+
+
 def _conv(c_in: int, c_out: int, k: int) -> nn.Sequential:
     """darknet ``[convolutional] batch_normalize=1 activation=leaky`` (stride 1, 'same' padding)."""
     return nn.Sequential(nn.Conv2d(c_in, c_out, k, 1, k // 2, bias=False),
-                         nn.BatchNorm2d(c_out, eps=0.0), nn.LeakyReLU(0.1))
+                         nn.BatchNorm2d(c_out, eps=_TORCH_BN_EPS), nn.LeakyReLU(0.1))
 
 
 class YoloV3Tiny(nn.Module):

@@ -41,6 +41,8 @@ class RobotNode(Node):
             bandwidth_mbps=declare(self, "bandwidth_mbps", d.bandwidth_mbps, "robot-edge bandwidth for planning"),
             link_latency_ms=declare(self, "link_latency_ms", d.link_latency_ms, "one-way message latency"),
             encodings=declare(self, "encodings", d.encodings, "tile encodings the planner may use (raw,fp16,lz4,zstd)"),
+            min_split_gain=declare(self, "min_split_gain", d.min_split_gain,
+                                   "choose a split plan only if predicted this fraction faster than every baseline"),
             profile_cache_dir=declare(self, "profile_cache_dir", d.profile_cache_dir, "'' = ~/.cache/intradp_ros", ro),
         )
         self.cfg.bandwidth_source = declare(self, "bandwidth_source", d.bandwidth_source,
@@ -161,6 +163,9 @@ class RobotNode(Node):
         for name in ("bandwidth_mbps", "link_latency_ms"):
             if name in changed and not (isinstance(changed[name], (int, float)) and changed[name] > 0):
                 return SetParametersResult(successful=False, reason=f"{name} must be a positive number")
+        if "min_split_gain" in changed and not (isinstance(changed["min_split_gain"], float)
+                                                and 0.0 <= changed["min_split_gain"] < 1.0):
+            return SetParametersResult(successful=False, reason="min_split_gain must be a float in [0, 1)")
         fixed = None
         if "plan" in changed:
             try:
@@ -171,12 +176,13 @@ class RobotNode(Node):
                 return SetParametersResult(successful=False, reason=str(e))
         if "bandwidth_source" in changed and changed["bandwidth_source"] not in ("measured", "parameter"):
             return SetParametersResult(successful=False, reason="bandwidth_source: measured | parameter")
-        for name in ("plan", "bandwidth_mbps", "link_latency_ms", "encodings", "bandwidth_source"):
+        for name in ("plan", "bandwidth_mbps", "link_latency_ms", "encodings", "bandwidth_source", "min_split_gain"):
             if name in changed:
                 setattr(self.cfg, name, changed[name])
         if fixed is not None:
             self.rt.set_plan(fixed)        # effective from the next frame; frames in flight keep theirs
-        if changed.keys() & {"plan", "bandwidth_mbps", "link_latency_ms", "encodings", "bandwidth_source"}:
+        if changed.keys() & {"plan", "bandwidth_mbps", "link_latency_ms", "encodings", "bandwidth_source",
+                             "min_split_gain"}:
             # (re)planning and predicting take a moment: off the parameter service thread
             self._replan_soon()
         return SetParametersResult(successful=True)
