@@ -174,6 +174,7 @@ class RobotRuntime:
         self._lock = threading.Lock()
         fixed = parse_plan_choice(cfg.plan, g, self.m.spec.name)
         self.plan: Plan = fixed or Plan.local(g, self.m.spec.name)
+        self._fixed_in_force = fixed is not None   # the plan in force was set by the user (plan != auto)
         compile_plan(g, self.plan)   # fail early on a bad plan parameter
 
     @property
@@ -358,14 +359,19 @@ class RobotRuntime:
             # latencies measured on this link stay valid when only a cost estimate moved, and then the guard,
             # not the planner alone, decides: a plan already measured worse than another is not chosen again
             self.guard.reset(self.predicted if fixed is None else {}, keep=same_link)
-            start = prev if same_link and prev in self.predicted else decision.chosen.plan.spec()
+            # the plan in force carries on only if the planner (not the user) put it there
+            carry_on = same_link and prev in self.predicted and not self._fixed_in_force
+            start = prev if carry_on else decision.chosen.plan.spec()
             self.plan = Plan.parse(self.guard.pick(start)) if fixed is None else decision.chosen.plan
+            self._fixed_in_force = fixed is not None
         return decision
 
     def observe_latency(self, spec: str, latency_ms: float, seq: int | None = None) -> Plan | None:
         """A frame's measured latency under plan ``spec``; returns a new plan when the guard switches. Frames
         computed while the planner ran, or the first after a plan switch, say little about the plan: skipped."""
         with self._lock:
+            if self.cfg.plan != "auto":
+                return None       # a plan the user fixed is run as given (the guard's candidates may be stale)
             if seq is None or seq not in self._disturbed:
                 self.guard.observe(spec, latency_ms)
             current = self.plan.spec()
@@ -376,9 +382,11 @@ class RobotRuntime:
             return self.plan
 
     def set_plan(self, plan: Plan) -> None:
+        """Run ``plan`` from the next frame, as the user's choice (robot_node's ``plan`` parameter)."""
         compile_plan(self.m.graph, plan)
         with self._lock:
             self.plan = plan
+            self._fixed_in_force = True
 
     def run_frame(self, seq: int, rgb8: np.ndarray, emit: Callable[[Packet], None], age_ms: float = 0.0) -> float:
         """Pre-process and compute the robot's share of one frame; returns robot compute ms.

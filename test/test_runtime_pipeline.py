@@ -139,3 +139,24 @@ def test_frame_timing_carries_each_sides_total_compute(sides):
     fo = [fo for p in to_agg if (fo := agg.add(p)) is not None][0]
     assert 0.5 * edge_wall <= fo.edge_ms <= edge_wall              # 8 edge tiles: one tile would be ~1/8
     assert 0.5 * (robot.worker.last_whole_ms + robot.worker.last_tiles_ms) <= fo.robot_ms <= robot_busy
+
+
+def test_guard_never_overrides_a_fixed_plan(sides):
+    """With plan set to a fixed plan, frames that measure badly must not make the guard switch to another."""
+    robot, edge, _ = sides
+    robot.cfg.plan, robot.cfg.bandwidth_source, robot.cfg.bandwidth_mbps = "auto", "parameter", 50.0
+    robot.set_edge_profile(edge.profile)                  # the guard now holds auto's candidates
+    fixed = Plan.cut(robot.m.graph, "yolov3_tiny", 16, "lz4")
+    robot.cfg.plan = fixed.spec()
+    robot.set_plan(fixed)                                 # as robot_node does at once, before it re-plans
+    worst = 100 * max(robot.predicted.values()) + 1000.0
+    for _ in range(2 * robot.guard.min_samples):
+        assert robot.observe_latency(fixed.spec(), worst) is None
+    assert robot.plan == fixed
+    robot.replan()
+    for _ in range(2 * robot.guard.min_samples):
+        assert robot.observe_latency(fixed.spec(), worst) is None
+    assert robot.plan == fixed
+    robot.cfg.plan = "auto"                               # back to auto on the same link: the planner's choice,
+    robot.replan()                                        # not the plan the user had fixed
+    assert robot.plan == robot.decision.chosen.plan != fixed
