@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 
 from .codec import decode, encode, is_u8_exact
+from .profiler import synchronize
 from .graph import OpGraph
 from .plan import CompiledPlan, Plan, compile_plan
 from .rows import RowStreamer
@@ -181,11 +182,6 @@ class _EdgeFrame:
         self.compute_ms = 0.0
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 class EdgeWorker:
     """The edge's share: computes tiles as their input arrives, gathers at the switch point, runs the rest."""
 
@@ -263,7 +259,7 @@ class EdgeWorker:
             work = cp.edge_work[fr.next_tile]
             t0 = time.perf_counter()
             rows = fr.streamer.compute(work.targets)
-            _sync(self.device)          # a GPU computes asynchronously: time the work, not its launch
+            synchronize(self.device)          # time the GPU's work, not its launch
             fr.compute_ms += (time.perf_counter() - t0) * 1e3
             for name in seg.emitted:
                 if name in rows:   # compute_ms: the frame's edge compute so far, so the last output carries the total
@@ -297,7 +293,7 @@ class EdgeWorker:
         for k in cp.edge_ops:
             op = g.ops[k]
             env[op.name] = g.run_op(op, env)
-        _sync(self.device)
+        synchronize(self.device)
         fr.compute_ms += (time.perf_counter() - t0) * 1e3
         produced = [name for name in g.outputs if g.producer_index(name) >= cp.plan.k2]
         for i, name in enumerate(produced):

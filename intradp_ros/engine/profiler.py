@@ -21,7 +21,7 @@ from .codec import encode
 from .graph import OpGraph
 from .rows import compute_op_rows
 
-__all__ = ["DeviceProfile", "profile_graph", "load_or_profile", "default_cache_dir"]
+__all__ = ["DeviceProfile", "profile_graph", "load_or_profile", "default_cache_dir", "synchronize"]
 
 _PROFILE_VERSION = 6
 
@@ -67,7 +67,9 @@ class DeviceProfile:
         return dataclasses.replace(self, scale=self.scale * factor)
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for ``device``'s queued work: a GPU computes asynchronously, and a timer must see the work, not its
+    launch. A no-op on the CPU."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -87,10 +89,10 @@ def profile_graph(graph: OpGraph, x: torch.Tensor, repeats: int = 5, warmup: int
                 wall0, cpu0 = time.perf_counter(), time.process_time()
             env = {graph.input_name: x}
             for op in graph.ops:
-                _sync(dev)
+                synchronize(dev)
                 t0 = time.perf_counter()
                 env[op.name] = graph.run_op(op, env)
-                _sync(dev)
+                synchronize(dev)
                 if it >= warmup:
                     times[op.index].append((time.perf_counter() - t0) * 1e3)
         share = (time.process_time() - cpu0) / max(time.perf_counter() - wall0, 1e-9)
@@ -98,10 +100,10 @@ def profile_graph(graph: OpGraph, x: torch.Tensor, repeats: int = 5, warmup: int
         small = torch.zeros(1, 8, 1, 8, device=dev)
         t_call = []
         for _ in range(50):
-            _sync(dev)
+            synchronize(dev)
             t0 = time.perf_counter()
             torch.relu(small + 1.0)
-            _sync(dev)
+            synchronize(dev)
             t_call.append((time.perf_counter() - t0) * 1e3)
     op_ms = [statistics.median(t) for t in times]
     # Op-by-op timing sets each op's share; whole passes set the level. On a throttled CPU (cgroup quota) an
@@ -135,10 +137,10 @@ def _fixed_costs(graph: OpGraph, env: dict[str, torch.Tensor], op_ms: list[float
             rows_of = lambda name, a, b: env[name].narrow(graph.value_row_axis(name), a, b - a)  # noqa: E731
             ts = []
             for _ in range(max(repeats, 3)):
-                _sync(env[op.name].device)
+                synchronize(env[op.name].device)
                 t0 = time.perf_counter()
                 compute_op_rows(graph, op, h // 2, h // 2 + 1, rows_of)
-                _sync(env[op.name].device)
+                synchronize(env[op.name].device)
                 ts.append((time.perf_counter() - t0) * 1e3)
             one = statistics.median(ts)
             slope = max(op_ms[op.index] - one, 0.0) / (h - 1)
@@ -169,11 +171,11 @@ def _tile_scale(graph: OpGraph, x: torch.Tensor, prof: DeviceProfile, tiles: int
         for _ in range(3):
             streamer = RowStreamer(cp.segment)
             streamer.feed(cp.segment.input, env[cp.segment.input], 0)
-            _sync(x.device)
+            synchronize(x.device)
             t0 = time.perf_counter()
             for work in cp.robot_work:
                 streamer.compute(work.targets)
-            _sync(x.device)
+            synchronize(x.device)
             ts.append((time.perf_counter() - t0) * 1e3)
     modelled = sum(prof.compute_ms(graph.index[name], hi - lo, graph.by_name[name].height)
                    for work in cp.robot_work for name, (lo, hi) in work.compute.items())
@@ -184,10 +186,10 @@ def _whole_forward_ms(graph: OpGraph, x: torch.Tensor) -> float:
     """One warm forward pass, timed: a cheap check that a cached profile still describes this device."""
     with torch.inference_mode():
         graph.gm(x)
-        _sync(x.device)
+        synchronize(x.device)
         t0 = time.perf_counter()
         graph.gm(x)
-        _sync(x.device)
+        synchronize(x.device)
     return (time.perf_counter() - t0) * 1e3
 
 

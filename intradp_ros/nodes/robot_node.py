@@ -25,6 +25,10 @@ from intradp_ros.topology import TOPICS
 from intradp_ros.vision.image_convert import ImageConversionError, image_to_array, to_rgb8
 
 
+# live parameters: each goes into RobotConfig and re-plans when changed
+_REPLAN_PARAMETERS = ("plan", "bandwidth_mbps", "link_latency_ms", "encodings", "bandwidth_source", "min_split_gain")
+
+
 class RobotNode(Node):
 
     def __init__(self):
@@ -176,13 +180,12 @@ class RobotNode(Node):
                 return SetParametersResult(successful=False, reason=str(e))
         if "bandwidth_source" in changed and changed["bandwidth_source"] not in ("measured", "parameter"):
             return SetParametersResult(successful=False, reason="bandwidth_source: measured | parameter")
-        for name in ("plan", "bandwidth_mbps", "link_latency_ms", "encodings", "bandwidth_source", "min_split_gain"):
+        for name in _REPLAN_PARAMETERS:
             if name in changed:
                 setattr(self.cfg, name, changed[name])
         if fixed is not None:
             self.rt.set_plan(fixed)        # effective from the next frame; frames in flight keep theirs
-        if changed.keys() & {"plan", "bandwidth_mbps", "link_latency_ms", "encodings", "bandwidth_source",
-                             "min_split_gain"}:
+        if changed.keys() & set(_REPLAN_PARAMETERS):
             # (re)planning and predicting take a moment: off the parameter service thread
             self._replan_soon()
         return SetParametersResult(successful=True)

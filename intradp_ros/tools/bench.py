@@ -130,20 +130,21 @@ class Run:
         (out / "params").mkdir(parents=True, exist_ok=True)
         prof = Path(cfg.get("profile_cache") or out / "profiles")
         r, e = cfg["robot"], cfg["edge"]
+        executor = cfg.get("executor", "single")
         robot_yaml = _params("robot.yaml", out / "params" / "robot.yaml", {
             "robot_node": {"model": cfg["model"], "input_size": int(cfg["input_size"]), "threads": int(r["threads"]),
                            "device": r["device"], "plan": "auto", "bandwidth_mbps": float(cfg["bandwidths_mbps"][0]),
                            "link_latency_ms": float(cfg["link_latency_ms"]), "encodings": cfg["encodings"],
-                           "bandwidth_source": cfg["bandwidth_source"], "executor": cfg.get("executor", "single"),
+                           "bandwidth_source": cfg["bandwidth_source"], "executor": executor,
                            "edge_wait_s": 3600.0,
                            "profile_cache_dir": str(prof / f"robot-q{r['cpu_quota_us']}-p{r['cpu_period_us']}")},
             "aggregator_node": {"model": cfg["model"], "input_size": int(cfg["input_size"]),
-                                "executor": cfg.get("executor", "single"),
+                                "executor": executor,
                                 "frame_timeout_s": float(cfg["frame_timeout_s"])}})
         edge_yaml = _params("edge.yaml", out / "params" / "edge.yaml", {
             "edge_node": {"model": cfg["model"], "input_size": int(cfg["input_size"]), "threads": int(e["threads"]),
                           "device": e["device"], "frame_timeout_s": float(cfg["frame_timeout_s"]),
-                          "executor": cfg.get("executor", "single"),
+                          "executor": executor,
                           "profile_cache_dir": str(prof / "edge")}})
         dds = _config_file("fastdds_udp.xml")
         env = dict(os.environ, ROS_DOMAIN_ID=str(cfg["domain_id"]), FASTRTPS_DEFAULT_PROFILES_FILE=str(dds),
