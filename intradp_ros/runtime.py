@@ -25,7 +25,8 @@ from .engine.graph import OpGraph, capture
 from .engine.guard import PlanGuard
 from .engine.link import BandwidthEstimate
 from .engine.plan import Plan, PlanError, compile_plan
-from .engine.planner import Decision, LinkModel, choose, edge_compute_ms, predict, robot_compute_ms
+from .engine.planner import (Decision, LinkModel, Prediction, choose, edge_compute_ms, predict,
+                             robot_compute_ms)
 from .engine.profiler import DeviceProfile, load_or_profile
 from .models import build_model, get_spec
 from .tasks import Task, make_task
@@ -160,6 +161,10 @@ class RobotRuntime:
         self.compute_ratios: collections.deque = collections.deque(maxlen=24)   # robot, whole-tensor ops
         self.tile_ratios: collections.deque = collections.deque(maxlen=24)      # robot, row tiles
         self.edge_ratios: collections.deque = collections.deque(maxlen=24)      # edge (from FrameTiming)
+        # the same per plan: ops differ in how far they stray from the start-up profile (the early high-resolution
+        # layers vs the deep ones), so a plan's own frames price it better than a blend of all plans' frames
+        self.plan_ratios: dict[tuple[str, str], collections.deque] = {}   # ("whole"|"tiles"|"edge", plan text)
+        self._priced_with: dict[str, tuple[float, float, float]] = {}   # candidate -> the factors that priced it
         self.planned_scale: float | None = None
         self.planned_tile_scale: float | None = None
         self.planned_edge_scale: float | None = None
@@ -171,6 +176,9 @@ class RobotRuntime:
         self.predicted: dict[str, float] = {}     # plan text -> predicted ms, for the candidates of the decision
         self.planned_mbps: float | None = None   # bandwidth the plan in force was chosen for
         self.decision: Decision | None = None
+        self._auto: Decision | None = None         # the last decision for plan auto (its shortlist is re-priced)
+        self._searched: dict | None = None         # inputs of the last full search
+        self.last_replan = ""                       # "search" | "re-price" | "baselines": what the last re-plan did
         self._lock = threading.Lock()
         fixed = parse_plan_choice(cfg.plan, g, self.m.spec.name)
         self.plan: Plan = fixed or Plan.local(g, self.m.spec.name)
@@ -228,9 +236,11 @@ class RobotRuntime:
         one shared factor swing 0.8-1.6x and re-plan over and over)."""
         return float(np.median(self.tile_ratios)) if len(self.tile_ratios) >= 3 else 1.0
 
-    def robot_profile(self) -> DeviceProfile:
-        """The robot profile the planner uses: the start-up profile re-calibrated by measured frames."""
-        whole, tiles = self.compute_scale(), self.tile_scale()
+    def robot_profile(self, whole: float | None = None, tiles: float | None = None) -> DeviceProfile:
+        """The robot profile the planner uses: the start-up profile re-calibrated by measured frames (or by the
+        given factors)."""
+        whole = self.compute_scale() if whole is None else whole
+        tiles = self.tile_scale() if tiles is None else tiles
         return dataclasses.replace(self.profile, scale=self.profile.scale * whole,
                                    tile_scale=self.profile.tile_scale * tiles / whole)
 
@@ -259,6 +269,34 @@ class RobotRuntime:
             return
         if expected > 5.0:
             self.edge_ratios.append(edge_ms / expected)
+            self._note_ratio("edge", spec, edge_ms / expected)
+
+    def _note_ratio(self, kind: str, spec: str, ratio: float) -> None:
+        d = self.plan_ratios.get((kind, spec))
+        if d is None:
+            if len(self.plan_ratios) >= 256:
+                self.plan_ratios.clear()
+            d = self.plan_ratios[(kind, spec)] = collections.deque(maxlen=12)
+        d.append(ratio)
+
+    def own_scale(self, kind: str, spec: str, default: float) -> float:
+        """Plan ``spec``'s own measured/predicted compute ratio (median of its recent frames), else ``default``."""
+        d = self.plan_ratios.get((kind, spec))
+        return float(np.median(d)) if d is not None and len(d) >= 3 else default
+
+    def _priced_on_its_own(self, p: Prediction, link: LinkModel) -> Prediction:
+        """``p`` re-predicted with the plan's own calibration where its frames measured one: a candidate's
+        reported prediction (and the guard's score for it) then follow what that plan measured, not the blend of
+        whatever plans ran lately (plans that take turns would otherwise be priced by each other's frames)."""
+        spec = p.plan.spec()
+        whole, tiles, edge = self.planned_scale, self.planned_tile_scale, self.planned_edge_scale
+        own = (self.own_scale("whole", spec, whole), self.own_scale("tiles", spec, tiles),
+               self.own_scale("edge", spec, edge))
+        self._priced_with[spec] = own
+        if own == (whole, tiles, edge):
+            return p
+        q = predict(self.m.graph, p.plan, self.robot_profile(own[0], own[1]), self.edge_profile.scaled(own[2]), link)
+        return dataclasses.replace(q, name=p.name)
 
     def compute_drifted(self, rel_change: float = 0.2) -> bool:
         """True when the measured robot or edge compute scale moved enough from the planned one to re-plan."""
@@ -267,6 +305,17 @@ class RobotRuntime:
         return (moved(self.compute_scale(), self.planned_scale, len(self.compute_ratios))
                 or moved(self.tile_scale(), self.planned_tile_scale, len(self.tile_ratios))
                 or moved(self.edge_scale(), self.planned_edge_scale, len(self.edge_ratios)))
+
+    def own_drifted(self, rel_change: float = 0.15) -> bool:
+        """True when the plan in force's own measured compute moved enough from what priced it to re-price it
+        (cheap: see :meth:`_needs_search`), so that its reported prediction follows what it measures."""
+        spec = self.plan.spec()
+        priced = self._priced_with.get(spec)
+        if priced is None:
+            return False
+        now = (self.own_scale("whole", spec, priced[0]), self.own_scale("tiles", spec, priced[1]),
+               self.own_scale("edge", spec, priced[2]))
+        return any(abs(a - b) > rel_change * b for a, b in zip(now, priced))
 
     def frame_ms(self) -> float:
         """Measured per-frame time no plan changes (median of recent frames; 0 until 3 are measured): camera
@@ -333,6 +382,21 @@ class RobotRuntime:
             with self._lock:
                 self._planning -= 1
 
+    def _needs_search(self, encs: list[str], robot: DeviceProfile, edge: DeviceProfile) -> bool:
+        """A full plan search, or only re-pricing the last search's shortlist (~30x cheaper: on a quarter-core
+        robot a search takes seconds of wall time its frames need)? Search when the link or a planner setting
+        changed, or a cost estimate moved by more than half since the last search (the best plans may then lie
+        outside the shortlist); re-price when calibration moved less (compute_drifted fires at 20 %)."""
+        last = self._searched
+        if last is None or self._auto is None or not self._auto.shortlist:
+            return True
+        if (last["encodings"] != encs or last["min_split_gain"] != self.cfg.min_split_gain
+                or last["link_latency_ms"] != self.cfg.link_latency_ms
+                or abs(self.planned_mbps - last["mbps"]) > 0.1 * last["mbps"]):
+            return True
+        now = {"robot": robot.scale, "tiles": robot.tile_scale, "edge": edge.scale, "msg": self.planned_msg_ms}
+        return any(not (1 / 1.5 <= (now[k] + 1e-9) / (last[k] + 1e-9) <= 1.5) for k in now)
+
     def _replan(self) -> Decision | None:
         g, name = self.m.graph, self.m.spec.name
         fixed = parse_plan_choice(self.cfg.plan, g, name)
@@ -347,23 +411,45 @@ class RobotRuntime:
         self.planned_tile_scale = self.tile_scale()
         robot, edge = self.robot_profile(), self.edge_profile.scaled(self.planned_edge_scale)
         same_link = prev_mbps is not None and abs(self.planned_mbps - prev_mbps) <= 0.1 * prev_mbps
-        decision = choose(g, name, robot, edge, self.link(), encs, search=fixed is None,
-                          min_split_gain=self.cfg.min_split_gain)
+        link = self.link()
         if fixed is not None:
-            decision.chosen = predict(g, fixed, robot, edge, self.link())
+            decision = choose(g, name, robot, edge, link, encs, search=False)
+            decision.chosen = predict(g, fixed, robot, edge, link)
+            self.last_replan = "baselines"
+        elif self._needs_search(encs, robot, edge):
+            decision = choose(g, name, robot, edge, link, encs, min_split_gain=self.cfg.min_split_gain)
+            self._searched = {"encodings": encs, "min_split_gain": self.cfg.min_split_gain,
+                              "link_latency_ms": self.cfg.link_latency_ms, "mbps": self.planned_mbps,
+                              "robot": robot.scale, "tiles": robot.tile_scale, "edge": edge.scale,
+                              "msg": self.planned_msg_ms}
+            self.last_replan = "search"
+        else:
+            decision = choose(g, name, robot, edge, link, encs, min_split_gain=self.cfg.min_split_gain,
+                              shortlist=self._auto.shortlist)
+            self.last_replan = "re-price"
+        self._priced_with.clear()
+        decision.chosen = self._priced_on_its_own(decision.chosen, link)
+        decision.baselines = {k: self._priced_on_its_own(v, link) for k, v in decision.baselines.items()}
         candidates = [decision.chosen, *decision.baselines.values()]
         with self._lock:
             prev = self.plan.spec()
             self.decision = decision
             self.predicted = {p.plan.spec(): p.latency_ms for p in candidates}
+            if fixed is not None:
+                # a plan the user fixed is run as given; the guard keeps auto's candidates and what it measured
+                # of them, for when plan goes back to auto on this link
+                self.plan = decision.chosen.plan
+                self._fixed_in_force = True
+                return decision
+            self._auto = decision
             # latencies measured on this link stay valid when only a cost estimate moved, and then the guard,
             # not the planner alone, decides: a plan already measured worse than another is not chosen again
-            self.guard.reset(self.predicted if fixed is None else {}, keep=same_link)
+            self.guard.reset(self.predicted, keep=same_link)
             # the plan in force carries on only if the planner (not the user) put it there
             carry_on = same_link and prev in self.predicted and not self._fixed_in_force
             start = prev if carry_on else decision.chosen.plan.spec()
-            self.plan = Plan.parse(self.guard.pick(start)) if fixed is None else decision.chosen.plan
-            self._fixed_in_force = fixed is not None
+            self.plan = Plan.parse(self.guard.pick(start))
+            self._fixed_in_force = False
         return decision
 
     def observe_latency(self, spec: str, latency_ms: float, seq: int | None = None) -> Plan | None:
@@ -412,8 +498,10 @@ class RobotRuntime:
             whole, tiles = self._expected_compute("robot", spec)
             if whole > 5.0:
                 self.compute_ratios.append(self.worker.last_whole_ms / whole)
+                self._note_ratio("whole", spec, self.worker.last_whole_ms / whole)
             if tiles > 5.0:
                 self.tile_ratios.append(self.worker.last_tiles_ms / tiles)
+                self._note_ratio("tiles", spec, self.worker.last_tiles_ms / tiles)
         return busy
 
 

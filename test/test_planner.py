@@ -102,6 +102,21 @@ def test_split_plan_needs_its_minimum_gain(graph, bw):
         assert d.chosen.latency_ms <= best + 1e-9
 
 
+@pytest.mark.parametrize("bw", [25, 100])
+def test_re_pricing_the_shortlist_finds_the_search_s_choice_for_a_fraction_of_the_work(graph, bw):
+    robot, edge = _synthetic(graph, 16.0), _synthetic(graph, 4.0)
+    full = choose(graph, "resnet18", robot, edge, LinkModel(bw), encodings=("raw", "lz4"))
+    assert full.best_split is not None and full.shortlist[0] == full.best_split.plan
+    assert len(full.shortlist) == len(set(full.shortlist)) == 16
+    again = choose(graph, "resnet18", robot, edge, LinkModel(bw), encodings=("raw", "lz4"), shortlist=full.shortlist)
+    assert again.chosen.plan == full.chosen.plan and again.chosen.latency_ms == pytest.approx(full.chosen.latency_ms)
+    assert again.considered < full.considered / 2
+    # the edge 1.3x slower: re-pricing still never returns a plan predicted worse than a baseline
+    slower = choose(graph, "resnet18", robot, edge.scaled(1.3), LinkModel(bw), encodings=("raw", "lz4"),
+                    shortlist=full.shortlist)
+    assert slower.chosen.latency_ms <= min(p.latency_ms for p in slower.baselines.values()) + 1e-9
+
+
 def test_tiny_bandwidth_keeps_everything_local(graph):
     robot, edge = _synthetic(graph, 40.0), _synthetic(graph, 1.0)
     d = choose(graph, "resnet18", robot, edge, LinkModel(0.01))

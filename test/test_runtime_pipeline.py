@@ -24,6 +24,11 @@ def sides(tmp_path_factory):
     return robot, edge, AggregatorRuntime(ModelConfig())
 
 
+def _forget_calibration(robot):
+    for d in (robot.plan_ratios, robot.compute_ratios, robot.tile_ratios, robot.edge_ratios):
+        d.clear()
+
+
 def _plans(graph):
     n = len(graph.ops)
     starts, ends = split_points(graph)
@@ -101,6 +106,54 @@ def test_replanning_on_the_same_link_keeps_what_the_guard_measured(sides):
     robot.cfg.bandwidth_mbps = 5.0
     robot.replan()                                            # another link: the planner's choice, measured afresh
     assert robot.plan.spec() == robot.decision.chosen.plan.spec() and robot.guard.measured(switched) is None
+    assert robot.last_replan == "search"
+
+
+def test_a_re_plan_searches_only_when_the_link_or_a_setting_changed(sides):
+    """Calibration updates re-price the last search's shortlist (a search costs a quarter-core robot seconds);
+    a new link, a planner setting or a large calibration move searches again."""
+    robot, edge, _ = sides
+    robot.cfg.plan, robot.cfg.bandwidth_source, robot.cfg.bandwidth_mbps = "auto", "parameter", 40.0
+    robot.set_edge_profile(edge.profile)
+    assert robot.last_replan == "search"
+    robot.edge_ratios.extend([1.25] * 3)                      # the edge measures 25 % slower than its profile
+    robot.replan()
+    assert robot.last_replan == "re-price" and robot.decision.considered < 200
+    robot.edge_ratios.extend([2.0] * 24)                      # twice as slow: the best plans may have moved
+    robot.replan()
+    assert robot.last_replan == "search"
+    robot.replan()
+    assert robot.last_replan == "re-price"
+    robot.cfg.min_split_gain = 0.2
+    robot.replan()
+    assert robot.last_replan == "search"
+    robot.cfg.bandwidth_mbps = 80.0
+    robot.replan()
+    assert robot.last_replan == "search"
+    robot.edge_ratios.clear()
+    robot.cfg.min_split_gain = 0.1
+
+
+def test_back_to_auto_after_a_fixed_plan_keeps_what_the_guard_measured_on_that_link(sides):
+    """plan auto -> a fixed plan -> auto on the same link: auto resumes with its measurements (a re-price, no new
+    search, no re-exploration); frames of the fixed plan are not auto's measurements."""
+    robot, edge, _ = sides
+    robot.cfg.plan, robot.cfg.bandwidth_source, robot.cfg.bandwidth_mbps = "auto", "parameter", 30.0
+    robot.set_edge_profile(edge.profile)
+    chosen = robot.plan.spec()
+    for _ in range(robot.guard.min_samples):
+        robot.observe_latency(chosen, 123.0)
+    offload = Plan.offload(robot.m.graph, "yolov3_tiny")
+    robot.cfg.plan = offload.spec()
+    robot.set_plan(offload)
+    robot.replan()
+    assert robot.plan == offload and robot.last_replan == "baselines"
+    for _ in range(robot.guard.min_samples):
+        robot.observe_latency(offload.spec(), 5.0)           # the fixed plan's frames: not auto's
+    robot.cfg.plan = "auto"
+    robot.replan()
+    assert robot.last_replan == "re-price"
+    assert robot.guard.measured(chosen) == pytest.approx(123.0) and robot.guard.measured(offload.spec()) is None
 
 
 def test_guard_skips_frames_computed_while_planning_or_right_after_a_switch(sides):
@@ -160,3 +213,45 @@ def test_guard_never_overrides_a_fixed_plan(sides):
     robot.cfg.plan = "auto"                               # back to auto on the same link: the planner's choice,
     robot.replan()                                        # not the plan the user had fixed
     assert robot.plan == robot.decision.chosen.plan != fixed
+
+
+def test_each_candidate_is_priced_with_its_own_measured_calibration(sides):
+    """Plans that take turns must not price each other: a plan's own frames calibrate its prediction."""
+    robot, edge, _ = sides
+    robot.cfg.plan, robot.cfg.bandwidth_source, robot.cfg.bandwidth_mbps = "auto", "parameter", 60.0
+    robot.set_edge_profile(edge.profile)
+    g = robot.m.graph
+    local, offload = Plan.local(g, "yolov3_tiny").spec(), Plan.offload(g, "yolov3_tiny").spec()
+    _forget_calibration(robot)                         # frames of earlier tests
+    robot.replan()
+    before = dict(robot.predicted)
+    for _ in range(3):
+        robot._note_ratio("whole", local, 1.5)         # all-local's frames ran 1.5x its profile
+        robot._note_ratio("edge", offload, 2.0)        # all-offload's edge share ran 2x the edge profile
+    robot.replan()
+    assert robot.predicted[local] == pytest.approx(1.5 * before[local], rel=0.01)
+    assert 1.3 * before[offload] < robot.predicted[offload] < 2.0 * before[offload]
+    assert robot.decision.baselines["local"].latency_ms == robot.predicted[local]
+    robot.plan_ratios.clear()
+
+
+def test_the_plan_in_force_is_re_priced_when_its_own_compute_moves(sides):
+    robot, edge, _ = sides
+    robot.cfg.plan, robot.cfg.bandwidth_source, robot.cfg.bandwidth_mbps = "auto", "parameter", 70.0
+    robot.set_edge_profile(edge.profile)
+    local = Plan.local(robot.m.graph, "yolov3_tiny")
+    robot.cfg.plan = local.spec()
+    robot.set_plan(local)
+    _forget_calibration(robot)
+    robot.replan()
+    assert not robot.own_drifted()
+    for _ in range(3):
+        robot._note_ratio("whole", local.spec(), 1.1)
+    assert not robot.own_drifted()                      # 10 %: within tolerance
+    for _ in range(4):
+        robot._note_ratio("whole", local.spec(), 1.3)
+    assert robot.own_drifted()
+    robot.replan()
+    assert not robot.own_drifted()
+    robot.plan_ratios.clear()
+    robot.cfg.plan = "auto"

@@ -11,7 +11,7 @@ winner with all-local, all-offload and every layer-wise cut through the same mod
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from .graph import OpGraph
 from .plan import CompiledPlan, Plan, PlanError, TileWork, compile_plan
@@ -51,6 +51,8 @@ class Decision:
     baselines: dict[str, Prediction]    # "local", "offload", "best-cut"
     considered: int
     best_split: Prediction | None = None   # best plan with a split segment, even when a baseline wins
+    shortlist: list[Plan] = dataclasses.field(default_factory=list)   # the best split plans, best first: a
+                                           # re-plan for new cost estimates re-prices these instead of searching
 
     def report(self) -> str:
         lines = [f"chosen: {self.chosen.name} -> {self.chosen.latency_ms:.1f} ms  [{self.chosen.plan.spec()}]"]
@@ -223,14 +225,17 @@ def _tile_options(grid_rows: int) -> list[tuple[int, int]]:
 
 def choose(graph: OpGraph, model: str, robot: DeviceProfile, edge: DeviceProfile, link: LinkModel,
            encodings: Iterable[str] = ("raw",), max_pairs: int = 12, max_refine: int = 8,
-           search: bool = True, min_split_gain: float = 0.0) -> Decision:
+           search: bool = True, min_split_gain: float = 0.0, shortlist: Sequence[Plan] | None = None,
+           keep: int = 16) -> Decision:
     """Search plans; returns the chosen plan and the baselines' predictions.
 
     Never returns a plan predicted slower than the best baseline: the baselines are candidates too. A split plan
     is chosen only when predicted at least ``min_split_gain`` (a fraction) faster than the best baseline: its
     prediction errs more (every extra message costs the robot and the edge CPU the model prices only in part),
     so a marginal predicted gain is a coin toss that a simpler plan does not need.
-    ``search=False`` only prices the baselines (for a plan fixed by the user).
+    ``search=False`` only prices the baselines (for a plan fixed by the user). ``shortlist``: price these split
+    plans (a previous decision's ``shortlist``) instead of searching, ~30x cheaper; right when only cost estimates
+    moved a little since that search, and the link did not. ``keep``: how many split plans the decision lists.
     """
     encodings = list(encodings)
     n = len(graph.ops)
@@ -255,7 +260,35 @@ def choose(graph: OpGraph, model: str, robot: DeviceProfile, edge: DeviceProfile
     if not search:
         return Decision(best, baselines, len(cache))
 
-    # Coarse pass: rank segments by a prediction at a few splits with 4x4 tiles, then refine the best.
+    if shortlist is not None:
+        for plan in shortlist:
+            pred(plan)
+    else:
+        _search(graph, model, encodings, pred, max_pairs, max_refine)
+    splits = sorted((p for p in cache.values() if p.plan.k2 > p.plan.k1), key=lambda p: p.latency_ms)
+    best_split = splits[0] if splits else None
+    if best_split is not None and best_split.latency_ms < (1.0 - min_split_gain) * best.latency_ms:
+        best = best_split
+    return Decision(best, baselines, len(cache), best_split, _shortlist(splits, keep))
+
+
+def _shortlist(splits: list[Prediction], keep: int) -> list[Plan]:
+    """The best ``keep`` split plans (sorted), half of them the best of distinct (segment, split row)s: when
+    calibration moves, the best plan moves to a neighbouring robot share more often than to other tile counts."""
+    top = [p.plan for p in splits[:keep - keep // 2]]
+    seen = {(p.k1, p.k2, p.split) for p in top}
+    for p in splits:
+        if len(top) >= keep:
+            break
+        if (p.plan.k1, p.plan.k2, p.plan.split) not in seen:
+            seen.add((p.plan.k1, p.plan.k2, p.plan.split))
+            top.append(p.plan)
+    return top
+
+
+def _search(graph: OpGraph, model: str, encodings: list[str], pred, max_pairs: int, max_refine: int) -> None:
+    """Price split plans through ``pred`` (which caches every prediction): a coarse pass ranks segments by a
+    prediction at a few splits with 4x4 tiles, a fine pass refines the best."""
     starts, ends = split_points(graph)
     pairs = []
     for k1 in starts:
@@ -275,17 +308,11 @@ def choose(graph: OpGraph, model: str, robot: DeviceProfile, edge: DeviceProfile
             if (p := pred(Plan(model, *graph.input_shape[2:], k1, k2, split, rt, et, encodings[0]))) is not None:
                 rows.append((p.latency_ms, k1, k2, split, grid))
     rows.sort()
-    best_split = None
     for _, k1, k2, split, grid in rows[:max_refine]:
         for rt, et in _tile_options(grid):
             rt, et = (1 if split == 0 else rt), (1 if split == grid else et)   # an empty side has one tile
             for e in encodings:
-                p = pred(Plan(model, *graph.input_shape[2:], k1, k2, split, rt, et, e))
-                if p and (best_split is None or p.latency_ms < best_split.latency_ms):
-                    best_split = p
-    if best_split is not None and best_split.latency_ms < (1.0 - min_split_gain) * best.latency_ms:
-        best = best_split
-    return Decision(best, baselines, len(cache), best_split)
+                pred(Plan(model, *graph.input_shape[2:], k1, k2, split, rt, et, e))
 
 
 def _thin(xs: list[int], k: int) -> list[int]:

@@ -18,7 +18,8 @@ from intradp_ros.engine.plan import Plan, PlanError
 from intradp_ros.msg import TensorTile
 from intradp_ros.topology import QOS, TOPICS
 
-__all__ = ["declare", "topic_qos", "Counters", "packet_to_msg", "msg_to_packet", "make_executor", "run_node", "stamp_ms"]
+__all__ = ["declare", "topic_qos", "Counters", "packet_to_msg", "msg_to_packet", "make_executor", "run_node",
+           "stamp_ms"]
 
 
 def declare(node: Node, name: str, default, description: str, read_only: bool = False):

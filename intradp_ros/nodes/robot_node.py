@@ -211,7 +211,9 @@ class RobotNode(Node):
         decision = self.rt.replan()
         self.counters.inc("replans")
         if decision is not None:
-            for line in decision.report().splitlines():
+            lines = decision.report().splitlines()
+            lines[0] += f"  ({self.rt.last_replan}: {decision.considered} plans priced)"
+            for line in lines:
                 self.get_logger().info(line)
         self.publish_plan()
 
@@ -274,6 +276,10 @@ class RobotNode(Node):
                                            f"{self.rt.edge_scale():.2f}x their start-up profiles (planned with "
                                            f"{self.rt.planned_scale:.2f}x / {self.rt.planned_edge_scale:.2f}x): "
                                            f"re-planning")
+                    self._replan_soon()
+                elif self.rt.own_drifted():
+                    self.get_logger().info("the plan in force measures >15% off the compute that priced it: "
+                                           "re-pricing the candidates")
                     self._replan_soon()
             except Exception as e:  # noqa: BLE001 - one bad frame must not stop the robot
                 self.counters.inc("frame_errors")

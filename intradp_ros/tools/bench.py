@@ -38,10 +38,15 @@ import yaml
 from intradp_ros.engine.plan import Plan
 from intradp_ros.tools import bench_report, netem
 
-CSV_COLUMNS = ["model", "bandwidth_mbps", "strategy", "phase", "index", "image", "ok", "plan_spec", "plan_kind",
-               "frame_plan", "latency_ms", "agg_latency_ms", "predicted_ms", "robot_compute_ms", "edge_compute_ms",
-               "cpu_robot_s", "cpu_client_s", "busy_core_s", "tx_bytes", "rx_bytes", "wire_bytes", "wall_s",
-               "energy_j", "energy_idle_j", "energy_compute_j", "energy_radio_j", "n_results", "top"]
+CSV_COLUMNS = ["model", "bandwidth_mbps", "strategy", "round", "phase", "index", "image", "ok", "plan_spec",
+               "plan_kind", "frame_plan", "latency_ms", "agg_latency_ms", "predicted_ms", "robot_compute_ms",
+               "edge_compute_ms", "cpu_robot_s", "cpu_client_s", "busy_core_s", "tx_bytes", "rx_bytes", "wire_bytes",
+               "wall_s", "energy_j", "energy_idle_j", "energy_compute_j", "energy_radio_j", "n_results", "top"]
+
+
+def n_rounds(cfg: dict) -> int:
+    """Rounds per bandwidth: the strategies take turns, frames/rounds measured frames each (at least one)."""
+    return max(1, min(int(cfg.get("rounds", 1)), int(cfg["frames"])))
 
 
 def _config_file(name: str) -> Path:
@@ -58,7 +63,7 @@ def load_config(path: Path | None, a: argparse.Namespace) -> dict:
     if a.quick:
         cfg.update(cfg.get("quick", {}))
     for opt, keyname in (("model", "model"), ("warmup", "warmup"), ("frames", "frames"), ("input_size", "input_size"),
-                         ("frame_timeout", "frame_timeout_s")):
+                         ("frame_timeout", "frame_timeout_s"), ("rounds", "rounds")):
         if getattr(a, opt) is not None:
             cfg[keyname] = getattr(a, opt)
     if a.bandwidths:
@@ -172,7 +177,8 @@ class Run:
         fds = [os.open(tb.acct_file(g), os.O_RDONLY) for g in ("nodes", "client")]
         client_cfg.write_text(json.dumps({
             "model": cfg["model"], "bandwidths": cfg["bandwidths_mbps"], "strategies": cfg["strategies"],
-            "warmup": int(cfg["warmup"]), "frames": int(cfg["frames"]),
+            "warmup": int(cfg["warmup"]), "frames": int(cfg["frames"]), "rounds": n_rounds(cfg),
+            "round_warmup": int(cfg.get("round_warmup", 0)),
             "frame_timeout_s": float(cfg["frame_timeout_s"]),
             "startup_timeout_s": float(cfg.get("startup_timeout_s", 900)), "plan_timeout_s": 300.0, "settle_s": 1.0,
             "bandwidth_source": cfg["bandwidth_source"],
@@ -265,7 +271,8 @@ def run(cfg: dict, out: Path, echo: bool = False) -> int:
     csv_file = open(out / "frames.csv", "w", newline="", encoding="utf-8")  # noqa: SIM115
     writer = csv.DictWriter(csv_file, CSV_COLUMNS, extrasaction="ignore")
     writer.writeheader()
-    total = len(cfg["bandwidths_mbps"]) * len(cfg["strategies"]) * (int(cfg["warmup"]) + int(cfg["frames"]))
+    total = len(cfg["bandwidths_mbps"]) * len(cfg["strategies"]) * (
+        int(cfg["warmup"]) + int(cfg["frames"]) + (n_rounds(cfg) - 1) * int(cfg.get("round_warmup", 0)))
     bar = tqdm(total=total, desc=f"bench {cfg['model']}", unit="frame", file=sys.stderr, dynamic_ncols=True)
     status = 0
     power = bench_report.PowerModel.from_config(cfg["power"], runner.tb.cpu_fraction)
@@ -293,7 +300,7 @@ def run(cfg: dict, out: Path, echo: bool = False) -> int:
                 runner.shape(ev["mbps"])
                 runner.answer()
             elif kind == "mark":
-                runner.marks[(ev["mbps"], ev["strategy"], ev["phase"])] = {
+                runner.marks[(ev["mbps"], ev["strategy"], ev.get("round", 0), ev["phase"])] = {
                     side: runner.tb.qdisc_stats(side) for side in ("robot", "edge")}
                 runner.answer()
             elif kind == "ready":
@@ -336,7 +343,8 @@ def run(cfg: dict, out: Path, echo: bool = False) -> int:
     meta["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
     meta["decisions"] = runner.decisions
     meta["plans"] = [dict(v, mbps=k[0], strategy=k[1]) for k, v in runner.plans.items()]
-    meta["tbf"] = [{"mbps": k[0], "strategy": k[1], "phase": k[2], **v} for k, v in runner.marks.items()]
+    meta["tbf"] = [{"mbps": k[0], "strategy": k[1], "round": k[2], "phase": k[3], **v}
+                   for k, v in runner.marks.items()]
     (out / "run.json").write_text(json.dumps(meta, indent=1, default=str))
     if status == 0:
         text = bench_report.report(out, cfg, meta)
@@ -354,6 +362,8 @@ def main(argv=None) -> int:
     ap.add_argument("--strategies", help=f"comma separated subset of {','.join(bench_report.STRATEGIES)}")
     ap.add_argument("--warmup", type=int, help="warm-up frames per bandwidth and strategy (default 10)")
     ap.add_argument("--frames", type=int, help="measured frames per bandwidth and strategy (default 50)")
+    ap.add_argument("--rounds", type=int, help="strategies take turns in this many rounds per bandwidth (default 5; "
+                    "1 = each strategy's frames in one block)")
     ap.add_argument("--frame-timeout", type=float, dest="frame_timeout", help="seconds before a frame counts as lost")
     ap.add_argument("--cpu-quota", type=int, dest="cpu_quota", help="robot cpu.cfs_quota_us (default 2500)")
     ap.add_argument("--cpu-period", type=int, dest="cpu_period", help="robot cpu.cfs_period_us (default 10000)")

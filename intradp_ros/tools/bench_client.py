@@ -3,7 +3,8 @@
 
 It plays the camera in a closed loop: publish one frame, wait for its result (``/intradp/detections`` or
 ``/intradp/classifications``) and its ``/intradp/frame_timing``, both matched by the header stamp, then send the
-next. Between strategies it sets robot_node's ``plan`` and ``bandwidth_mbps`` parameters and waits for the
+next. Per bandwidth, the strategies take turns in ``rounds`` (a few frames each per round, the order rotated):
+before each turn it sets robot_node's ``plan`` and ``bandwidth_mbps`` parameters and waits for the
 ``/intradp/plan`` status that reflects them (the planner's prediction for the plan in force).
 
 It talks to the benchmark over stdin/stdout, one JSON object per line:
@@ -155,6 +156,55 @@ def main(argv=None) -> int:
     check_bw = cfg["bandwidth_source"] == "parameter"     # else robot_node plans for the bandwidth it measures
     frame_no = 0
     timeout = cfg["frame_timeout_s"]
+
+    def run_cell(mbps, strategy, base, base_pred, rnd: int, warmup: int, frames: int) -> bool:
+        """One strategy's turn in one round: set its plan, then ``warmup`` + ``frames`` frames, closed loop."""
+        nonlocal frame_no
+        # the baselines run exactly the plans the planner compared Intra-DP with (their texts from PlanStatus)
+        choice = "auto" if strategy == "intra-dp" else base[strategy]
+        st = set_plan(choice, mbps, None if strategy == "intra-dp" else choice)
+        if st is None:
+            return False
+        predicted = st.predicted_ms
+        if strategy != "intra-dp" and abs(predicted - base_pred[strategy]) > 0.01 * predicted and rnd == 0:
+            _emit(event="log", text=f"{strategy} @ {mbps:g}: PlanStatus.predicted_ms {predicted:.1f} differs "
+                  f"from the Intra-DP decision's {base_pred[strategy]:.1f} for the same plan and bandwidth")
+        _emit(event="plan", mbps=mbps, strategy=strategy, round=rnd, plan_spec=st.plan_spec, predicted_ms=predicted,
+              decision_predicted_ms=base_pred.get(strategy), reason=st.reason)
+        _ask(event="mark", mbps=mbps, strategy=strategy, round=rnd, phase="start")
+        since = len(plans)      # robot_node may switch plans during the run (its measured-latency guard)
+        for i in range(warmup + frames):
+            name, img = images[frame_no % len(images)]
+            frame_no += 1
+            before = counters.read()
+            img.header.stamp = node.get_clock().now().to_msg()
+            img.header.frame_id = f"bench/{name}"
+            k = key(img.header)
+            camera.publish(img)
+            ok = spin_until(lambda k=k: k in results and k in timings, f"frame {frame_no} ({name})", timeout)
+            after = counters.read()
+            t = timings.get(k)
+            frame_plan = t.plan_spec if t else ""
+            # the prediction for the plan this frame ran under: from the newest status announcing that plan
+            in_force = [p for _, p in plans[since:] if p.plan_spec == frame_plan]
+            frame_pred = in_force[-1].predicted_ms if in_force else predicted
+            row = dict(event="frame", mbps=mbps, strategy=strategy, round=rnd,
+                       phase="warmup" if i < warmup else "measure",
+                       index=i, image=name, ok=ok, plan_spec=st.plan_spec, predicted_ms=frame_pred,
+                       latency_ms=(results[k] - (k[0] + k[1] * 1e-9)) * 1e3 if k in results else None,
+                       agg_latency_ms=t.latency_ms if t else None,
+                       robot_compute_ms=t.robot_compute_ms if t else None,
+                       edge_compute_ms=t.edge_compute_ms if t else None,
+                       frame_plan=frame_plan, wall_s=after[0] - before[0],
+                       cpu_nodes_s=(after[1] - before[1]) / 1e9, cpu_client_s=(after[2] - before[2]) / 1e9,
+                       tx_bytes=after[3] - before[3], rx_bytes=after[4] - before[4], **result_info.get(k, {}))
+            _emit(**row)
+            results.pop(k, None)
+            timings.pop(k, None)
+            result_info.pop(k, None)
+        _ask(event="mark", mbps=mbps, strategy=strategy, round=rnd, phase="end")
+        return True
+
     for mbps in cfg["bandwidths"]:
         _ask(event="shape", mbps=mbps)
         auto = set_plan("auto", mbps, None)
@@ -164,51 +214,17 @@ def main(argv=None) -> int:
         base_pred = dict(zip(auto.baseline_names, auto.baseline_predicted_ms))
         _emit(event="decision", mbps=mbps, chosen=auto.plan_spec, predicted_ms=auto.predicted_ms, reason=auto.reason,
               baselines={k: [base[k], base_pred[k]] for k in base})
-        for strategy in cfg["strategies"]:
-            # the baselines run exactly the plans the planner compared Intra-DP with (their texts from PlanStatus)
-            choice = "auto" if strategy == "intra-dp" else base[strategy]
-            st = set_plan(choice, mbps, None if strategy == "intra-dp" else choice)
-            if st is None:
-                return 5
-            predicted = st.predicted_ms
-            if strategy != "intra-dp" and abs(predicted - base_pred[strategy]) > 0.01 * predicted:
-                _emit(event="log", text=f"{strategy} @ {mbps:g}: PlanStatus.predicted_ms {predicted:.1f} differs "
-                      f"from the Intra-DP decision's {base_pred[strategy]:.1f} for the same plan and bandwidth")
-            _emit(event="plan", mbps=mbps, strategy=strategy, plan_spec=st.plan_spec, predicted_ms=predicted,
-                  decision_predicted_ms=base_pred.get(strategy), reason=st.reason)
-            _ask(event="mark", mbps=mbps, strategy=strategy, phase="start")
-            n_total = cfg["warmup"] + cfg["frames"]
-            since = len(plans)      # robot_node may switch plans during the run (its measured-latency guard)
-            for i in range(n_total):
-                name, img = images[frame_no % len(images)]
-                frame_no += 1
-                before = counters.read()
-                img.header.stamp = node.get_clock().now().to_msg()
-                img.header.frame_id = f"bench/{name}"
-                k = key(img.header)
-                camera.publish(img)
-                ok = spin_until(lambda k=k: k in results and k in timings, f"frame {frame_no} ({name})", timeout)
-                after = counters.read()
-                t = timings.get(k)
-                frame_plan = t.plan_spec if t else ""
-                # the prediction for the plan this frame ran under: from the newest status announcing that plan
-                in_force = [p for _, p in plans[since:] if p.plan_spec == frame_plan]
-                frame_pred = in_force[-1].predicted_ms if in_force else predicted
-                row = dict(event="frame", mbps=mbps, strategy=strategy,
-                           phase="warmup" if i < cfg["warmup"] else "measure",
-                           index=i, image=name, ok=ok, plan_spec=st.plan_spec, predicted_ms=frame_pred,
-                           latency_ms=(results[k] - (k[0] + k[1] * 1e-9)) * 1e3 if k in results else None,
-                           agg_latency_ms=t.latency_ms if t else None,
-                           robot_compute_ms=t.robot_compute_ms if t else None,
-                           edge_compute_ms=t.edge_compute_ms if t else None,
-                           frame_plan=frame_plan, wall_s=after[0] - before[0],
-                           cpu_nodes_s=(after[1] - before[1]) / 1e9, cpu_client_s=(after[2] - before[2]) / 1e9,
-                           tx_bytes=after[3] - before[3], rx_bytes=after[4] - before[4], **result_info.get(k, {}))
-                _emit(**row)
-                results.pop(k, None)
-                timings.pop(k, None)
-                result_info.pop(k, None)
-            _ask(event="mark", mbps=mbps, strategy=strategy, phase="end")
+        rounds = int(cfg["rounds"])
+        per_round = [cfg["frames"] // rounds + (r < cfg["frames"] % rounds) for r in range(rounds)]
+        for rnd in range(rounds):
+            # strategies take turns, a few frames each, in an order rotated every round: slow drift of the host
+            # (its other tenants, thermal state) then falls on every strategy alike instead of on whichever cell
+            # ran during it
+            order = cfg["strategies"][rnd % len(cfg["strategies"]):] + cfg["strategies"][:rnd % len(cfg["strategies"])]
+            for strategy in order:
+                warm = cfg["warmup"] if rnd == 0 else cfg.get("round_warmup", 0)
+                if not run_cell(mbps, strategy, base, base_pred, rnd, warm, per_round[rnd]):
+                    return 5
     _emit(event="done")
     node.destroy_node()
     rclpy.shutdown()

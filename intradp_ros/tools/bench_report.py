@@ -66,8 +66,8 @@ def plan_kind(spec: str, n_ops: int | None) -> str:
 
 def frame_row(model: str, ev: dict, power: PowerModel, n_ops: int | None) -> dict:
     """A CSV row from the client's frame event."""
-    row = {k: ev.get(k) for k in ("strategy", "phase", "index", "image", "plan_spec", "frame_plan", "latency_ms",
-                                  "agg_latency_ms", "predicted_ms", "robot_compute_ms", "edge_compute_ms",
+    row = {k: ev.get(k) for k in ("strategy", "round", "phase", "index", "image", "plan_spec", "frame_plan",
+                                  "latency_ms", "agg_latency_ms", "predicted_ms", "robot_compute_ms", "edge_compute_ms",
                                   "cpu_client_s", "tx_bytes", "rx_bytes", "wall_s", "n_results", "top")}
     row.update(model=model, bandwidth_mbps=ev["mbps"], ok=int(bool(ev["ok"])), cpu_robot_s=ev["cpu_nodes_s"],
                wire_bytes=ev["tx_bytes"] + ev["rx_bytes"],
@@ -125,6 +125,7 @@ def _kb(x: float) -> str:
 
 
 def _header(cfg: dict, meta: dict) -> list[str]:
+    rounds = max(1, min(int(cfg.get("rounds", 1)), int(cfg["frames"])))
     m, tb, r, e, link, pw = (meta.get("machine", {}), meta.get("testbed", {}), cfg["robot"], cfg["edge"], cfg["link"],
                              cfg["power"])
     return [
@@ -139,7 +140,11 @@ def _header(cfg: dict, meta: dict) -> list[str]:
         f"- link: veth, tbf both ways at each rate (burst {link['burst_ms']} ms of line rate, >= "
         f"{link['min_burst_bytes']} B; queue {link['queue_bytes'] >> 20} MiB), MTU {link['mtu']}; "
         "Fast DDS UDPv4 only (config/fastdds_udp.xml)",
-        f"- {cfg['warmup']} warm-up + {cfg['frames']} measured frames per cell, closed loop; latency = camera stamp -> "
+        f"- {cfg['warmup']} warm-up + {cfg['frames']} measured frames per cell, closed loop, "
+        + (f"in {rounds} rounds per bandwidth (the strategies take turns, {cfg['frames'] // rounds}-"
+           f"{-(-cfg['frames'] // rounds)} measured frames each after {cfg.get('round_warmup', 0)} warm-up frames, the "
+           "order rotated every round); " if rounds > 1 else "each cell in one block; ")
+        + "latency = camera stamp -> "
         "result received by the client in the robot namespace; predicted = PlanStatus.predicted_ms of the plan in "
         "force",
         f"- energy: an ESTIMATE, power model of config/bench.yaml: idle {pw['idle_w']} W x latency + "
@@ -231,15 +236,15 @@ def _verdict(ok: bool, ratio: float) -> str:
 
 
 def _tbf_drops(marks: list[dict]) -> dict[tuple[float, str], int]:
-    """(bandwidth, strategy) -> packets tbf dropped on either veth end during that run."""
-    start = {(t["mbps"], t["strategy"]): t for t in marks if t.get("phase") == "start"}
-    out = {}
+    """(bandwidth, strategy) -> packets tbf dropped on either veth end during that strategy's turns."""
+    start = {(t["mbps"], t["strategy"], t.get("round", 0)): t for t in marks if t.get("phase") == "start"}
+    out: dict[tuple[float, str], int] = {}
     for t in marks:
-        s = start.get((t["mbps"], t["strategy"]))
+        s = start.get((t["mbps"], t["strategy"], t.get("round", 0)))
         if t.get("phase") == "end" and s:
             n = sum(t.get(side, {}).get("drops", 0) - s.get(side, {}).get("drops", 0) for side in ("robot", "edge"))
             if n:
-                out[(t["mbps"], t["strategy"])] = n
+                out[(t["mbps"], t["strategy"])] = out.get((t["mbps"], t["strategy"]), 0) + n
     return out
 
 

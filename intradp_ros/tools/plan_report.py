@@ -65,7 +65,8 @@ def main(argv=None) -> int:
     n = len(m.graph.ops)
     print(f"# model {a.model} @ {m.size}px, {n} ops ({sum(op.local for op in m.graph.ops)} local); robot "
           f"{sum(robot.op_ms) * robot.scale:.1f} ms whole ({a.robot_threads} thread(s) x{a.robot_slowdown:g}), edge "
-          f"{sum(edge.op_ms) * edge.scale:.1f} ms on {edge.device}; latency {a.latency_ms} ms/message; encodings {encs}")
+          f"{sum(edge.op_ms) * edge.scale:.1f} ms on {edge.device}; latency {a.latency_ms} ms/message; "
+          f"encodings {encs}")
     print("| Mbit/s | all-local ms | all-offload ms | best cut ms | best split ms | Intra-DP (chosen) ms "
           "| vs best baseline | chosen plan |")
     print("|---:|---:|---:|---:|---:|---:|---:|---|")
