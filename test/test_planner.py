@@ -117,6 +117,21 @@ def test_re_pricing_the_shortlist_finds_the_search_s_choice_for_a_fraction_of_th
     assert slower.chosen.latency_ms <= min(p.latency_ms for p in slower.baselines.values()) + 1e-9
 
 
+@pytest.mark.parametrize("bw", [25, 100])
+def test_a_learned_split_extra_makes_a_marginal_split_lose_to_the_baseline(graph, bw):
+    robot, edge = _synthetic(graph, 16.0), _synthetic(graph, 4.0)
+    free = choose(graph, "resnet18", robot, edge, LinkModel(bw))
+    n = len(graph.ops)
+    best = min(d.latency_ms for d in free.baselines.values())
+    assert free.chosen.plan.kind(n) == "intra-dp"
+    gap = best - free.chosen.latency_ms
+    d = choose(graph, "resnet18", robot, edge, LinkModel(bw), split_extra_ms=gap - 0.5)
+    assert d.chosen.plan.kind(n) == "intra-dp" and d.chosen.latency_ms == pytest.approx(best - 0.5)
+    d = choose(graph, "resnet18", robot, edge, LinkModel(bw), split_extra_ms=gap + 0.5)
+    assert d.chosen.plan.kind(n) != "intra-dp" and d.chosen.latency_ms == pytest.approx(best)
+    assert d.best_split.latency_ms == pytest.approx(free.chosen.latency_ms + gap + 0.5)
+
+
 def test_tiny_bandwidth_keeps_everything_local(graph):
     robot, edge = _synthetic(graph, 40.0), _synthetic(graph, 1.0)
     d = choose(graph, "resnet18", robot, edge, LinkModel(0.01))
@@ -203,7 +218,8 @@ def test_send_cost_is_fitted_from_measured_messages_and_scaled_by_cpu_share():
     import types
 
     from intradp_ros.runtime import DEFAULT_MSG_CPU_MS, RobotRuntime
-    rt = types.SimpleNamespace(sends=collections.deque(maxlen=128), profile=types.SimpleNamespace(cpu_share=0.25))
+    rt = types.SimpleNamespace(sends=collections.deque(maxlen=128), profile=types.SimpleNamespace(cpu_share=0.25),
+                               process_send_cpu=None)
     assert RobotRuntime.send_cost(rt)[0] == pytest.approx(DEFAULT_MSG_CPU_MS / 0.25)
     for mb in (0.001, 0.1, 0.5, 1.0) * 3:                      # cpu = 2 ms + 3 ms/MB, on a quarter core
         rt.sends.append((mb, 2.0 + 3.0 * mb))

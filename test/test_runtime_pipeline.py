@@ -119,7 +119,7 @@ def test_a_re_plan_searches_only_when_the_link_or_a_setting_changed(sides):
     robot.edge_ratios.extend([1.25] * 3)                      # the edge measures 25 % slower than its profile
     robot.replan()
     assert robot.last_replan == "re-price" and robot.decision.considered < 200
-    robot.edge_ratios.extend([2.0] * 24)                      # twice as slow: the best plans may have moved
+    robot.edge_ratios.extend([2.5] * 24)                      # 2.5x as slow: the best plans may have moved
     robot.replan()
     assert robot.last_replan == "search"
     robot.replan()
@@ -255,3 +255,49 @@ def test_the_plan_in_force_is_re_priced_when_its_own_compute_moves(sides):
     assert not robot.own_drifted()
     robot.plan_ratios.clear()
     robot.cfg.plan = "auto"
+
+
+def test_the_process_send_cost_from_two_bursts_is_a_floor_of_the_planner_s_message_price(sides):
+    robot, _, _ = sides
+    robot.sends.clear()
+    robot.process_send_cpu = None
+    base_msg, base_mb = robot.send_cost()
+    # 12 x 4 KiB cost 14.4 ms of process CPU, 12 x 64 KiB 26.2 ms: 1.15 ms per message + 16 ms per MB
+    per_msg, per_mb = robot.set_process_send_cpu((12, 4096, 14.4), (12, 65536, 26.2))
+    assert per_mb == pytest.approx((26.2 - 14.4) / 12 / ((65536 - 4096) / 1e6), rel=1e-6)
+    assert per_msg == pytest.approx(14.4 / 12 - per_mb * 4096 / 1e6, rel=1e-6)
+    msg, mb = robot.send_cost()
+    share = min(1.0, max(robot.profile.cpu_share, 0.05))
+    assert msg == pytest.approx(max(base_msg * share, per_msg) / share) and mb == pytest.approx(per_mb / share)
+    robot.set_process_send_cpu((12, 4096, 1.0), (12, 65536, 0.5))     # noise: never a negative slope
+    assert robot.process_send_cpu[1] == 0.0 and robot.send_cost()[0] == pytest.approx(base_msg)
+    robot.process_send_cpu = None
+
+
+def test_what_split_plans_measure_beyond_their_prediction_is_learned_and_priced(sides):
+    """Split-plan frames that measure above their prediction raise every split plan's price (the planner test
+    shows the choice that follows); baseline frames do not count."""
+    robot, edge, _ = sides
+    robot.cfg.plan, robot.cfg.bandwidth_source, robot.cfg.bandwidth_mbps = "auto", "parameter", 50.0
+    robot.split_residuals.clear()
+    robot.set_edge_profile(edge.profile)
+    robot._searched = None
+    robot.replan()
+    g = robot.m.graph
+    split = robot.decision.best_split
+    spec = split.plan.spec()
+    robot.predicted[spec] = split.latency_ms
+    for seq in range(5):                        # split frames measure 30 ms above their prediction
+        robot.observe_latency(spec, robot.predicted_ms(spec) + 30.0, 10_000 + seq)
+    robot.observe_latency(Plan.offload(g, "yolov3_tiny").spec(), 1e6)   # a baseline frame: not a split residual
+    assert robot.split_extra_ms() == pytest.approx(30.0)
+    robot._searched = None                      # the same search, now with the learned extra
+    robot.replan()
+    assert robot.decision.best_split.plan == split.plan
+    assert robot.decision.best_split.latency_ms == pytest.approx(split.latency_ms + 30.0, rel=0.05)
+    # the prediction a split plan is measured against excludes the extra, so it is not counted twice
+    robot.predicted[spec] = split.latency_ms + robot.split_extra_used
+    for seq in range(10):
+        robot.observe_latency(spec, robot.predicted_ms(spec), 20_000 + seq)
+    assert robot.split_extra_ms() == pytest.approx(30.0)
+    robot.split_residuals.clear()

@@ -226,7 +226,7 @@ def _tile_options(grid_rows: int) -> list[tuple[int, int]]:
 def choose(graph: OpGraph, model: str, robot: DeviceProfile, edge: DeviceProfile, link: LinkModel,
            encodings: Iterable[str] = ("raw",), max_pairs: int = 12, max_refine: int = 8,
            search: bool = True, min_split_gain: float = 0.0, shortlist: Sequence[Plan] | None = None,
-           keep: int = 16) -> Decision:
+           keep: int = 16, split_extra_ms: float = 0.0) -> Decision:
     """Search plans; returns the chosen plan and the baselines' predictions.
 
     Never returns a plan predicted slower than the best baseline: the baselines are candidates too. A split plan
@@ -236,6 +236,8 @@ def choose(graph: OpGraph, model: str, robot: DeviceProfile, edge: DeviceProfile
     ``search=False`` only prices the baselines (for a plan fixed by the user). ``shortlist``: price these split
     plans (a previous decision's ``shortlist``) instead of searching, ~30x cheaper; right when only cost estimates
     moved a little since that search, and the link did not. ``keep``: how many split plans the decision lists.
+    ``split_extra_ms``: added to every split plan's prediction (what split plans measured beyond their predictions
+    on this system, learned by the robot), before the comparison with the baselines.
     """
     encodings = list(encodings)
     n = len(graph.ops)
@@ -266,6 +268,8 @@ def choose(graph: OpGraph, model: str, robot: DeviceProfile, edge: DeviceProfile
     else:
         _search(graph, model, encodings, pred, max_pairs, max_refine)
     splits = sorted((p for p in cache.values() if p.plan.k2 > p.plan.k1), key=lambda p: p.latency_ms)
+    if split_extra_ms:
+        splits = [dataclasses.replace(p, latency_ms=p.latency_ms + split_extra_ms) for p in splits]
     best_split = splits[0] if splits else None
     if best_split is not None and best_split.latency_ms < (1.0 - min_split_gain) * best.latency_ms:
         best = best_split
