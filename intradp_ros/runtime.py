@@ -135,7 +135,8 @@ class RobotConfig(ModelConfig):
     bandwidth_source: str = "measured"  # "measured": from the edge's LinkEstimate; "parameter": bandwidth_mbps
     link_latency_ms: float = 1.0
     encodings: str = "raw,lz4"
-    min_split_gain: float = 0.1        # a split plan must be predicted this much faster than the best baseline
+    min_split_gain: float = 0.05       # a split plan must be predicted this much faster than the best baseline
+                                       # (after split_extra_ms, the model error learned on this link)
     profile_cache_dir: str = ""
 
 
@@ -334,8 +335,10 @@ class RobotRuntime:
         return float(np.median(self.split_residuals)) if len(self.split_residuals) >= 5 else 0.0
 
     def own_drifted(self, rel_change: float = 0.15) -> bool:
-        """True when the plan in force's own measured compute moved enough from what priced it to re-price it
-        (cheap: see :meth:`_needs_search`), so that its reported prediction follows what it measures."""
+        """True when the plan in force's own measured compute, or the learned split_extra_ms (by 10 ms), moved
+        enough from what priced it to re-price the candidates (cheap: see :meth:`_needs_search`)."""
+        if abs(self.split_extra_ms() - self.split_extra_used) > 10.0:
+            return True                       # split plans are priced with a stale split_extra_ms
         spec = self.plan.spec()
         priced = self._priced_with.get(spec)
         if priced is None:
@@ -438,6 +441,8 @@ class RobotRuntime:
         self.planned_tile_scale = self.tile_scale()
         robot, edge = self.robot_profile(), self.edge_profile.scaled(self.planned_edge_scale)
         same_link = prev_mbps is not None and abs(self.planned_mbps - prev_mbps) <= 0.1 * prev_mbps
+        if not same_link:
+            self.split_residuals.clear()     # what split plans miss grows with the rate: learned per link
         link = self.link()
         extra = self.split_extra_ms()
         if fixed is not None:

@@ -131,7 +131,7 @@ def test_a_re_plan_searches_only_when_the_link_or_a_setting_changed(sides):
     robot.replan()
     assert robot.last_replan == "search"
     robot.edge_ratios.clear()
-    robot.cfg.min_split_gain = 0.1
+    robot.cfg.min_split_gain = RobotConfig.min_split_gain
 
 
 def test_back_to_auto_after_a_fixed_plan_keeps_what_the_guard_measured_on_that_link(sides):
@@ -291,6 +291,7 @@ def test_what_split_plans_measure_beyond_their_prediction_is_learned_and_priced(
         robot.observe_latency(spec, robot.predicted_ms(spec) + 30.0, 10_000 + seq)
     robot.observe_latency(Plan.offload(g, "yolov3_tiny").spec(), 1e6)   # a baseline frame: not a split residual
     assert robot.split_extra_ms() == pytest.approx(30.0)
+    assert robot.own_drifted()                  # priced with 0 ms: re-price
     robot._searched = None                      # the same search, now with the learned extra
     robot.replan()
     assert robot.decision.best_split.plan == split.plan
@@ -300,4 +301,6 @@ def test_what_split_plans_measure_beyond_their_prediction_is_learned_and_priced(
     for seq in range(10):
         robot.observe_latency(spec, robot.predicted_ms(spec), 20_000 + seq)
     assert robot.split_extra_ms() == pytest.approx(30.0)
-    robot.split_residuals.clear()
+    robot.cfg.bandwidth_mbps = 90.0             # another link: learned afresh
+    robot.replan()
+    assert robot.split_extra_ms() == 0.0

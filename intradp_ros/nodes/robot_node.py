@@ -334,8 +334,9 @@ class RobotNode(Node):
                                            f"re-planning")
                     self._replan_soon()
                 elif self.rt.own_drifted():
-                    self.get_logger().info("the plan in force measures >15% off the compute that priced it: "
-                                           "re-pricing the candidates")
+                    self.get_logger().info(f"the plan in force measures >15% off the compute that priced it, "
+                                           f"or split plans measure {self.rt.split_extra_ms():.1f} ms beyond their "
+                                           f"predictions (priced with {self.rt.split_extra_used:.1f}): re-pricing")
                     self._replan_soon()
             except Exception as e:  # noqa: BLE001 - one bad frame must not stop the robot
                 self.counters.inc("frame_errors")

@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     ap.add_argument("--bandwidths", default="5,10,25,50,100,200,500", help="Mbit/s, comma separated")
     ap.add_argument("--latency-ms", type=float, default=1.0, help="one-way per-message latency")
     ap.add_argument("--encodings", default="raw,lz4")
-    ap.add_argument("--min-split-gain", type=float, default=0.1, help="as robot_node's min_split_gain")
+    ap.add_argument("--min-split-gain", type=float, default=0.05, help="as robot_node's min_split_gain")
     ap.add_argument("--robot-threads", type=int, default=1)
     ap.add_argument("--robot-slowdown", type=float, default=4.0)
     ap.add_argument("--edge-threads", type=int, default=torch.get_num_threads())
