@@ -37,16 +37,12 @@ import yaml
 
 from intradp_ros.engine.plan import Plan
 from intradp_ros.tools import bench_report, netem
+from intradp_ros.tools.bench_client import turns
 
 CSV_COLUMNS = ["model", "bandwidth_mbps", "strategy", "round", "phase", "index", "image", "ok", "plan_spec",
                "plan_kind", "frame_plan", "latency_ms", "agg_latency_ms", "predicted_ms", "robot_compute_ms",
                "edge_compute_ms", "cpu_robot_s", "cpu_client_s", "busy_core_s", "tx_bytes", "rx_bytes", "wire_bytes",
                "wall_s", "energy_j", "energy_idle_j", "energy_compute_j", "energy_radio_j", "n_results", "top"]
-
-
-def n_rounds(cfg: dict) -> int:
-    """Rounds per bandwidth: the strategies take turns, frames/rounds measured frames each (at least one)."""
-    return max(1, min(int(cfg.get("rounds", 1)), int(cfg["frames"])))
 
 
 def _config_file(name: str) -> Path:
@@ -177,7 +173,7 @@ class Run:
         fds = [os.open(tb.acct_file(g), os.O_RDONLY) for g in ("nodes", "client")]
         client_cfg.write_text(json.dumps({
             "model": cfg["model"], "bandwidths": cfg["bandwidths_mbps"], "strategies": cfg["strategies"],
-            "warmup": int(cfg["warmup"]), "frames": int(cfg["frames"]), "rounds": n_rounds(cfg),
+            "warmup": int(cfg["warmup"]), "frames": int(cfg["frames"]), "rounds": int(cfg.get("rounds", 1)),
             "round_warmup": int(cfg.get("round_warmup", 0)),
             "frame_timeout_s": float(cfg["frame_timeout_s"]),
             "startup_timeout_s": float(cfg.get("startup_timeout_s", 900)), "plan_timeout_s": 300.0, "settle_s": 1.0,
@@ -271,8 +267,9 @@ def run(cfg: dict, out: Path, echo: bool = False) -> int:
     csv_file = open(out / "frames.csv", "w", newline="", encoding="utf-8")  # noqa: SIM115
     writer = csv.DictWriter(csv_file, CSV_COLUMNS, extrasaction="ignore")
     writer.writeheader()
-    total = len(cfg["bandwidths_mbps"]) * len(cfg["strategies"]) * (
-        int(cfg["warmup"]) + int(cfg["frames"]) + (n_rounds(cfg) - 1) * int(cfg.get("round_warmup", 0)))
+    total = len(cfg["bandwidths_mbps"]) * sum(w + n for _, _, w, n in turns(
+        cfg["strategies"], int(cfg["frames"]), int(cfg.get("rounds", 1)), int(cfg["warmup"]),
+        int(cfg.get("round_warmup", 0))))
     bar = tqdm(total=total, desc=f"bench {cfg['model']}", unit="frame", file=sys.stderr, dynamic_ncols=True)
     status = 0
     power = bench_report.PowerModel.from_config(cfg["power"], runner.tb.cpu_fraction)

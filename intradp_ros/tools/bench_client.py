@@ -26,6 +26,20 @@ from pathlib import Path
 import cv2
 
 
+def turns(strategies: list[str], frames: int, rounds: int, warmup: int, round_warmup: int) -> list[tuple]:
+    """The order of one bandwidth's runs: (round, strategy, warm-up frames, measured frames) per turn. Each
+    strategy gets ``frames`` measured frames over ``rounds`` rounds (at most one round per frame), ``warmup`` frames
+    before its first turn and ``round_warmup`` before each later one; the order rotates by one every round."""
+    rounds = max(1, min(rounds, frames))
+    out = []
+    for rnd in range(rounds):
+        k = rnd % len(strategies)
+        for strategy in strategies[k:] + strategies[:k]:
+            out.append((rnd, strategy, warmup if rnd == 0 else round_warmup,
+                        frames // rounds + (rnd < frames % rounds)))
+    return out
+
+
 def _emit(**event) -> None:
     sys.stdout.write(json.dumps(event) + "\n")
     sys.stdout.flush()
@@ -214,17 +228,12 @@ def main(argv=None) -> int:
         base_pred = dict(zip(auto.baseline_names, auto.baseline_predicted_ms))
         _emit(event="decision", mbps=mbps, chosen=auto.plan_spec, predicted_ms=auto.predicted_ms, reason=auto.reason,
               baselines={k: [base[k], base_pred[k]] for k in base})
-        rounds = int(cfg["rounds"])
-        per_round = [cfg["frames"] // rounds + (r < cfg["frames"] % rounds) for r in range(rounds)]
-        for rnd in range(rounds):
-            # strategies take turns, a few frames each, in an order rotated every round: slow drift of the host
-            # (its other tenants, thermal state) then falls on every strategy alike instead of on whichever cell
-            # ran during it
-            order = cfg["strategies"][rnd % len(cfg["strategies"]):] + cfg["strategies"][:rnd % len(cfg["strategies"])]
-            for strategy in order:
-                warm = cfg["warmup"] if rnd == 0 else cfg.get("round_warmup", 0)
-                if not run_cell(mbps, strategy, base, base_pred, rnd, warm, per_round[rnd]):
-                    return 5
+        # strategies take turns, a few frames each, in an order rotated every round: slow drift of the host (its
+        # other tenants, thermal state) then falls on every strategy alike instead of on whichever cell ran during it
+        for rnd, strategy, warm, n in turns(cfg["strategies"], cfg["frames"], cfg["rounds"], cfg["warmup"],
+                                            cfg["round_warmup"]):
+            if not run_cell(mbps, strategy, base, base_pred, rnd, warm, n):
+                return 5
     _emit(event="done")
     node.destroy_node()
     rclpy.shutdown()
