@@ -154,6 +154,8 @@ class RobotRuntime:
         self.measured = BandwidthEstimate()
         self.guard = PlanGuard()
         self.sends: collections.deque = collections.deque(maxlen=128)   # (MB, sender CPU ms) per sent message
+        self.packing: collections.deque = collections.deque(maxlen=64)   # per packet for the edge: ms to build it
+                                                                          # beyond the profile's encoding cost
         self.planned_msg_ms: float | None = None
         self.process_send_cpu: tuple[float, float] | None = None   # (CPU ms per message, per MB): start-up burst
         self.overheads: collections.deque = collections.deque(maxlen=16)   # per-frame ms outside the plan
@@ -242,8 +244,15 @@ class RobotRuntime:
         self.process_send_cpu = (per_msg, per_mb)
         return per_msg, per_mb
 
+    def pack_ms(self) -> float:
+        """Robot wall time to build one packet for the edge beyond its priced encoding (slicing, the codec call,
+        the packet: fixed per message, so it is what many small chunks pay): the median over recent packets, as
+        measured by the frame thread under whatever CPU cap the robot has; 0 until 8 are measured."""
+        return max(float(np.median(self.packing)), 0.0) if len(self.packing) >= 8 else 0.0
+
     def msg_ms(self) -> float:
-        return self.send_cost()[0]
+        """Robot wall time per message: sending (:meth:`send_cost`) plus building it (:meth:`pack_ms`)."""
+        return self.send_cost()[0] + self.pack_ms()
 
     def compute_scale(self) -> float:
         """Measured robot compute of whole-tensor ops over the profile's prediction (median of recent frames; 1
@@ -356,8 +365,8 @@ class RobotRuntime:
         return float(np.median(self.overheads)) if len(self.overheads) >= 3 else 0.0
 
     def link(self) -> LinkModel:
-        per_msg, per_mb = self.send_cost()
-        return LinkModel(self.bandwidth(), self.cfg.link_latency_ms, send_ms_per_mb=per_mb, msg_ms=per_msg)
+        per_mb = self.send_cost()[1]
+        return LinkModel(self.bandwidth(), self.cfg.link_latency_ms, send_ms_per_mb=per_mb, msg_ms=self.msg_ms())
 
     def predicted_ms(self, spec: str) -> float | None:
         """End-to-end prediction of a candidate plan: the planner's (robot memory -> aggregator) + frame_ms."""
@@ -536,6 +545,10 @@ class RobotRuntime:
         if self._planning and not planning:
             self._disturbed.append(seq)
             planning = True
+        if not planning:
+            scale = self.profile.scale * self.compute_scale()
+            for mb, enc, ms in self.worker.last_packed:
+                self.packing.append(ms - scale * self.profile.encode_ms_per_mb.get(enc, 0.0) * mb)
         if not planning:              # a plan part the robot did not compute (or barely) says nothing
             whole, tiles = self._expected_compute("robot", spec)
             if whole > 5.0:

@@ -304,3 +304,22 @@ def test_what_split_plans_measure_beyond_their_prediction_is_learned_and_priced(
     robot.cfg.bandwidth_mbps = 90.0             # another link: learned afresh
     robot.replan()
     assert robot.split_extra_ms() == 0.0
+
+
+def test_building_each_packet_is_measured_and_priced_per_message(sides):
+    """The frame thread's time to build a packet for the edge, beyond the profiled encoding, is a per-message
+    cost: 8 input chunks pay it 8 times."""
+    robot, edge, _ = sides
+    g = robot.m.graph
+    robot.packing.clear()
+    rgb = (np.random.default_rng(1).random((240, 320, 3)) * 255).astype(np.uint8)
+    stream = Plan("yolov3_tiny", 416, 416, 0, 10, 0, 1, 8)
+    for seq, plan in enumerate([Plan.offload(g, "yolov3_tiny"), stream], start=500):
+        robot.plan = plan
+        robot.run_frame(seq, rgb, lambda p: None)
+    packed = robot.worker.last_packed
+    assert len(packed) == 8 and len(robot.packing) == 9 and all(enc == "u8" for _, enc, _ in packed)
+    assert sum(mb for mb, _, _ in packed) >= 3 * 416 * 416 * 4 / 1e6       # the chunks cover every input row
+    assert robot.pack_ms() == pytest.approx(float(np.median(robot.packing)) if np.median(robot.packing) > 0 else 0.0)
+    assert robot.link().msg_ms == pytest.approx(robot.send_cost()[0] + robot.pack_ms())
+    robot.packing.clear()

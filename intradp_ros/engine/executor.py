@@ -96,6 +96,7 @@ class RobotWorker:
     def __init__(self, graph: OpGraph, output_fn: OutputFn | None = None):
         self.graph = graph
         self.last_whole_ms = self.last_tiles_ms = 0.0
+        self.last_packed: list[tuple[float, str, float]] = []   # (raw MB, encoding, ms) per packet for the edge
         self._emit_out = _Emitter(graph, output_fn)
 
     def run_frame(self, seq: int, plan: Plan | str, x: torch.Tensor, emit: Callable[[Packet], None],
@@ -107,6 +108,7 @@ class RobotWorker:
         """
         g = self.graph
         self.last_whole_ms = self.last_tiles_ms = 0.0
+        self.last_packed = []
         cp = compile_plan(g, plan)
         plan = cp.plan
         if input_is_u8 is None:
@@ -130,7 +132,9 @@ class RobotWorker:
                 pkt = _packet(plan, seq, name, env[name], _full_rows(g, name), g.value_shape(name),
                               stage=STAGE_WHOLE, index=i, count=len(cp.to_edge_whole), sender="robot", dest="edge",
                               encoding=enc_of(name), compute_ms=0.0)
-                busy += (time.perf_counter() - t0) * 1e3
+                dt = (time.perf_counter() - t0) * 1e3
+                busy += dt
+                self.last_packed.append((env[name].numel() * 4 / 1e6, enc_of(name), dt))
                 emit(pkt)
             seg = cp.segment
             if seg is None:
@@ -141,10 +145,13 @@ class RobotWorker:
             own_lo = cp.plan.split * x_in.shape[axis] // seg.grid
             for j, (lo, hi) in enumerate(cp.edge_chunks):   # the edge's input first: it starts while we compute
                 t0 = time.perf_counter()
-                pkt = _packet(plan, seq, inp, x_in.narrow(axis, lo, hi - lo), (lo, hi), x_in.shape,
+                chunk = x_in.narrow(axis, lo, hi - lo)
+                pkt = _packet(plan, seq, inp, chunk, (lo, hi), x_in.shape,
                               stage=STAGE_SPLIT, index=j, count=len(cp.edge_chunks), sender="robot", dest="edge",
                               encoding=enc_of(inp), compute_ms=0.0, halo=(max(0, own_lo - lo), 0))
-                busy += (time.perf_counter() - t0) * 1e3
+                dt = (time.perf_counter() - t0) * 1e3
+                busy += dt
+                self.last_packed.append((chunk.numel() * 4 / 1e6, enc_of(inp), dt))
                 emit(pkt)
             streamer = RowStreamer(seg)
             streamer.feed(inp, x_in, 0)
