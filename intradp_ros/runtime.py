@@ -325,7 +325,7 @@ class RobotRuntime:
         if own == (whole, tiles, edge):
             return p
         q = predict(self.m.graph, p.plan, self.robot_profile(own[0], own[1]), self.edge_profile.scaled(own[2]), link)
-        extra = self.split_extra_used if p.plan.k2 > p.plan.k1 else 0.0
+        extra = self.split_extra_used if p.plan.is_split else 0.0
         return dataclasses.replace(q, name=p.name, latency_ms=q.latency_ms + extra)
 
     def compute_drifted(self, rel_change: float = 0.2) -> bool:
@@ -457,7 +457,7 @@ class RobotRuntime:
         if fixed is not None:
             decision = choose(g, name, robot, edge, link, encs, search=False)
             decision.chosen = predict(g, fixed, robot, edge, link)
-            if fixed.k2 > fixed.k1:
+            if fixed.is_split:
                 decision.chosen.latency_ms += extra
             self.last_replan = "baselines"
         elif self._needs_search(encs, robot, edge):
@@ -503,9 +503,8 @@ class RobotRuntime:
         computed while the planner ran, or the first after a plan switch, say little about the plan: skipped."""
         with self._lock:
             undisturbed = seq is None or seq not in self._disturbed
-            predicted = self.predicted_ms(spec)
-            plan = Plan.parse(spec)
-            if undisturbed and predicted is not None and plan.k2 > plan.k1:
+            predicted = self.predicted_ms(spec) if undisturbed else None
+            if predicted is not None and Plan.parse(spec).is_split:
                 self.split_residuals.append(latency_ms - (predicted - self.split_extra_used))
             if self.cfg.plan != "auto":
                 return None       # a plan the user fixed is run as given (the guard's candidates may be stale)
@@ -549,7 +548,7 @@ class RobotRuntime:
             scale = self.profile.scale * self.compute_scale()
             for mb, enc, ms in self.worker.last_packed:
                 self.packing.append(ms - scale * self.profile.encode_ms_per_mb.get(enc, 0.0) * mb)
-        if not planning:              # a plan part the robot did not compute (or barely) says nothing
+            # a plan part the robot did not compute (or barely) says nothing
             whole, tiles = self._expected_compute("robot", spec)
             if whole > 5.0:
                 self.compute_ratios.append(self.worker.last_whole_ms / whole)

@@ -79,8 +79,13 @@ class Plan:
     def cut(cls, graph: OpGraph, model: str, k: int, encoding: str = "raw") -> "Plan":
         return cls(model, *graph.input_shape[2:], k, k, encoding=encoding)
 
+    @property
+    def is_split(self) -> bool:
+        """Has a split segment (robot and edge share ops by rows): the Intra-DP plans."""
+        return self.k1 < self.k2
+
     def kind(self, n_ops: int) -> str:
-        if self.k1 < self.k2:
+        if self.is_split:
             return "intra-dp"
         if self.k1 == n_ops:
             return "local"

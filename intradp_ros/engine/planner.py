@@ -267,7 +267,7 @@ def choose(graph: OpGraph, model: str, robot: DeviceProfile, edge: DeviceProfile
             pred(plan)
     else:
         _search(graph, model, encodings, pred, max_pairs, max_refine)
-    splits = sorted((p for p in cache.values() if p.plan.k2 > p.plan.k1), key=lambda p: p.latency_ms)
+    splits = sorted((p for p in cache.values() if p.plan.is_split), key=lambda p: p.latency_ms)
     if split_extra_ms:
         splits = [dataclasses.replace(p, latency_ms=p.latency_ms + split_extra_ms) for p in splits]
     best_split = splits[0] if splits else None

@@ -163,15 +163,19 @@ class RobotNode(Node):
         if (self.cfg.bandwidth_source != "measured" or idle_s < self.probe_period_s or self._camera_sub is None
                 or self.rt.edge_profile is None or self.tile_pub.get_subscription_count() == 0):
             return
+        self._queue_probe(4, max(16, int(self.probe_kib) * 1024 // 4))
+        self.counters.inc("probes_sent")
+
+    def _queue_probe(self, count: int, nbytes: int) -> None:
+        """Queue ``count`` back-to-back probe messages of ``nbytes`` each for the sender (the edge times them)."""
         self._probe_seq += 1
-        n = max(4, int(self.probe_kib) * 1024 // 4 // 4)    # float32 elements per chunk
-        for i in range(4):
+        n = nbytes // 4                                      # float32 elements per message
+        for i in range(count):
             m = TensorTile(frame_seq=self._probe_seq, plan_spec="probe", tensor="__probe__", stage=STAGE_PROBE,
-                           tile_index=i, tile_count=4, sender="robot", shape=[1, 1, 1, n], payload_shape=[1, 1, 1, n],
-                           dtype="float32", encoding="raw")
+                           tile_index=i, tile_count=count, sender="robot", shape=[1, 1, 1, n],
+                           payload_shape=[1, 1, 1, n], dtype="float32", encoding="raw")
             m.data = bytes(4 * n)
             self._send_q.put((m, None, None))
-        self.counters.inc("probes_sent")
 
     def _measure_send_cpu(self):
         """What sending costs this process in CPU, all threads: the sender thread's own CPU misses the
@@ -179,15 +183,9 @@ class RobotNode(Node):
         64 KiB) through the real publisher, each measured as process CPU time beyond the idle rate until the sender
         has drained and the acknowledgements are in. The planner takes the larger of this and the sender's own."""
         def burst(n: int, nbytes: int) -> float:
-            self._probe_seq += 1
             done = threading.Event()
             w0, c0 = time.monotonic(), time.process_time()
-            for i in range(n):
-                m = TensorTile(frame_seq=self._probe_seq, plan_spec="probe", tensor="__probe__", stage=STAGE_PROBE,
-                               tile_index=i, tile_count=n, sender="robot", shape=[1, 1, 1, nbytes // 4],
-                               payload_shape=[1, 1, 1, nbytes // 4], dtype="float32", encoding="raw")
-                m.data = bytes(nbytes)
-                self._send_q.put((m, None, None))
+            self._queue_probe(n, nbytes)
             self._send_q.put((done.set, None, None))
             done.wait(30.0)
             time.sleep(0.2)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from intradp_ros.engine.plan import Plan, PlanError
+from intradp_ros.tools.bench_client import turns
 
 __all__ = ["STRATEGIES", "LABELS", "PowerModel", "frame_row", "summarize", "report", "plan_kind"]
 
@@ -55,7 +56,7 @@ def plan_kind(spec: str, n_ops: int | None) -> str:
         p = Plan.parse(spec)
     except PlanError:
         return ""
-    if p.k1 < p.k2:
+    if p.is_split:
         return "intra-dp"
     if p.k1 == 0:
         return "offload"
@@ -125,7 +126,7 @@ def _kb(x: float) -> str:
 
 
 def _header(cfg: dict, meta: dict) -> list[str]:
-    rounds = max(1, min(int(cfg.get("rounds", 1)), int(cfg["frames"])))
+    rounds = turns(cfg["strategies"], int(cfg["frames"]), int(cfg.get("rounds", 1)), 0, 0)[-1][0] + 1
     m, tb, r, e, link, pw = (meta.get("machine", {}), meta.get("testbed", {}), cfg["robot"], cfg["edge"], cfg["link"],
                              cfg["power"])
     return [
