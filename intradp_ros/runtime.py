@@ -173,6 +173,10 @@ class RobotRuntime:
         # model misses for split plans (extra messages through the middleware, the edge's per-chunk handling)
         self.split_residuals: collections.deque = collections.deque(maxlen=24)
         self.split_extra_used = 0.0      # split_extra_ms() when the candidates in force were priced
+        # latency of recent undisturbed frames per plan text on this link, whoever chose the plan: the planner
+        # compares a plan by what it measured once it has (see planner.choose's ``measured``)
+        self.latencies: dict[str, collections.deque] = {}
+        self.measured_used: dict[str, float] = {}   # measured_ms() when the candidates in force were priced
         self.planned_scale: float | None = None
         self.planned_tile_scale: float | None = None
         self.planned_edge_scale: float | None = None
@@ -343,12 +347,22 @@ class RobotRuntime:
         quarter-core bench, +17..37 ms for plans streaming the input in 4-8 chunks."""
         return float(np.median(self.split_residuals)) if len(self.split_residuals) >= 5 else 0.0
 
+    def measured_ms(self, min_frames: int = 5) -> dict[str, float]:
+        """Plan text -> median latency of its recent undisturbed frames on this link, less frame_ms (so in the
+        planner's terms), for plans with ``min_frames`` or more."""
+        off = self.frame_ms()
+        return {spec: float(np.median(d)) - off for spec, d in self.latencies.items() if len(d) >= min_frames}
+
     def own_drifted(self, rel_change: float = 0.15) -> bool:
-        """True when the plan in force's own measured compute, or the learned split_extra_ms (by 10 ms), moved
-        enough from what priced it to re-price the candidates (cheap: see :meth:`_needs_search`)."""
+        """True when the plan in force's own measured compute, its measured latency (first measured, or moved by
+        10 %), or the learned split_extra_ms (by 10 ms) moved enough from what priced the candidates to re-price
+        them (cheap: see :meth:`_needs_search`)."""
         if abs(self.split_extra_ms() - self.split_extra_used) > 10.0:
             return True                       # split plans are priced with a stale split_extra_ms
         spec = self.plan.spec()
+        now, used = self.measured_ms().get(spec), self.measured_used.get(spec)
+        if self.cfg.plan == "auto" and now is not None and (used is None or abs(now - used) > 0.1 * max(used, 1.0)):
+            return True                       # the plan in force measured what its prediction did not say
         priced = self._priced_with.get(spec)
         if priced is None:
             return False
@@ -452,8 +466,10 @@ class RobotRuntime:
         same_link = prev_mbps is not None and abs(self.planned_mbps - prev_mbps) <= 0.1 * prev_mbps
         if not same_link:
             self.split_residuals.clear()     # what split plans miss grows with the rate: learned per link
+            self.latencies.clear()
         link = self.link()
         extra = self.split_extra_ms()
+        measured = self.measured_ms()
         if fixed is not None:
             decision = choose(g, name, robot, edge, link, encs, search=False)
             decision.chosen = predict(g, fixed, robot, edge, link)
@@ -462,7 +478,7 @@ class RobotRuntime:
             self.last_replan = "baselines"
         elif self._needs_search(encs, robot, edge):
             decision = choose(g, name, robot, edge, link, encs, min_split_gain=self.cfg.min_split_gain,
-                              split_extra_ms=extra)
+                              split_extra_ms=extra, measured=measured)
             self._searched = {"encodings": encs, "min_split_gain": self.cfg.min_split_gain,
                               "link_latency_ms": self.cfg.link_latency_ms, "mbps": self.planned_mbps,
                               "robot": robot.scale, "tiles": robot.tile_scale, "edge": edge.scale,
@@ -470,10 +486,10 @@ class RobotRuntime:
             self.last_replan = "search"
         else:
             decision = choose(g, name, robot, edge, link, encs, min_split_gain=self.cfg.min_split_gain,
-                              shortlist=self._auto.shortlist, split_extra_ms=extra)
+                              shortlist=self._auto.shortlist, split_extra_ms=extra, measured=measured)
             self.last_replan = "re-price"
         self._priced_with.clear()
-        self.split_extra_used = extra
+        self.split_extra_used, self.measured_used = extra, measured
         decision.chosen = self._priced_on_its_own(decision.chosen, link)
         decision.baselines = {k: self._priced_on_its_own(v, link) for k, v in decision.baselines.items()}
         candidates = [decision.chosen, *decision.baselines.values()]
@@ -491,8 +507,10 @@ class RobotRuntime:
             # latencies measured on this link stay valid when only a cost estimate moved, and then the guard,
             # not the planner alone, decides: a plan already measured worse than another is not chosen again
             self.guard.reset(self.predicted, keep=same_link)
-            # the plan in force carries on only if the planner (not the user) put it there
-            carry_on = same_link and prev in self.predicted and not self._fixed_in_force
+            # the plan in force carries on only if the planner (not the user) put it there, and the planner's
+            # choice is a prediction: a choice made on measured latency replaces it
+            carry_on = (same_link and prev in self.predicted and not self._fixed_in_force
+                        and decision.chosen.plan.spec() not in measured)
             start = prev if carry_on else decision.chosen.plan.spec()
             self.plan = Plan.parse(self.guard.pick(start))
             self._fixed_in_force = False
@@ -504,6 +522,10 @@ class RobotRuntime:
         with self._lock:
             undisturbed = seq is None or seq not in self._disturbed
             predicted = self.predicted_ms(spec) if undisturbed else None
+            if undisturbed:
+                if spec not in self.latencies and len(self.latencies) >= 256:
+                    self.latencies.clear()
+                self.latencies.setdefault(spec, collections.deque(maxlen=10)).append(latency_ms)
             if predicted is not None and Plan.parse(spec).is_split:
                 self.split_residuals.append(latency_ms - (predicted - self.split_extra_used))
             if self.cfg.plan != "auto":

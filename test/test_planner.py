@@ -132,6 +132,39 @@ def test_a_learned_split_extra_makes_a_marginal_split_lose_to_the_baseline(graph
     assert d.best_split.latency_ms == pytest.approx(free.chosen.latency_ms + gap + 0.5)
 
 
+@pytest.mark.parametrize("bw", [25, 100])
+def test_a_measured_plan_is_compared_by_what_it_measured(graph, bw):
+    """Where a plan has measured latency the choice uses it, not the prediction; the returned predictions stay
+    the model's. A measured plan the search would not reach is a candidate too."""
+    robot, edge = _synthetic(graph, 16.0), _synthetic(graph, 4.0)
+    free = choose(graph, "resnet18", robot, edge, LinkModel(bw))
+    n = len(graph.ops)
+    assert free.chosen.plan.kind(n) == "intra-dp"
+    split = free.chosen
+    best = min(free.baselines.values(), key=lambda p: p.latency_ms)
+    extra = best.latency_ms - split.latency_ms + 5.0          # a learned extra that makes every split lose ...
+    priced = choose(graph, "resnet18", robot, edge, LinkModel(bw), split_extra_ms=extra)
+    assert priced.chosen.plan == best.plan
+    # ... unless the split measured faster than the best baseline did
+    d = choose(graph, "resnet18", robot, edge, LinkModel(bw), split_extra_ms=extra,
+               measured={split.plan.spec(): 0.8 * best.latency_ms, best.plan.spec(): best.latency_ms})
+    assert d.chosen.plan == split.plan and d.chosen.latency_ms == pytest.approx(split.latency_ms + extra)
+    # a split measured slower than the best baseline measured is not chosen, whatever its prediction
+    d = choose(graph, "resnet18", robot, edge, LinkModel(bw),
+               measured={split.plan.spec(): 1.5 * best.latency_ms})
+    assert d.chosen.plan != split.plan
+    # a measured plan outside the search's reach (odd tiles) is priced and chosen when it measured best
+    odd = dataclasses.replace(split.plan, robot_tiles=3, edge_tiles=5) if split.plan.split else \
+        dataclasses.replace(split.plan, edge_tiles=7)
+    d = choose(graph, "resnet18", robot, edge, LinkModel(bw), measured={odd.spec(): 0.1 * split.latency_ms})
+    assert d.chosen.plan == odd
+    assert d.chosen.latency_ms == pytest.approx(predict(graph, odd, robot, edge, LinkModel(bw)).latency_ms)
+    # baselines too: all-local measured fastest is chosen over every prediction
+    local = free.baselines["local"].plan
+    d = choose(graph, "resnet18", robot, edge, LinkModel(bw), measured={local.spec(): 1.0})
+    assert d.chosen.plan == local
+
+
 def test_tiny_bandwidth_keeps_everything_local(graph):
     robot, edge = _synthetic(graph, 40.0), _synthetic(graph, 1.0)
     d = choose(graph, "resnet18", robot, edge, LinkModel(0.01))

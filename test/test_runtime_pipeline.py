@@ -102,7 +102,9 @@ def test_replanning_on_the_same_link_keeps_what_the_guard_measured(sides):
         robot.observe_latency(robot.plan.spec(), 1.0)
     switched = robot.plan.spec()
     robot.replan()                                            # e.g. a send-cost update: same link, same candidates
-    assert robot.decision.chosen.plan.spec() == chosen and robot.plan.spec() == switched
+    # the planner now compares both by what they measured: the measured-fast plan is its choice too
+    assert robot.decision.chosen.plan.spec() == switched and robot.plan.spec() == switched
+    assert robot.measured_used[chosen] > robot.measured_used[switched]
     robot.cfg.bandwidth_mbps = 5.0
     robot.replan()                                            # another link: the planner's choice, measured afresh
     assert robot.plan.spec() == robot.decision.chosen.plan.spec() and robot.guard.measured(switched) is None
@@ -136,7 +138,8 @@ def test_a_re_plan_searches_only_when_the_link_or_a_setting_changed(sides):
 
 def test_back_to_auto_after_a_fixed_plan_keeps_what_the_guard_measured_on_that_link(sides):
     """plan auto -> a fixed plan -> auto on the same link: auto resumes with its measurements (a re-price, no new
-    search, no re-exploration); frames of the fixed plan are not auto's measurements."""
+    search, no re-exploration); frames of the fixed plan are not the guard's (they are the planner's: see
+    test_a_plan_is_chosen_by_what_it_measured_not_by_its_prediction)."""
     robot, edge, _ = sides
     robot.cfg.plan, robot.cfg.bandwidth_source, robot.cfg.bandwidth_mbps = "auto", "parameter", 30.0
     robot.set_edge_profile(edge.profile)
@@ -304,6 +307,45 @@ def test_what_split_plans_measure_beyond_their_prediction_is_learned_and_priced(
     robot.cfg.bandwidth_mbps = 90.0             # another link: learned afresh
     robot.replan()
     assert robot.split_extra_ms() == 0.0
+
+
+def test_a_plan_is_chosen_by_what_it_measured_not_by_its_prediction(sides):
+    """A split that measures 40 ms above its prediction (so the learned split extra prices every split above the
+    baseline) but faster than the best baseline measured stays the choice, and the plan in force; a split that
+    measures slower than the baseline is replaced by it. Measurements are per link."""
+    robot, edge, _ = sides
+    robot.cfg.plan, robot.cfg.bandwidth_source, robot.cfg.bandwidth_mbps = "auto", "parameter", 60.0
+    robot.set_edge_profile(edge.profile)
+    robot.split_residuals.clear()
+    robot.latencies.clear()
+    robot._searched = None
+    robot.replan()
+    split = robot.decision.best_split
+    spec, off = split.plan.spec(), robot.frame_ms()
+    base = min(robot.decision.baselines.values(), key=lambda p: p.latency_ms)
+    robot.predicted[spec] = split.latency_ms
+    robot.split_extra_used = 0.0
+    slow = max(split.latency_ms + 40.0, base.latency_ms + 1.0)     # above the baseline's prediction
+    for seq in range(5):                       # every baseline measured, at 1.25x the split
+        robot.observe_latency(spec, slow + off, 30_000 + seq)
+        for k, b in enumerate(robot.decision.baselines.values()):
+            robot.observe_latency(b.plan.spec(), 1.25 * slow + off, 31_000 + 10 * seq + k)
+    assert robot.measured_ms()[spec] == pytest.approx(slow)
+    robot.plan = split.plan
+    robot.measured_used = {}
+    assert robot.own_drifted()                 # the plan in force has measured what its prediction did not say
+    robot.replan()
+    assert robot.last_replan == "re-price"
+    assert robot.decision.chosen.plan == split.plan and robot.plan == split.plan
+    assert not robot.own_drifted()
+    for seq in range(10):                      # now it measures slower than the baseline did: replaced
+        robot.observe_latency(spec, 1.5 * slow + off, 32_000 + seq)
+    assert robot.own_drifted()
+    robot.replan()
+    assert robot.decision.chosen.plan != split.plan and robot.plan != split.plan
+    robot.cfg.bandwidth_mbps = 95.0            # another link: measured afresh
+    robot.replan()
+    assert robot.measured_ms() == {} and robot.last_replan == "search"
 
 
 def test_building_each_packet_is_measured_and_priced_per_message(sides):

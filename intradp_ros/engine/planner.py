@@ -11,7 +11,7 @@ winner with all-local, all-offload and every layer-wise cut through the same mod
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from .graph import OpGraph
 from .plan import CompiledPlan, Plan, PlanError, TileWork, compile_plan
@@ -226,7 +226,7 @@ def _tile_options(grid_rows: int) -> list[tuple[int, int]]:
 def choose(graph: OpGraph, model: str, robot: DeviceProfile, edge: DeviceProfile, link: LinkModel,
            encodings: Iterable[str] = ("raw",), max_pairs: int = 12, max_refine: int = 8,
            search: bool = True, min_split_gain: float = 0.0, shortlist: Sequence[Plan] | None = None,
-           keep: int = 16, split_extra_ms: float = 0.0) -> Decision:
+           keep: int = 16, split_extra_ms: float = 0.0, measured: Mapping[str, float] | None = None) -> Decision:
     """Search plans; returns the chosen plan and the baselines' predictions.
 
     Never returns a plan predicted slower than the best baseline: the baselines are candidates too. A split plan
@@ -238,7 +238,14 @@ def choose(graph: OpGraph, model: str, robot: DeviceProfile, edge: DeviceProfile
     moved a little since that search, and the link did not. ``keep``: how many split plans the decision lists.
     ``split_extra_ms``: added to every split plan's prediction (what split plans measured beyond their predictions
     on this system, learned by the robot), before the comparison with the baselines.
+    ``measured``: plan text -> latency measured on this link (same terms as a prediction). A measured plan is
+    compared by what it measured, not by its prediction: the model's error differs from plan to plan (a split
+    streaming the input in 8 chunks and one that also computes rows on the robot miss by 30 and 100+ ms on the
+    quarter-core bench, all-offload by 5), so a split that measured faster than all-offload must not lose to
+    all-offload's prediction. Measured split plans are candidates even when the search would not reach them. The
+    returned predictions stay the model's (they are what the measurement is checked against).
     """
+    measured = dict(measured or {})
     encodings = list(encodings)
     n = len(graph.ops)
     cache: dict[str, Prediction] = {}
@@ -258,7 +265,11 @@ def choose(graph: OpGraph, model: str, robot: DeviceProfile, edge: DeviceProfile
             if (p := pred(Plan.cut(graph, model, k, e))) is not None]
     best_cut = min(cuts, key=lambda p: p.latency_ms) if cuts else offload
     baselines = {"local": local, "offload": offload, "best-cut": best_cut}
-    best = min(baselines.values(), key=lambda p: p.latency_ms)
+
+    def price(p: Prediction) -> float:       # what the choice compares: measured where it was, else predicted
+        return measured.get(p.plan.spec(), p.latency_ms)
+
+    best = min(baselines.values(), key=price)
     if not search:
         return Decision(best, baselines, len(cache))
 
@@ -267,11 +278,19 @@ def choose(graph: OpGraph, model: str, robot: DeviceProfile, edge: DeviceProfile
             pred(plan)
     else:
         _search(graph, model, encodings, pred, max_pairs, max_refine)
-    splits = sorted((p for p in cache.values() if p.plan.is_split), key=lambda p: p.latency_ms)
+    for spec in measured:
+        try:
+            plan = Plan.parse(spec)
+        except PlanError:
+            continue
+        if plan.is_split and plan.model == model and (plan.height, plan.width) == tuple(graph.input_shape[2:]):
+            pred(plan)
+    splits = [p for p in cache.values() if p.plan.is_split]
     if split_extra_ms:
         splits = [dataclasses.replace(p, latency_ms=p.latency_ms + split_extra_ms) for p in splits]
+    splits.sort(key=price)
     best_split = splits[0] if splits else None
-    if best_split is not None and best_split.latency_ms < (1.0 - min_split_gain) * best.latency_ms:
+    if best_split is not None and price(best_split) < (1.0 - min_split_gain) * price(best):
         best = best_split
     return Decision(best, baselines, len(cache), best_split, _shortlist(splits, keep))
 
