@@ -137,6 +137,9 @@ class RobotConfig(ModelConfig):
     encodings: str = "raw,lz4"
     min_split_gain: float = 0.05       # a split plan must be predicted this much faster than the best baseline
                                        # (after split_extra_ms, the model error learned on this link)
+    explore_margin: float = 0.1        # on each link, run the best split plan of each of the best few segments for a
+                                       # few frames when it is priced within this fraction of the choice: measurements
+                                       # then decide (the model's error differs from plan to plan); 0 = never
     profile_cache_dir: str = ""
 
 
@@ -177,6 +180,8 @@ class RobotRuntime:
         # compares a plan by what it measured once it has (see planner.choose's ``measured``)
         self.latencies: dict[str, collections.deque] = {}
         self.measured_used: dict[str, float] = {}   # measured_ms() when the candidates in force were priced
+        self.explored: set[str] = set()   # split plans run to be measured on this link (see _explore)
+        self.exploring: str | None = None   # the plan in force is such a trial
         self.planned_scale: float | None = None
         self.planned_tile_scale: float | None = None
         self.planned_edge_scale: float | None = None
@@ -467,6 +472,7 @@ class RobotRuntime:
         if not same_link:
             self.split_residuals.clear()     # what split plans miss grows with the rate: learned per link
             self.latencies.clear()
+            self.explored.clear()
         link = self.link()
         extra = self.split_extra_ms()
         measured = self.measured_ms()
@@ -493,6 +499,13 @@ class RobotRuntime:
         decision.chosen = self._priced_on_its_own(decision.chosen, link)
         decision.baselines = {k: self._priced_on_its_own(v, link) for k, v in decision.baselines.items()}
         candidates = [decision.chosen, *decision.baselines.values()]
+        def split_price(plan: Plan) -> Prediction:      # as choose() prices split plans
+            q = predict(g, plan, robot, edge, link)
+            return dataclasses.replace(q, latency_ms=q.latency_ms + extra)
+
+        trial = self._explore(decision, measured, split_price) if fixed is None else None
+        if trial is not None:
+            candidates.append(self._priced_on_its_own(trial, link))
         with self._lock:
             prev = self.plan.spec()
             self.decision = decision
@@ -511,10 +524,47 @@ class RobotRuntime:
             # choice is a prediction: a choice made on measured latency replaces it
             carry_on = (same_link and prev in self.predicted and not self._fixed_in_force
                         and decision.chosen.plan.spec() not in measured)
-            start = prev if carry_on else decision.chosen.plan.spec()
+            start = trial.plan.spec() if trial is not None else prev if carry_on else decision.chosen.plan.spec()
+            self.exploring = start if trial is not None else None
             self.plan = Plan.parse(self.guard.pick(start))
             self._fixed_in_force = False
         return decision
+
+    EXPLORE_SEGMENTS = 3     # segments (k1, k2) of the shortlist whose best plan may be tried on each link
+
+    def _explore(self, decision: Decision, measured: dict[str, float],
+                 price: Callable[[Plan], Prediction]) -> Prediction | None:
+        """A split plan to run until measured, or None. The model's error differs from plan to plan by more than
+        the gaps between the best plans (on the quarter-core bench all-offload measures 5-15 ms above its
+        prediction, splits streaming the input 20-50 ms, splits computing rows on the robot up to 100+ ms), so
+        near the top only measurements tell which is faster. Candidates: the best plan of each of the shortlist's
+        first EXPLORE_SEGMENTS segments, priced (prediction + split_extra_ms) within ``explore_margin`` of the
+        choice (its measured latency once it has one); each is tried once per link, one at a time, and the choice
+        then uses what it measured (:meth:`measured_ms`)."""
+        if self.cfg.explore_margin <= 0.0 or not decision.shortlist:
+            return None
+        if self.exploring in self.explored and self.exploring not in measured:
+            return price(Plan.parse(self.exploring))     # a re-plan before the trial was measured: carry on
+        chosen = decision.chosen.plan.spec()
+        limit = (1.0 + self.cfg.explore_margin) * measured.get(chosen, decision.chosen.latency_ms)
+        segments: list[tuple[int, int]] = []
+        for plan in decision.shortlist:            # best first
+            seg = (plan.k1, plan.k2)
+            if seg in segments:
+                continue
+            segments.append(seg)
+            if len(segments) > self.EXPLORE_SEGMENTS:
+                return None
+            spec = plan.spec()
+            if spec == chosen and spec not in measured:
+                return None                        # the choice itself is still to be measured
+            if spec in measured or spec in self.explored or spec == chosen:
+                continue
+            p = price(plan)
+            if p.latency_ms < limit:
+                self.explored.add(spec)
+                return p
+        return None
 
     def observe_latency(self, spec: str, latency_ms: float, seq: int | None = None) -> Plan | None:
         """A frame's measured latency under plan ``spec``; returns a new plan when the guard switches. Frames

@@ -27,7 +27,8 @@ from intradp_ros.vision.image_convert import ImageConversionError, image_to_arra
 
 
 # live parameters: each goes into RobotConfig and re-plans when changed
-_REPLAN_PARAMETERS = ("plan", "bandwidth_mbps", "link_latency_ms", "encodings", "bandwidth_source", "min_split_gain")
+_REPLAN_PARAMETERS = ("plan", "bandwidth_mbps", "link_latency_ms", "encodings", "bandwidth_source", "min_split_gain",
+                      "explore_margin")
 
 
 class RobotNode(Node):
@@ -48,6 +49,9 @@ class RobotNode(Node):
             encodings=declare(self, "encodings", d.encodings, "tile encodings the planner may use (raw,fp16,lz4,zstd)"),
             min_split_gain=declare(self, "min_split_gain", d.min_split_gain,
                                    "choose a split plan only if predicted this fraction faster than every baseline"),
+            explore_margin=declare(self, "explore_margin", d.explore_margin,
+                                   "once per link, measure the best split for a few frames when predicted within "
+                                   "this fraction of the chosen baseline (0 = never)"),
             profile_cache_dir=declare(self, "profile_cache_dir", d.profile_cache_dir, "'' = ~/.cache/intradp_ros", ro),
         )
         self.cfg.bandwidth_source = declare(self, "bandwidth_source", d.bandwidth_source,
@@ -219,9 +223,9 @@ class RobotNode(Node):
         for name in ("bandwidth_mbps", "link_latency_ms"):
             if name in changed and not (isinstance(changed[name], (int, float)) and changed[name] > 0):
                 return SetParametersResult(successful=False, reason=f"{name} must be a positive number")
-        if "min_split_gain" in changed and not (isinstance(changed["min_split_gain"], float)
-                                                and 0.0 <= changed["min_split_gain"] < 1.0):
-            return SetParametersResult(successful=False, reason="min_split_gain must be a float in [0, 1)")
+        for name in ("min_split_gain", "explore_margin"):
+            if name in changed and not (isinstance(changed[name], float) and 0.0 <= changed[name] < 1.0):
+                return SetParametersResult(successful=False, reason=f"{name} must be a float in [0, 1)")
         fixed = None
         if "plan" in changed:
             try:
@@ -267,6 +271,9 @@ class RobotNode(Node):
         if decision is not None:
             lines = decision.report().splitlines()
             lines[0] += f"  ({self.rt.last_replan}: {decision.considered} plans priced)"
+            if self.rt.exploring:
+                lines.append(f"  trying {self.rt.plan.describe(self.rt.m.graph)} for a few frames: predicted within "
+                             f"{self.rt.cfg.explore_margin:.0%} of the choice; its measured latency will decide")
             for line in lines:
                 self.get_logger().info(line)
         self.publish_plan()
@@ -285,8 +292,10 @@ class RobotNode(Node):
             msg.baseline_names = list(dec.baselines)
             msg.baseline_plan_specs = [p.plan.spec() for p in dec.baselines.values()]
             msg.baseline_predicted_ms = [float(p.latency_ms + extra) for p in dec.baselines.values()]
-            msg.reason = plan.describe(self.rt.m.graph) + (
-                "" if plan == dec.chosen.plan else f" (measured-latency guard; the planner chose {dec.chosen.name})")
+            why = ("" if plan == dec.chosen.plan else
+                   f" (trial, to be measured; the planner chose {dec.chosen.name})" if plan.spec() == self.rt.exploring
+                   else f" (measured-latency guard; the planner chose {dec.chosen.name})")
+            msg.reason = plan.describe(self.rt.m.graph) + why
         else:
             msg.reason = "no edge profile yet: " + plan.describe(self.rt.m.graph)
         self.plan_pub.publish(msg)
