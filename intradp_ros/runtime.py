@@ -180,7 +180,7 @@ class RobotRuntime:
         # compares a plan by what it measured once it has (see planner.choose's ``measured``)
         self.latencies: dict[str, collections.deque] = {}
         self.measured_used: dict[str, float] = {}   # measured_ms() when the candidates in force were priced
-        self.explored: set[str] = set()   # split plans run to be measured on this link (see _explore)
+        self.explored: set[str] = set()   # split plans tried on this link, to be measured (see _explore)
         self.exploring: str | None = None   # the plan in force is such a trial
         self.planned_scale: float | None = None
         self.planned_tile_scale: float | None = None
@@ -545,8 +545,20 @@ class RobotRuntime:
             return None
         if self.exploring in self.explored and self.exploring not in measured:
             return price(Plan.parse(self.exploring))     # a re-plan before the trial was measured: carry on
+        if len(self.explored) >= self.EXPLORE_SEGMENTS:
+            return None
         chosen = decision.chosen.plan.spec()
         limit = (1.0 + self.cfg.explore_margin) * measured.get(chosen, decision.chosen.latency_ms)
+        # a segment is known once any of its plans was measured or tried on this link (variants of one segment,
+        # other tiles or encodings, measure alike next to the differences between segments)
+        known = set()
+        for spec in [*self.explored, *measured, chosen]:
+            try:
+                p = Plan.parse(spec)
+            except PlanError:
+                continue
+            if p.is_split:
+                known.add((p.k1, p.k2))
         segments: list[tuple[int, int]] = []
         for plan in decision.shortlist:            # best first
             seg = (plan.k1, plan.k2)
@@ -558,7 +570,7 @@ class RobotRuntime:
             spec = plan.spec()
             if spec == chosen and spec not in measured:
                 return None                        # the choice itself is still to be measured
-            if spec in measured or spec in self.explored or spec == chosen:
+            if seg in known:
                 continue
             p = price(plan)
             if p.latency_ms < limit:

@@ -1,4 +1,5 @@
-"""Cost model and plan search: the lowest predicted per-frame latency, never above the best baseline.
+"""Cost model and plan search: the lowest per-frame latency (measured where measured, else predicted), never above
+the best baseline.
 
 :func:`predict` replays a compiled plan as the executor runs it: the robot's ops and tiles in order, each
 packet queued on the uplink (FIFO, bandwidth + per-message latency), the edge starting each tile when its
