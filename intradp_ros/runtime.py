@@ -25,7 +25,7 @@ from .engine.graph import OpGraph, capture
 from .engine.guard import PlanGuard
 from .engine.link import BandwidthEstimate
 from .engine.plan import Plan, PlanError, compile_plan
-from .engine.planner import (Decision, LinkModel, Prediction, choose, edge_compute_ms, predict,
+from .engine.planner import (Decision, LinkModel, Prediction, choose, edge_compute_ms, family, predict,
                              robot_compute_ms)
 from .engine.profiler import DeviceProfile, load_or_profile
 from .models import build_model, get_spec
@@ -176,6 +176,7 @@ class RobotRuntime:
         # model misses for split plans (extra messages through the middleware, the edge's per-chunk handling)
         self.split_residuals: collections.deque = collections.deque(maxlen=24)
         self.split_extra_used = 0.0      # split_extra_ms() when the candidates in force were priced
+        self.family_extra_used: dict[tuple, float] = {}   # the same per family of measured split plans
         # latency of recent undisturbed frames per plan text on this link, whoever chose the plan: the planner
         # compares a plan by what it measured once it has (see planner.choose's ``measured``)
         self.latencies: dict[str, collections.deque] = {}
@@ -334,8 +335,27 @@ class RobotRuntime:
         if own == (whole, tiles, edge):
             return p
         q = predict(self.m.graph, p.plan, self.robot_profile(own[0], own[1]), self.edge_profile.scaled(own[2]), link)
-        extra = self.split_extra_used if p.plan.is_split else 0.0
+        extra = self._extra_for(p.plan)
         return dataclasses.replace(q, name=p.name, latency_ms=q.latency_ms + extra)
+
+    def _extra_for(self, plan: Plan) -> float:
+        """What was added to ``plan``'s prediction when the candidates in force were priced: its family's measured
+        excess where one of its plans was measured on this link, else split_extra_ms (0 for a baseline)."""
+        return self.family_extra_used.get(family(plan), self.split_extra_used) if plan.is_split else 0.0
+
+    def _family_extra(self, measured: dict[str, float], robot: DeviceProfile, edge: DeviceProfile,
+                      link: LinkModel) -> dict[tuple, float]:
+        """Per family of split plans (planner.family) with measured plans: median measured - predicted."""
+        out: dict[tuple, list[float]] = {}
+        for spec, ms in measured.items():
+            try:
+                plan = Plan.parse(spec)
+                if not plan.is_split or plan.model != self.m.spec.name:
+                    continue
+                out.setdefault(family(plan), []).append(ms - predict(self.m.graph, plan, robot, edge, link).latency_ms)
+            except PlanError:
+                continue
+        return {k: float(np.median(v)) for k, v in out.items()}
 
     def compute_drifted(self, rel_change: float = 0.2) -> bool:
         """True when the measured robot or edge compute scale moved enough from the planned one to re-plan."""
@@ -476,15 +496,16 @@ class RobotRuntime:
         link = self.link()
         extra = self.split_extra_ms()
         measured = self.measured_ms()
+        fam = self._family_extra(measured, robot, edge, link)
         if fixed is not None:
             decision = choose(g, name, robot, edge, link, encs, search=False)
             decision.chosen = predict(g, fixed, robot, edge, link)
             if fixed.is_split:
-                decision.chosen.latency_ms += extra
+                decision.chosen.latency_ms += fam.get(family(fixed), extra)
             self.last_replan = "baselines"
         elif self._needs_search(encs, robot, edge):
             decision = choose(g, name, robot, edge, link, encs, min_split_gain=self.cfg.min_split_gain,
-                              split_extra_ms=extra, measured=measured)
+                              split_extra_ms=extra, measured=measured, family_extra_ms=fam)
             self._searched = {"encodings": encs, "min_split_gain": self.cfg.min_split_gain,
                               "link_latency_ms": self.cfg.link_latency_ms, "mbps": self.planned_mbps,
                               "robot": robot.scale, "tiles": robot.tile_scale, "edge": edge.scale,
@@ -492,16 +513,17 @@ class RobotRuntime:
             self.last_replan = "search"
         else:
             decision = choose(g, name, robot, edge, link, encs, min_split_gain=self.cfg.min_split_gain,
-                              shortlist=self._auto.shortlist, split_extra_ms=extra, measured=measured)
+                              shortlist=self._auto.shortlist, split_extra_ms=extra, measured=measured,
+                              family_extra_ms=fam)
             self.last_replan = "re-price"
         self._priced_with.clear()
-        self.split_extra_used, self.measured_used = extra, measured
+        self.split_extra_used, self.measured_used, self.family_extra_used = extra, measured, fam
         decision.chosen = self._priced_on_its_own(decision.chosen, link)
         decision.baselines = {k: self._priced_on_its_own(v, link) for k, v in decision.baselines.items()}
         candidates = [decision.chosen, *decision.baselines.values()]
         def split_price(plan: Plan) -> Prediction:      # as choose() prices split plans
             q = predict(g, plan, robot, edge, link)
-            return dataclasses.replace(q, latency_ms=q.latency_ms + extra)
+            return dataclasses.replace(q, latency_ms=q.latency_ms + fam.get(family(plan), extra))
 
         trial = self._explore(decision, measured, split_price) if fixed is None else None
         if trial is not None:
@@ -589,7 +611,7 @@ class RobotRuntime:
                     self.latencies.clear()
                 self.latencies.setdefault(spec, collections.deque(maxlen=10)).append(latency_ms)
             if predicted is not None and Plan.parse(spec).is_split:
-                self.split_residuals.append(latency_ms - (predicted - self.split_extra_used))
+                self.split_residuals.append(latency_ms - (predicted - self._extra_for(Plan.parse(spec))))
             if self.cfg.plan != "auto":
                 return None       # a plan the user fixed is run as given (the guard's candidates may be stale)
             if undisturbed:

@@ -6,7 +6,7 @@ import torch
 
 from intradp_ros.engine.graph import capture
 from intradp_ros.engine.plan import CompiledPlan, Plan, PlanError
-from intradp_ros.engine.planner import LinkModel, choose, predict, split_points
+from intradp_ros.engine.planner import LinkModel, choose, family, predict, split_points
 from intradp_ros.engine.profiler import DeviceProfile, load_or_profile, profile_graph
 from intradp_ros.models import build_model
 
@@ -163,6 +163,24 @@ def test_a_measured_plan_is_compared_by_what_it_measured(graph, bw):
     local = free.baselines["local"].plan
     d = choose(graph, "resnet18", robot, edge, LinkModel(bw), measured={local.spec(): 1.0})
     assert d.chosen.plan == local
+
+
+@pytest.mark.parametrize("bw", [25, 100])
+def test_a_measured_family_prices_its_unmeasured_variants(graph, bw):
+    """Plans of a family with measured excess are priced with it, other split plans with the class-wide extra."""
+    robot, edge = _synthetic(graph, 16.0), _synthetic(graph, 4.0)
+    free = choose(graph, "resnet18", robot, edge, LinkModel(bw))
+    split = free.chosen.plan
+    assert split.is_split
+    best = min(p.latency_ms for p in free.baselines.values())
+    big = best                                         # class-wide: every split loses ...
+    d = choose(graph, "resnet18", robot, edge, LinkModel(bw), split_extra_ms=big)
+    assert not d.chosen.plan.is_split
+    d = choose(graph, "resnet18", robot, edge, LinkModel(bw), split_extra_ms=big,
+               family_extra_ms={family(split): 0.0})   # ... but this family measured as predicted
+    assert d.chosen.plan.is_split and family(d.chosen.plan) == family(split)
+    others = [p for p in d.shortlist if family(p) != family(split)]
+    assert others and all(predict(graph, p, robot, edge, LinkModel(bw)).latency_ms + big >= best for p in others)
 
 
 def test_tiny_bandwidth_keeps_everything_local(graph):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from intradp_ros.engine.plan import Plan
-from intradp_ros.engine.planner import split_points
+from intradp_ros.engine.planner import Decision, Prediction, family, split_points
 from intradp_ros.engine.rows import Segment
 from intradp_ros.runtime import AggregatorRuntime, EdgeRuntime, ModelConfig, RobotConfig, RobotRuntime
 from intradp_ros.vision.samples import load_sample
@@ -338,7 +338,8 @@ def test_a_plan_is_chosen_by_what_it_measured_not_by_its_prediction(sides):
     robot.replan()
     assert robot.last_replan == "re-price"
     assert robot.decision.chosen.plan == split.plan and robot.plan == split.plan
-    assert robot.decision.chosen.latency_ms > base.latency_ms     # the reported prediction stays the model's
+    # its family (segment, robot rows or not) is priced by what it measured, not by the class-wide split extra
+    assert robot.family_extra_used[family(split.plan)] < 0.0 < robot.split_extra_used
     assert not robot.own_drifted()
     for seq in range(10):                      # now it measures slower than the baseline's prediction: replaced
         robot.observe_latency(spec, 1.5 * base.latency_ms + off, 32_000 + seq)
@@ -398,6 +399,39 @@ def test_a_split_predicted_near_the_chosen_baseline_is_tried_once_per_link(sides
     robot.replan()                                  # chosen; in force, unless another segment's best is tried next
     assert robot.decision.chosen.plan == trial and robot.plan.spec() in (trial.spec(), robot.exploring)
     assert robot.exploring != trial.spec()
+    robot.cfg.explore_margin = RobotConfig.explore_margin
+
+
+def test_exploration_tries_each_segment_once_and_a_few_per_link(sides):
+    """Trials: the best plan of each top segment priced within the margin, one at a time (a trial carries on until
+    measured), never a variant of a segment already measured or tried, at most EXPLORE_SEGMENTS per link."""
+    robot = sides[0]
+    robot.explored.clear()
+    robot.exploring, robot.cfg.explore_margin = None, 0.1
+    g = robot.m.graph
+    seg = lambda k2, tiles=8, enc="raw": Plan("yolov3_tiny", 416, 416, 0, k2, 0, 1, tiles, enc)  # noqa: E731
+    shortlist = [seg(10), seg(10, 4), seg(18), seg(1, 8, "lz4"), seg(1), seg(27), seg(35)]
+    offload = Plan.offload(g, "yolov3_tiny")
+    pred = lambda plan, ms: Prediction(plan, plan.spec(), ms, 0.0, 0.0, 0.0, 0.0)  # noqa: E731
+    decision = Decision(pred(offload, 100.0), {}, 0, pred(shortlist[0], 105.0), shortlist)
+    prices = {seg(18).spec(): 120.0}                   # beyond the margin: never tried
+    price = lambda plan: pred(plan, prices.get(plan.spec(), 105.0))  # noqa: E731
+    measured: dict[str, float] = {}
+    tried = []
+    while (trial := robot._explore(decision, measured, price)) is not None:
+        spec = trial.plan.spec()
+        robot.exploring = spec
+        assert robot._explore(decision, measured, price).plan.spec() == spec    # carries on until measured
+        measured[spec] = 130.0
+        tried.append(trial.plan)
+        assert len(tried) <= robot.EXPLORE_SEGMENTS
+    assert [(p.k1, p.k2) for p in tried] == [(0, 10), (0, 1)]   # top 3 segments: (0,18) priced out of the margin
+    assert tried[1] == seg(1, 8, "lz4")                        # its best plan, first in the shortlist
+    robot.explored.clear()
+    robot.exploring = None
+    assert robot._explore(decision, measured, price) is None       # measured segments are known ...
+    robot.cfg.explore_margin = 0.0
+    assert robot._explore(decision, {}, price) is None             # ... and margin 0 never explores
     robot.cfg.explore_margin = RobotConfig.explore_margin
 
 

@@ -19,7 +19,7 @@ from .plan import CompiledPlan, Plan, PlanError, TileWork, compile_plan
 from .profiler import DeviceProfile
 from .rows import Segment
 
-__all__ = ["LinkModel", "Prediction", "Decision", "predict", "choose", "split_points", "robot_compute_ms",
+__all__ = ["LinkModel", "Prediction", "Decision", "predict", "choose", "family", "split_points", "robot_compute_ms",
            "edge_compute_ms"]
 
 
@@ -227,7 +227,8 @@ def _tile_options(grid_rows: int) -> list[tuple[int, int]]:
 def choose(graph: OpGraph, model: str, robot: DeviceProfile, edge: DeviceProfile, link: LinkModel,
            encodings: Iterable[str] = ("raw",), max_pairs: int = 12, max_refine: int = 8,
            search: bool = True, min_split_gain: float = 0.0, shortlist: Sequence[Plan] | None = None,
-           keep: int = 16, split_extra_ms: float = 0.0, measured: Mapping[str, float] | None = None) -> Decision:
+           keep: int = 16, split_extra_ms: float = 0.0, measured: Mapping[str, float] | None = None,
+           family_extra_ms: Mapping[tuple, float] | None = None) -> Decision:
     """Search plans; returns the chosen plan and the baselines' predictions.
 
     Never returns a plan predicted slower than the best baseline: the baselines are candidates too. A split plan
@@ -245,8 +246,12 @@ def choose(graph: OpGraph, model: str, robot: DeviceProfile, edge: DeviceProfile
     quarter-core bench, all-offload by 5), so a split that measured faster than all-offload must not lose to
     all-offload's prediction. Measured split plans are candidates even when the search would not reach them. The
     returned predictions stay the model's (they are what the measurement is checked against).
+    ``family_extra_ms``: :func:`family` -> what that family's measured plans measured beyond their predictions;
+    used for its plans instead of ``split_extra_ms`` (other tile counts or encodings of a measured segment err
+    alike, so they must not look better than it by prediction alone).
     """
     measured = dict(measured or {})
+    family_extra_ms = dict(family_extra_ms or {})
     encodings = list(encodings)
     n = len(graph.ops)
     cache: dict[str, Prediction] = {}
@@ -286,14 +291,19 @@ def choose(graph: OpGraph, model: str, robot: DeviceProfile, edge: DeviceProfile
             continue
         if plan.is_split and plan.model == model and (plan.height, plan.width) == tuple(graph.input_shape[2:]):
             pred(plan)
-    splits = [p for p in cache.values() if p.plan.is_split]
-    if split_extra_ms:
-        splits = [dataclasses.replace(p, latency_ms=p.latency_ms + split_extra_ms) for p in splits]
+    splits = [dataclasses.replace(p, latency_ms=p.latency_ms + family_extra_ms.get(family(p.plan), split_extra_ms))
+              for p in cache.values() if p.plan.is_split]
     splits.sort(key=price)
     best_split = splits[0] if splits else None
     if best_split is not None and price(best_split) < (1.0 - min_split_gain) * price(best):
         best = best_split
     return Decision(best, baselines, len(cache), best_split, _shortlist(splits, keep))
+
+
+def family(plan: Plan) -> tuple[int, int, bool]:
+    """Split plans whose predictions err alike: one segment, with or without robot rows (the robot's tiles run on
+    its own, maybe capped, CPU while it sends; streaming plans only send)."""
+    return plan.k1, plan.k2, plan.split > 0
 
 
 def _shortlist(splits: list[Prediction], keep: int) -> list[Plan]:
