@@ -271,7 +271,7 @@ class RobotNode(Node):
         if decision is not None:
             lines = decision.report().splitlines()
             lines[0] += f"  ({self.rt.last_replan}: {decision.considered} plans priced)"
-            if self.rt.exploring:
+            if self.rt.exploring and self.rt.plan.spec() == self.rt.exploring:
                 lines.append(f"  trying {self.rt.plan.describe(self.rt.m.graph)} for a few frames: predicted within "
                              f"{self.rt.cfg.explore_margin:.0%} of the choice; its measured latency will decide")
             for line in lines:
