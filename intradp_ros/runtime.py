@@ -370,7 +370,9 @@ class RobotRuntime:
         measured): added to every split plan's prediction, so the planner compares a split with the baselines as it
         will measure. Frame overhead and compute are calibrated separately, so this is what remains: on the
         quarter-core bench, +17..37 ms for plans streaming the input in 4-8 chunks."""
-        return float(np.median(self.split_residuals)) if len(self.split_residuals) >= 5 else 0.0
+        # never below 0: a plan not yet measured is not trusted to beat its own prediction (its family's measured
+        # excess, which may be negative, prices it once one of the family ran: see _family_extra)
+        return max(float(np.median(self.split_residuals)), 0.0) if len(self.split_residuals) >= 5 else 0.0
 
     def measured_ms(self, min_frames: int = 5) -> dict[str, float]:
         """Plan text -> median latency of its recent undisturbed frames on this link, less frame_ms (so in the
@@ -585,6 +587,11 @@ class RobotRuntime:
         for plan in decision.shortlist:            # best first
             seg = (plan.k1, plan.k2)
             if seg in segments:
+                continue
+            try:
+                if not compile_plan(self.m.graph, plan).edge_work:
+                    continue      # the robot computes every row: a layer-wise cut in tiles, which baselines cover
+            except PlanError:
                 continue
             segments.append(seg)
             if len(segments) > self.EXPLORE_SEGMENTS:
