@@ -26,7 +26,7 @@ from .engine.guard import PlanGuard
 from .engine.link import BandwidthEstimate
 from .engine.plan import Plan, PlanError, compile_plan
 from .engine.planner import (Decision, LinkModel, Prediction, choose, edge_compute_ms, family, predict,
-                             robot_compute_ms)
+                             robot_compute_ms, with_split_extra)
 from .engine.profiler import DeviceProfile, load_or_profile
 from .models import build_model, get_spec
 from .tasks import Task, make_task
@@ -347,14 +347,12 @@ class RobotRuntime:
                       link: LinkModel) -> dict[tuple, float]:
         """Per family of split plans (planner.family) with measured plans: median measured - predicted."""
         out: dict[tuple, list[float]] = {}
-        for spec, ms in measured.items():
+        for plan in self._split_plans(measured):
             try:
-                plan = Plan.parse(spec)
-                if not plan.is_split or plan.model != self.m.spec.name:
-                    continue
-                out.setdefault(family(plan), []).append(ms - predict(self.m.graph, plan, robot, edge, link).latency_ms)
+                q = predict(self.m.graph, plan, robot, edge, link).latency_ms
             except PlanError:
                 continue
+            out.setdefault(family(plan), []).append(measured[plan.spec()] - q)
         return {k: float(np.median(v)) for k, v in out.items()}
 
     def compute_drifted(self, rel_change: float = 0.2) -> bool:
@@ -374,28 +372,51 @@ class RobotRuntime:
         # excess, which may be negative, prices it once one of the family ran: see _family_extra)
         return max(float(np.median(self.split_residuals)), 0.0) if len(self.split_residuals) >= 5 else 0.0
 
-    def measured_ms(self, min_frames: int = 5) -> dict[str, float]:
-        """Plan text -> median latency of its recent undisturbed frames on this link, less frame_ms (so in the
-        planner's terms), for plans with ``min_frames`` or more."""
-        off = self.frame_ms()
-        return {spec: float(np.median(d)) - off for spec, d in self.latencies.items() if len(d) >= min_frames}
+    MEASURED_MIN_FRAMES = 5
 
-    def own_drifted(self, rel_change: float = 0.15) -> bool:
-        """True when the plan in force's own measured compute, its measured latency (first measured, or moved by
-        10 %), or the learned split_extra_ms (by 10 ms) moved enough from what priced the candidates to re-price
-        them (cheap: see :meth:`_needs_search`)."""
-        if abs(self.split_extra_ms() - self.split_extra_used) > 10.0:
-            return True                       # split plans are priced with a stale split_extra_ms
+    def _measured_one(self, spec: str) -> float | None:
+        d = self.latencies.get(spec)
+        return float(np.median(d)) - self.frame_ms() if d is not None and len(d) >= self.MEASURED_MIN_FRAMES else None
+
+    def measured_ms(self) -> dict[str, float]:
+        """Plan text -> median latency of its recent undisturbed frames on this link, less frame_ms (so in the
+        planner's terms), for plans with MEASURED_MIN_FRAMES or more."""
+        return {spec: ms for spec in self.latencies if (ms := self._measured_one(spec)) is not None}
+
+    def _split_plans(self, specs) -> list[Plan]:
+        """The split plans of this model among plan texts (measured ones may come from any message: bad ones
+        are skipped)."""
+        out = []
+        for spec in specs:
+            try:
+                plan = Plan.parse(spec)
+            except PlanError:
+                continue
+            if plan.is_split and plan.model == self.m.spec.name:
+                out.append(plan)
+        return out
+
+    def own_drifted(self, rel_change: float = 0.15) -> str:
+        """Why the candidates should be re-priced (cheap: see :meth:`_needs_search`), or "": the plan in force's
+        own measured compute moved ``rel_change`` from what priced it, or its measured latency (first measured, or
+        moved by 10 %), or the learned split_extra_ms (by 10 ms). Runs every frame: looks at the plan in force only."""
+        extra = self.split_extra_ms()
+        if abs(extra - self.split_extra_used) > 10.0:
+            return f"split plans measure {extra:.1f} ms beyond their predictions (priced with " \
+                   f"{self.split_extra_used:.1f})"
         spec = self.plan.spec()
-        now, used = self.measured_ms().get(spec), self.measured_used.get(spec)
+        now, used = self._measured_one(spec), self.measured_used.get(spec)
         if self.cfg.plan == "auto" and now is not None and (used is None or abs(now - used) > 0.1 * max(used, 1.0)):
-            return True                       # the plan in force measured what its prediction did not say
+            return f"the plan in force measures {now:.1f} ms (priced with " \
+                   f"{'its prediction' if used is None else f'{used:.1f}'})"
         priced = self._priced_with.get(spec)
         if priced is None:
-            return False
-        now = (self.own_scale("whole", spec, priced[0]), self.own_scale("tiles", spec, priced[1]),
-               self.own_scale("edge", spec, priced[2]))
-        return any(abs(a - b) > rel_change * b for a, b in zip(now, priced))
+            return ""
+        scales = (self.own_scale("whole", spec, priced[0]), self.own_scale("tiles", spec, priced[1]),
+                  self.own_scale("edge", spec, priced[2]))
+        if any(abs(a - b) > rel_change * b for a, b in zip(scales, priced)):
+            return f"the plan in force measures >{rel_change:.0%} off the compute that priced it"
+        return ""
 
     def frame_ms(self) -> float:
         """Measured per-frame time no plan changes (median of recent frames; 0 until 3 are measured): camera
@@ -503,7 +524,7 @@ class RobotRuntime:
             decision = choose(g, name, robot, edge, link, encs, search=False)
             decision.chosen = predict(g, fixed, robot, edge, link)
             if fixed.is_split:
-                decision.chosen.latency_ms += fam.get(family(fixed), extra)
+                decision.chosen = with_split_extra(decision.chosen, extra, fam)
             self.last_replan = "baselines"
         elif self._needs_search(encs, robot, edge):
             decision = choose(g, name, robot, edge, link, encs, min_split_gain=self.cfg.min_split_gain,
@@ -523,11 +544,8 @@ class RobotRuntime:
         decision.chosen = self._priced_on_its_own(decision.chosen, link)
         decision.baselines = {k: self._priced_on_its_own(v, link) for k, v in decision.baselines.items()}
         candidates = [decision.chosen, *decision.baselines.values()]
-        def split_price(plan: Plan) -> Prediction:      # as choose() prices split plans
-            q = predict(g, plan, robot, edge, link)
-            return dataclasses.replace(q, latency_ms=q.latency_ms + fam.get(family(plan), extra))
-
-        trial = self._explore(decision, measured, split_price) if fixed is None else None
+        trial = self._explore(decision, measured, lambda plan: with_split_extra(
+            predict(g, plan, robot, edge, link), extra, fam)) if fixed is None else None
         if trial is not None:
             candidates.append(self._priced_on_its_own(trial, link))
         with self._lock:
@@ -575,14 +593,7 @@ class RobotRuntime:
         limit = (1.0 + self.cfg.explore_margin) * measured.get(chosen, decision.chosen.latency_ms)
         # a segment is known once any of its plans was measured or tried on this link (variants of one segment,
         # other tiles or encodings, measure alike next to the differences between segments)
-        known = set()
-        for spec in [*self.explored, *measured, chosen]:
-            try:
-                p = Plan.parse(spec)
-            except PlanError:
-                continue
-            if p.is_split:
-                known.add((p.k1, p.k2))
+        known = {(p.k1, p.k2) for p in self._split_plans([*self.explored, *measured, chosen])}
         segments: list[tuple[int, int]] = []
         for plan in decision.shortlist:            # best first
             seg = (plan.k1, plan.k2)
@@ -617,8 +628,9 @@ class RobotRuntime:
                 if spec not in self.latencies and len(self.latencies) >= 256:
                     self.latencies.clear()
                 self.latencies.setdefault(spec, collections.deque(maxlen=10)).append(latency_ms)
-            if predicted is not None and Plan.parse(spec).is_split:
-                self.split_residuals.append(latency_ms - (predicted - self._extra_for(Plan.parse(spec))))
+            plan = Plan.parse(spec) if predicted is not None else None
+            if plan is not None and plan.is_split:
+                self.split_residuals.append(latency_ms - (predicted - self._extra_for(plan)))
             if self.cfg.plan != "auto":
                 return None       # a plan the user fixed is run as given (the guard's candidates may be stale)
             if undisturbed:

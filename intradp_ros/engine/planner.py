@@ -19,8 +19,8 @@ from .plan import CompiledPlan, Plan, PlanError, TileWork, compile_plan
 from .profiler import DeviceProfile
 from .rows import Segment
 
-__all__ = ["LinkModel", "Prediction", "Decision", "predict", "choose", "family", "split_points", "robot_compute_ms",
-           "edge_compute_ms"]
+__all__ = ["LinkModel", "Prediction", "Decision", "predict", "choose", "family", "with_split_extra", "split_points",
+           "robot_compute_ms", "edge_compute_ms"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,8 +250,7 @@ def choose(graph: OpGraph, model: str, robot: DeviceProfile, edge: DeviceProfile
     used for its plans instead of ``split_extra_ms`` (other tile counts or encodings of a measured segment err
     alike, so they must not look better than it by prediction alone).
     """
-    measured = dict(measured or {})
-    family_extra_ms = dict(family_extra_ms or {})
+    measured = measured or {}
     encodings = list(encodings)
     n = len(graph.ops)
     cache: dict[str, Prediction] = {}
@@ -291,8 +290,7 @@ def choose(graph: OpGraph, model: str, robot: DeviceProfile, edge: DeviceProfile
             continue
         if plan.is_split and plan.model == model and (plan.height, plan.width) == tuple(graph.input_shape[2:]):
             pred(plan)
-    splits = [dataclasses.replace(p, latency_ms=p.latency_ms + family_extra_ms.get(family(p.plan), split_extra_ms))
-              for p in cache.values() if p.plan.is_split]
+    splits = [with_split_extra(p, split_extra_ms, family_extra_ms) for p in cache.values() if p.plan.is_split]
     splits.sort(key=price)
     best_split = splits[0] if splits else None
     if best_split is not None and price(best_split) < (1.0 - min_split_gain) * price(best):
@@ -304,6 +302,12 @@ def family(plan: Plan) -> tuple[int, int, bool]:
     """Split plans whose predictions err alike: one segment, with or without robot rows (the robot's tiles run on
     its own, maybe capped, CPU while it sends; streaming plans only send)."""
     return plan.k1, plan.k2, plan.split > 0
+
+
+def with_split_extra(p: Prediction, split_extra_ms: float, family_extra_ms: Mapping[tuple, float] | None) -> Prediction:
+    """A split plan's prediction as :func:`choose` compares it: plus its family's measured excess where known, else
+    plus ``split_extra_ms``."""
+    return dataclasses.replace(p, latency_ms=p.latency_ms + (family_extra_ms or {}).get(family(p.plan), split_extra_ms))
 
 
 def _shortlist(splits: list[Prediction], keep: int) -> list[Plan]:

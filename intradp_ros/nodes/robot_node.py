@@ -340,15 +340,8 @@ class RobotNode(Node):
                                            f"{self.rt.planned_scale:.2f}x / {self.rt.planned_edge_scale:.2f}x): "
                                            f"re-planning")
                     self._replan_soon()
-                elif self.rt.own_drifted():
-                    spec = self.rt.plan.spec()
-                    now, used = self.rt.measured_ms().get(spec), self.rt.measured_used.get(spec)
-                    self.get_logger().info(
-                        f"the plan in force measures >15% off the compute that priced it, or "
-                        f"{'nan' if now is None else f'{now:.1f}'} ms end to end (priced with "
-                        f"{'its prediction' if used is None else f'{used:.1f}'}), or split plans measure "
-                        f"{self.rt.split_extra_ms():.1f} ms beyond their predictions (priced with "
-                        f"{self.rt.split_extra_used:.1f}): re-pricing")
+                elif why := self.rt.own_drifted():
+                    self.get_logger().info(f"{why}: re-pricing")
                     self._replan_soon()
             except Exception as e:  # noqa: BLE001 - one bad frame must not stop the robot
                 self.counters.inc("frame_errors")
