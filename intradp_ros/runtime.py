@@ -373,14 +373,24 @@ class RobotRuntime:
         return max(float(np.median(self.split_residuals)), 0.0) if len(self.split_residuals) >= 5 else 0.0
 
     MEASURED_MIN_FRAMES = 5
+    TRIAL_MIN_FRAMES = 3     # a trial whose every frame is slower than a plan measured in full is done this early
 
     def _measured_one(self, spec: str) -> float | None:
         d = self.latencies.get(spec)
-        return float(np.median(d)) - self.frame_ms() if d is not None and len(d) >= self.MEASURED_MIN_FRAMES else None
+        if d is None or len(d) < self.TRIAL_MIN_FRAMES:
+            return None
+        if len(d) < self.MEASURED_MIN_FRAMES:
+            # most trials lose: one whose every frame is slower than the median of a plan measured in full has
+            # lost (a plan as fast as that one does so 1 time in 8), so it stops early instead of running on
+            full = [float(np.median(v)) for k, v in self.latencies.items()
+                    if k != spec and len(v) >= self.MEASURED_MIN_FRAMES]
+            if spec not in self.explored or not full or min(d) <= min(full):
+                return None
+        return float(np.median(d)) - self.frame_ms()
 
     def measured_ms(self) -> dict[str, float]:
         """Plan text -> median latency of its recent undisturbed frames on this link, less frame_ms (so in the
-        planner's terms), for plans with MEASURED_MIN_FRAMES or more."""
+        planner's terms), for plans with MEASURED_MIN_FRAMES or more (TRIAL_MIN_FRAMES for a trial that lost)."""
         return {spec: ms for spec in self.latencies if (ms := self._measured_one(spec)) is not None}
 
     def _split_plans(self, specs) -> list[Plan]:
@@ -417,6 +427,16 @@ class RobotRuntime:
         if any(abs(a - b) > rel_change * b for a, b in zip(scales, priced)):
             return f"the plan in force measures >{rel_change:.0%} off the compute that priced it"
         return ""
+
+    def settled(self) -> bool:
+        """True when the plan in force is what the robot will keep running on this link: a plan the user fixed, or
+        plan auto's choice once priced by its own measured latency, with no trial running. Until then frames are
+        the planner measuring its candidates (a benchmark or a monitor can wait for this: PlanStatus.settled)."""
+        with self._lock:
+            if self.cfg.plan != "auto":
+                return True
+            spec = self.plan.spec()
+            return self.decision is not None and spec != self.exploring and spec in self.measured_used
 
     def frame_ms(self) -> float:
         """Measured per-frame time no plan changes (median of recent frames; 0 until 3 are measured): camera
@@ -580,9 +600,10 @@ class RobotRuntime:
         the gaps between the best plans (on the quarter-core bench all-offload measures 5-15 ms above its
         prediction, splits streaming the input 20-50 ms, splits computing rows on the robot up to 100+ ms), so
         near the top only measurements tell which is faster. Candidates: the best plan of each of the shortlist's
-        first EXPLORE_SEGMENTS segments, priced (prediction + split_extra_ms) within ``explore_margin`` of the
-        choice (its measured latency once it has one); each is tried once per link, one at a time, and the choice
-        then uses what it measured (:meth:`measured_ms`)."""
+        first EXPLORE_SEGMENTS segments where the edge computes some rows, worth ``explore_margin`` of the choice's
+        latency or more, priced (prediction + split_extra_ms) within ``explore_margin`` of the choice (its measured
+        latency once it has one); each is tried once per link, one at a time, and the choice then uses what it
+        measured (:meth:`measured_ms`; a trial that clearly loses is measured in TRIAL_MIN_FRAMES)."""
         if self.cfg.explore_margin <= 0.0 or not decision.shortlist:
             return None
         if self.exploring in self.explored and self.exploring not in measured:
@@ -590,30 +611,35 @@ class RobotRuntime:
         if len(self.explored) >= self.EXPLORE_SEGMENTS:
             return None
         chosen = decision.chosen.plan.spec()
-        limit = (1.0 + self.cfg.explore_margin) * measured.get(chosen, decision.chosen.latency_ms)
+        reference = measured.get(chosen, decision.chosen.latency_ms)
+        limit = (1.0 + self.cfg.explore_margin) * reference
         # a segment is known once any of its plans was measured or tried on this link (variants of one segment,
         # other tiles or encodings, measure alike next to the differences between segments)
         known = {(p.k1, p.k2) for p in self._split_plans([*self.explored, *measured, chosen])}
-        segments: list[tuple[int, int]] = []
+        seen: set[tuple[int, int]] = set()
+        segments = 0
         for plan in decision.shortlist:            # best first
             seg = (plan.k1, plan.k2)
-            if seg in segments:
+            if seg in seen:
                 continue
+            seen.add(seg)
             try:
                 if not compile_plan(self.m.graph, plan).edge_work:
                     continue      # the robot computes every row: a layer-wise cut in tiles, which baselines cover
             except PlanError:
                 continue
-            segments.append(seg)
-            if len(segments) > self.EXPLORE_SEGMENTS:
-                return None
             spec = plan.spec()
             if spec == chosen and spec not in measured:
                 return None                        # the choice itself is still to be measured
-            if seg in known:
+            p = None if seg in known else price(plan)
+            if p is not None and p.edge_ms < self.cfg.explore_margin * reference:
+                # the edge's share of such a frame is worth less than the margin: the rest is the choice's own
+                # work, so what a trial could reveal is too small to pay for its frames
                 continue
-            p = price(plan)
-            if p.latency_ms < limit:
+            segments += 1
+            if segments > self.EXPLORE_SEGMENTS:
+                return None
+            if p is not None and p.latency_ms < limit:
                 self.explored.add(spec)
                 return p
         return None

@@ -52,12 +52,20 @@ def test_csv_has_every_frame(quick_run):
         reader = csv.DictReader(f)
         assert reader.fieldnames == CSV_COLUMNS
         rows = list(reader)
-    per_cell = cfg["warmup"] + cfg["frames"]
-    assert len(rows) == len(cfg["bandwidths_mbps"]) * len(STRATEGIES) * per_cell
     for bw in cfg["bandwidths_mbps"]:
         for st in STRATEGIES:
             cell = [r for r in rows if float(r["bandwidth_mbps"]) == bw and r["strategy"] == st]
-            assert [r["phase"] for r in cell] == ["warmup"] * cfg["warmup"] + ["measure"] * cfg["frames"]
+            settle = [r for r in cell if r["phase"] == "settle"]
+            assert [r["phase"] for r in cell] == (["warmup"] * cfg["warmup"] + ["settle"] * len(settle)
+                                                  + ["measure"] * cfg["frames"])
+            # settle frames run while robot_node's PlanStatus says its plan is not settled, and stop when it is
+            # (or at settle_max); a fixed plan is settled at once
+            assert len(settle) <= cfg["settle_max"]
+            assert all(r["plan_settled"] == "0" for r in settle)
+            if st != "intra-dp":
+                assert not settle and all(r["plan_settled"] == "1" for r in cell)
+            elif len(settle) < cfg["settle_max"]:
+                assert cell[cfg["warmup"] + len(settle)]["plan_settled"] == "1"
             for r in cell:
                 assert r["ok"] == "1", r
                 assert r["model"] == cfg["model"]

@@ -357,11 +357,20 @@ def test_a_split_priced_near_the_choice_is_tried_once_per_link(sides):
     every row: that is a cut in tiles), then its measurement decides; once per link; never with margin 0."""
     robot, edge, _ = sides
     robot.cfg.plan, robot.cfg.bandwidth_source, robot.cfg.explore_margin = "auto", "parameter", 0.1
-    robot.set_edge_profile(edge.profile)
+    robot.set_edge_profile(edge.profile.scaled(0.25))      # an edge 4x the robot's speed, as on the bench
     g = robot.m.graph
+
+    def replan_new_link(seq0: int):
+        robot.replan()
+        spec = robot.plan.spec()
+        if robot.exploring is None and spec not in robot.measured_ms():
+            for seq in range(5):              # trials wait until the choice was measured: as predicted
+                robot.observe_latency(spec, robot.predicted_ms(spec), seq0 + seq)
+            robot.replan()
+
     for mbps in (10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 640.0):
         robot.cfg.bandwidth_mbps = mbps
-        robot.replan()
+        replan_new_link(39_000)
         if robot.exploring is not None:
             break
     else:
@@ -369,6 +378,7 @@ def test_a_split_priced_near_the_choice_is_tried_once_per_link(sides):
     d, off = robot.decision, robot.frame_ms()
     trial = Plan.parse(robot.exploring)
     assert robot.plan == trial != d.chosen.plan and trial.spec() in robot.predicted
+    assert not robot.settled()                              # a trial runs: not what the robot will keep running
     assert compile_plan(g, trial).edge_work                 # the edge computes some of its rows
     robot.replan()                                          # before it is measured, a re-plan carries it on
     assert robot.plan == trial
@@ -381,7 +391,7 @@ def test_a_split_priced_near_the_choice_is_tried_once_per_link(sides):
     robot.replan()                                          # another link, margin 0: no trial
     assert robot.exploring is None and robot.plan == robot.decision.chosen.plan
     robot.cfg.bandwidth_mbps, robot.cfg.explore_margin = mbps, 0.1
-    robot.replan()                                          # back on the first link's rate: a new link, tried
+    replan_new_link(39_100)                                 # back on the first link's rate: a new link, tried
     if robot.exploring is None:
         pytest.skip("no trial on the new link")
     trial = Plan.parse(robot.exploring)
@@ -391,6 +401,59 @@ def test_a_split_priced_near_the_choice_is_tried_once_per_link(sides):
     chosen = robot.decision.chosen.plan
     assert family(chosen) == family(trial) and robot.plan.spec() in (chosen.spec(), robot.exploring)
     robot.cfg.explore_margin = RobotConfig.explore_margin
+
+
+def test_a_trial_that_clearly_loses_is_measured_in_fewer_frames(sides):
+    """A trial whose every frame is slower than the median of a plan measured in full counts as measured after
+    TRIAL_MIN_FRAMES frames (and the plan in force asks for a re-price); one with a frame that fast, or a plan that
+    is not a trial, needs MEASURED_MIN_FRAMES."""
+    robot = sides[0]
+    g = robot.m.graph
+    robot.latencies.clear()
+    robot.explored.clear()
+    off = robot.frame_ms()
+    full, trial, other, close = (Plan.offload(g, "yolov3_tiny").spec(), *(
+        Plan("yolov3_tiny", 416, 416, 0, k2, 0, 1, 4).spec() for k2 in (10, 18, 27)))
+    robot.explored.update({trial, close})
+    for seq, (spec, ms) in enumerate([(full, 100.0)] * 5 + [(trial, 120.0), (trial, 125.0), (trial, 130.0),
+                                      (other, 120.0), (other, 125.0), (other, 130.0),
+                                      (close, 99.0), (close, 125.0), (close, 130.0)]):
+        robot.observe_latency(spec, ms + off, 60_000 + seq)
+    m = robot.measured_ms()
+    assert m[full] == pytest.approx(100.0) and m[trial] == pytest.approx(125.0)
+    assert other not in m and close not in m       # not a trial; a trial with a frame as fast as the best
+    robot.plan = Plan.parse(trial)
+    robot.measured_used = {}
+    assert "measures 125.0 ms" in robot.own_drifted()
+    for seq in range(2):
+        robot.observe_latency(close, 130.0 + off, 61_000 + seq)
+    assert robot.measured_ms()[close] == pytest.approx(130.0)
+    robot.latencies.clear()
+    robot.explored.clear()
+
+
+def test_the_plan_is_settled_once_its_own_latency_priced_it(sides):
+    """PlanStatus.settled: plan auto's choice on a new link is not settled until it was measured and re-priced
+    with what it measured (no trial running: margin 0 here); a fixed plan is settled at once."""
+    robot, edge, _ = sides
+    robot.cfg.plan, robot.cfg.bandwidth_source, robot.cfg.explore_margin = "auto", "parameter", 0.0
+    robot.set_edge_profile(edge.profile)
+    robot.cfg.bandwidth_mbps = 33.0
+    robot.replan()
+    spec = robot.plan.spec()
+    assert not robot.settled() and robot.measured_ms() == {}
+    for seq in range(5):                       # it measures what it predicted
+        robot.observe_latency(spec, robot.predicted_ms(spec), 62_000 + seq)
+    assert not robot.settled() and robot.own_drifted()
+    robot.replan()
+    assert robot.plan.spec() == spec and robot.settled()
+    robot.cfg.bandwidth_mbps = 45.0            # a new link: measured afresh
+    robot.replan()
+    assert not robot.settled()
+    robot.cfg.plan = Plan.offload(robot.m.graph, "yolov3_tiny").spec()
+    robot.replan()
+    assert robot.settled()
+    robot.cfg.plan, robot.cfg.explore_margin = "auto", RobotConfig.explore_margin
 
 
 def test_exploration_tries_each_segment_once_and_a_few_per_link(sides):
@@ -403,24 +466,33 @@ def test_exploration_tries_each_segment_once_and_a_few_per_link(sides):
     seg = lambda k2, tiles=8, enc="raw": Plan("yolov3_tiny", 416, 416, 0, k2, 0, 1, tiles, enc)  # noqa: E731
     shortlist = [seg(10), seg(10, 4), seg(18), seg(1, 8, "lz4"), seg(1), seg(27), seg(35)]
     offload = Plan.offload(g, "yolov3_tiny")
-    pred = lambda plan, ms: Prediction(plan, plan.spec(), ms, 0.0, 0.0, 0.0, 0.0)  # noqa: E731
+    pred = lambda plan, ms, edge=50.0: Prediction(plan, plan.spec(), ms, 0.0, edge, 0.0, 0.0)  # noqa: E731
     decision = Decision(pred(offload, 100.0), {}, 0, pred(shortlist[0], 105.0), shortlist)
     prices = {seg(18).spec(): 120.0}                   # beyond the margin: never tried
-    price = lambda plan: pred(plan, prices.get(plan.spec(), 105.0))  # noqa: E731
+    edge_ms: dict[str, float] = {}
+    price = lambda plan: pred(plan, prices.get(plan.spec(), 105.0), edge_ms.get(plan.spec(), 50.0))  # noqa: E731
+
+    def trials(measured: dict[str, float]) -> list[Plan]:
+        tried = []
+        while (trial := robot._explore(decision, measured, price)) is not None:
+            spec = trial.plan.spec()
+            robot.exploring = spec
+            assert robot._explore(decision, measured, price).plan.spec() == spec    # carries on until measured
+            measured[spec] = 130.0
+            tried.append(trial.plan)
+            assert len(tried) <= robot.EXPLORE_SEGMENTS
+        robot.explored.clear()
+        robot.exploring = None
+        return tried
+
     measured: dict[str, float] = {}
-    tried = []
-    while (trial := robot._explore(decision, measured, price)) is not None:
-        spec = trial.plan.spec()
-        robot.exploring = spec
-        assert robot._explore(decision, measured, price).plan.spec() == spec    # carries on until measured
-        measured[spec] = 130.0
-        tried.append(trial.plan)
-        assert len(tried) <= robot.EXPLORE_SEGMENTS
+    tried = trials(measured)
     assert [(p.k1, p.k2) for p in tried] == [(0, 10), (0, 1)]   # top 3 segments: (0,18) priced out of the margin
     assert tried[1] == seg(1, 8, "lz4")                        # its best plan, first in the shortlist
-    robot.explored.clear()
-    robot.exploring = None
     assert robot._explore(decision, measured, price) is None       # measured segments are known ...
+    # a segment whose edge share is worth less than the margin of the choice is passed over, and not counted
+    edge_ms[seg(10).spec()] = 0.05 * 100.0
+    assert [(p.k1, p.k2) for p in trials({})] == [(0, 1), (0, 27)]
     robot.cfg.explore_margin = 0.0
     assert robot._explore(decision, {}, price) is None             # ... and margin 0 never explores
     robot.cfg.explore_margin = RobotConfig.explore_margin

@@ -284,6 +284,7 @@ class RobotNode(Node):
         plan = self.rt.plan
         msg.plan_id, msg.plan_spec = plan.plan_id, plan.spec()
         msg.bandwidth_mbps = float(self.rt.planned_mbps or self.rt.bandwidth())
+        msg.settled = self.rt.settled()
         dec = self.rt.decision
         if dec is not None:
             extra = self.rt.frame_ms()

@@ -40,9 +40,10 @@ from intradp_ros.tools import bench_report, netem
 from intradp_ros.tools.bench_client import turns
 
 CSV_COLUMNS = ["model", "bandwidth_mbps", "strategy", "round", "phase", "index", "image", "ok", "plan_spec",
-               "plan_kind", "frame_plan", "latency_ms", "agg_latency_ms", "predicted_ms", "robot_compute_ms",
-               "edge_compute_ms", "cpu_robot_s", "cpu_client_s", "busy_core_s", "tx_bytes", "rx_bytes", "wire_bytes",
-               "wall_s", "energy_j", "energy_idle_j", "energy_compute_j", "energy_radio_j", "n_results", "top"]
+               "plan_kind", "frame_plan", "plan_settled", "latency_ms", "agg_latency_ms", "predicted_ms",
+               "robot_compute_ms", "edge_compute_ms", "cpu_robot_s", "cpu_client_s", "busy_core_s", "tx_bytes",
+               "rx_bytes", "wire_bytes", "wall_s", "energy_j", "energy_idle_j", "energy_compute_j", "energy_radio_j",
+               "n_results", "top"]
 
 
 def _config_file(name: str) -> Path:
@@ -59,7 +60,7 @@ def load_config(path: Path | None, a: argparse.Namespace) -> dict:
     if a.quick:
         cfg.update(cfg.get("quick", {}))
     for opt, keyname in (("model", "model"), ("warmup", "warmup"), ("frames", "frames"), ("input_size", "input_size"),
-                         ("frame_timeout", "frame_timeout_s"), ("rounds", "rounds")):
+                         ("frame_timeout", "frame_timeout_s"), ("rounds", "rounds"), ("settle_max", "settle_max")):
         if getattr(a, opt) is not None:
             cfg[keyname] = getattr(a, opt)
     if a.bandwidths:
@@ -174,9 +175,10 @@ class Run:
         client_cfg.write_text(json.dumps({
             "model": cfg["model"], "bandwidths": cfg["bandwidths_mbps"], "strategies": cfg["strategies"],
             "warmup": int(cfg["warmup"]), "frames": int(cfg["frames"]), "rounds": int(cfg.get("rounds", 1)),
-            "round_warmup": int(cfg.get("round_warmup", 0)),
+            "round_warmup": int(cfg.get("round_warmup", 0)), "settle_max": int(cfg.get("settle_max", 0)),
             "frame_timeout_s": float(cfg["frame_timeout_s"]),
-            "startup_timeout_s": float(cfg.get("startup_timeout_s", 900)), "plan_timeout_s": 300.0, "settle_s": 1.0,
+            "startup_timeout_s": float(cfg.get("startup_timeout_s", 900)), "plan_timeout_s": 300.0,
+            "status_quiet_s": 1.0,
             "bandwidth_source": cfg["bandwidth_source"],
             "nodes_fd": fds[0], "client_fd": fds[1], "dev": tb.dev["robot"]}))
         argv = tb.wrap([sys.executable, "-m", "intradp_ros.tools.bench_client", str(client_cfg)], "robot", "client")
@@ -314,6 +316,8 @@ def run(cfg: dict, out: Path, echo: bool = False) -> int:
                 row = bench_report.frame_row(cfg["model"], ev, power, runner.n_ops)
                 writer.writerow(row)
                 csv_file.flush()
+                if ev["phase"] == "settle":      # beyond the schedule: the planner was still measuring
+                    bar.total += 1
                 bar.update(1)
                 if not ev["ok"]:
                     runner.log(f"frame lost: {ev['strategy']} @ {ev['mbps']:g} Mbit/s ({ev['image']})")
@@ -359,6 +363,8 @@ def main(argv=None) -> int:
     ap.add_argument("--strategies", help=f"comma separated subset of {','.join(bench_report.STRATEGIES)}")
     ap.add_argument("--warmup", type=int, help="warm-up frames per bandwidth and strategy (default 10)")
     ap.add_argument("--frames", type=int, help="measured frames per bandwidth and strategy (default 50)")
+    ap.add_argument("--settle-max", type=int, dest="settle_max",
+                    help="after the warm-up, frames a turn may go on until robot_node's plan is settled (default 40)")
     ap.add_argument("--rounds", type=int, help="strategies take turns in this many rounds per bandwidth (default 5; "
                     "1 = each strategy's frames in one block)")
     ap.add_argument("--frame-timeout", type=float, dest="frame_timeout", help="seconds before a frame counts as lost")

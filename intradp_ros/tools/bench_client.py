@@ -161,7 +161,7 @@ def main(argv=None) -> int:
             return None
         # robot_node re-plans on a thread per change: let concurrent re-plans land, then take the newest status
         n, quiet_since = len(plans), time.monotonic()
-        while time.monotonic() - quiet_since < cfg["settle_s"]:
+        while time.monotonic() - quiet_since < cfg["status_quiet_s"]:
             rclpy.spin_once(node, timeout_sec=0.05)
             if len(plans) != n:
                 n, quiet_since = len(plans), time.monotonic()
@@ -171,8 +171,23 @@ def main(argv=None) -> int:
     frame_no = 0
     timeout = cfg["frame_timeout_s"]
 
+    def settled() -> bool:
+        return plans[-1][1].settled if plans else False
+
+    def phases(warmup: int, frames: int):
+        """The phase of each frame of a turn: ``warmup`` frames, then "settle" frames while robot_node's newest
+        PlanStatus says the plan in force is not settled (plan auto measuring its candidates on a new link: every
+        strategy gets the same rule, and fixed plans are settled at once), at most settle_max; then ``frames``."""
+        yield from ["warmup"] * warmup
+        for _ in range(cfg["settle_max"]):
+            if settled():
+                break
+            yield "settle"
+        yield from ["measure"] * frames
+
     def run_cell(mbps, strategy, base, base_pred, rnd: int, warmup: int, frames: int) -> bool:
-        """One strategy's turn in one round: set its plan, then ``warmup`` + ``frames`` frames, closed loop."""
+        """One strategy's turn in one round: set its plan, then ``warmup`` (+ settle) + ``frames`` frames, closed
+        loop."""
         nonlocal frame_no
         # the baselines run exactly the plans the planner compared Intra-DP with (their texts from PlanStatus)
         choice = "auto" if strategy == "intra-dp" else base[strategy]
@@ -187,7 +202,8 @@ def main(argv=None) -> int:
               decision_predicted_ms=base_pred.get(strategy), reason=st.reason)
         _ask(event="mark", mbps=mbps, strategy=strategy, round=rnd, phase="start")
         since = len(plans)      # robot_node may switch plans during the run (its measured-latency guard)
-        for i in range(warmup + frames):
+        for i, phase in enumerate(phases(warmup, frames)):
+            plan_settled = settled()
             name, img = images[frame_no % len(images)]
             frame_no += 1
             before = counters.read()
@@ -203,8 +219,8 @@ def main(argv=None) -> int:
             in_force = [p for _, p in plans[since:] if p.plan_spec == frame_plan]
             frame_pred = in_force[-1].predicted_ms if in_force else predicted
             row = dict(event="frame", mbps=mbps, strategy=strategy, round=rnd,
-                       phase="warmup" if i < warmup else "measure",
-                       index=i, image=name, ok=ok, plan_spec=st.plan_spec, predicted_ms=frame_pred,
+                       phase=phase, plan_settled=int(plan_settled), index=i, image=name, ok=ok,
+                       plan_spec=st.plan_spec, predicted_ms=frame_pred,
                        latency_ms=(results[k] - (k[0] + k[1] * 1e-9)) * 1e3 if k in results else None,
                        agg_latency_ms=t.latency_ms if t else None,
                        robot_compute_ms=t.robot_compute_ms if t else None,

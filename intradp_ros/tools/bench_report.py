@@ -68,8 +68,9 @@ def plan_kind(spec: str, n_ops: int | None) -> str:
 def frame_row(model: str, ev: dict, power: PowerModel, n_ops: int | None) -> dict:
     """A CSV row from the client's frame event."""
     row = {k: ev.get(k) for k in ("strategy", "round", "phase", "index", "image", "plan_spec", "frame_plan",
-                                  "latency_ms", "agg_latency_ms", "predicted_ms", "robot_compute_ms", "edge_compute_ms",
-                                  "cpu_client_s", "tx_bytes", "rx_bytes", "wall_s", "n_results", "top")}
+                                  "plan_settled", "latency_ms", "agg_latency_ms", "predicted_ms", "robot_compute_ms",
+                                  "edge_compute_ms", "cpu_client_s", "tx_bytes", "rx_bytes", "wall_s", "n_results",
+                                  "top")}
     row.update(model=model, bandwidth_mbps=ev["mbps"], ok=int(bool(ev["ok"])), cpu_robot_s=ev["cpu_nodes_s"],
                wire_bytes=ev["tx_bytes"] + ev["rx_bytes"],
                plan_kind=plan_kind(ev["frame_plan"] or ev["plan_spec"], n_ops))
@@ -142,6 +143,9 @@ def _header(cfg: dict, meta: dict) -> list[str]:
         f"{link['min_burst_bytes']} B; queue {link['queue_bytes'] >> 20} MiB), MTU {link['mtu']}; "
         "Fast DDS UDPv4 only (config/fastdds_udp.xml)",
         f"- {cfg['warmup']} warm-up + {cfg['frames']} measured frames per cell, closed loop, "
+        + (f"and after each warm-up up to {cfg['settle_max']} more while robot_node's plan is not settled "
+           "(PlanStatus.settled; fixed plans are), "
+           if cfg.get("settle_max") else "")
         + (f"in {rounds} rounds per bandwidth (the strategies take turns, {cfg['frames'] // rounds}-"
            f"{-(-cfg['frames'] // rounds)} measured frames each after {cfg.get('round_warmup', 0)} warm-up frames, the "
            "order rotated every round); " if rounds > 1 else "each cell in one block; ")
@@ -217,6 +221,10 @@ def report(out: Path, cfg: dict, meta: dict) -> str:
         final.append("measured frames computed under another plan than the one set (robot_node re-planned or its "
                      "measured-latency guard switched during the run): "
                      + ", ".join(f"{LABELS[k]} {n}" for k, n in other.items()))
+    settling = _settling(rows)
+    if settling:
+        final.append("frames beyond the warm-up until robot_node's plan was settled (PlanStatus.settled: plan auto "
+                     "measuring its candidates on the link; not in the table): " + "; ".join(settling))
     lost = sum(s["lost"] for s in stats.values())
     if lost:
         final.append(f"frames lost (no result within {cfg['frame_timeout_s']:.0f} s): {lost}")
@@ -228,6 +236,21 @@ def report(out: Path, cfg: dict, meta: dict) -> str:
     md += [f"![{p.stem}]({p.name})" for p in plots]
     (out / "summary.md").write_text("\n".join(md) + "\n")
     return "\n".join(table + verdict + [""] + final)
+
+
+def _settling(rows: list[dict]) -> list[str]:
+    """Per (bandwidth, strategy) with settle frames: how many, their p50, the plans they ran."""
+    groups: dict[tuple[float, str], list[dict]] = {}
+    for r in rows:
+        if r["phase"] == "settle":
+            groups.setdefault((_f(r["bandwidth_mbps"]), r["strategy"]), []).append(r)
+    out = []
+    for (bw, st), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], STRATEGIES.index(kv[0][1]))):
+        lat = [_f(r["latency_ms"]) for r in rs if r["ok"] == "1"]
+        plans = len({r["frame_plan"] for r in rs})
+        out.append(f"{LABELS[st]} @ {bw:g} Mbit/s {len(rs)} frames"
+                   + (f" (p50 {np.median(lat):.1f} ms, {plans} plan{'s' if plans > 1 else ''})" if lat else ""))
+    return out
 
 
 def _verdict(ok: bool, ratio: float) -> str:
