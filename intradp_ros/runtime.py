@@ -190,6 +190,7 @@ class RobotRuntime:
                                                              # predicts for it; per frame, so computed once per plan
         self._planning = 0                          # re-plans running (they share the robot's CPU with frames)
         self._disturbed: collections.deque = collections.deque(maxlen=64)   # seqs the guard must not judge by
+        self._frames_since_priced = 0               # frames measured since the candidates were last priced
         self._last_frame_plan = ""
         self.predicted: dict[str, float] = {}     # plan text -> predicted ms, for the candidates of the decision
         self.planned_mbps: float | None = None   # bandwidth the plan in force was chosen for
@@ -406,19 +407,29 @@ class RobotRuntime:
                 out.append(plan)
         return out
 
+    REPRICE_MIN_FRAMES = 10   # a re-price for drift waits for this many frames since the last pricing
+
     def own_drifted(self, rel_change: float = 0.15) -> str:
-        """Why the candidates should be re-priced (cheap: see :meth:`_needs_search`), or "": the plan in force's
-        own measured compute moved ``rel_change`` from what priced it, or its measured latency (first measured, or
-        moved by 10 %), or the learned split_extra_ms (by 10 ms). Runs every frame: looks at the plan in force only."""
+        """Why the candidates should be re-priced (cheap: see :meth:`_needs_search`), or "": the plan in force was
+        first measured (at once: that settles a choice or ends a trial), or, once REPRICE_MIN_FRAMES frames ran
+        since the last pricing, its measured latency moved by 10 %, its own measured compute by ``rel_change``, or
+        the learned split_extra_ms by 10 ms. The wait matters on a CPU-capped robot: medians of overlapping windows
+        move 10 % by noise alone, and every re-price takes CPU its frames need (on the quarter-core bench, re-prices
+        every few frames made plan auto a few % slower than the same plan fixed). Runs every frame: looks at the
+        plan in force only."""
+        spec = self.plan.spec()
+        now, used = self._measured_one(spec), self.measured_used.get(spec)
+        auto = self.cfg.plan == "auto"
+        if auto and now is not None and used is None:
+            return f"the plan in force measures {now:.1f} ms (priced with its prediction)"
+        if self._frames_since_priced < self.REPRICE_MIN_FRAMES:
+            return ""
         extra = self.split_extra_ms()
         if abs(extra - self.split_extra_used) > 10.0:
             return f"split plans measure {extra:.1f} ms beyond their predictions (priced with " \
                    f"{self.split_extra_used:.1f})"
-        spec = self.plan.spec()
-        now, used = self._measured_one(spec), self.measured_used.get(spec)
-        if self.cfg.plan == "auto" and now is not None and (used is None or abs(now - used) > 0.1 * max(used, 1.0)):
-            return f"the plan in force measures {now:.1f} ms (priced with " \
-                   f"{'its prediction' if used is None else f'{used:.1f}'})"
+        if auto and now is not None and abs(now - used) > 0.1 * max(used, 1.0):
+            return f"the plan in force measures {now:.1f} ms (priced with {used:.1f})"
         priced = self._priced_with.get(spec)
         if priced is None:
             return ""
@@ -561,6 +572,7 @@ class RobotRuntime:
             self.last_replan = "re-price"
         self._priced_with.clear()
         self.split_extra_used, self.measured_used, self.family_extra_used = extra, measured, fam
+        self._frames_since_priced = 0
         decision.chosen = self._priced_on_its_own(decision.chosen, link)
         decision.baselines = {k: self._priced_on_its_own(v, link) for k, v in decision.baselines.items()}
         candidates = [decision.chosen, *decision.baselines.values()]
@@ -648,6 +660,7 @@ class RobotRuntime:
         """A frame's measured latency under plan ``spec``; returns a new plan when the guard switches. Frames
         computed while the planner ran, or the first after a plan switch, say little about the plan: skipped."""
         with self._lock:
+            self._frames_since_priced += 1
             undisturbed = seq is None or seq not in self._disturbed
             predicted = self.predicted_ms(spec) if undisturbed else None
             if undisturbed:

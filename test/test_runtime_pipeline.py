@@ -256,6 +256,9 @@ def test_the_plan_in_force_is_re_priced_when_its_own_compute_moves(sides):
     assert not robot.own_drifted()                      # 10 %: within tolerance
     for _ in range(4):
         robot._note_ratio("whole", local.spec(), 1.3)
+    robot._frames_since_priced = robot.REPRICE_MIN_FRAMES - 1
+    assert not robot.own_drifted()                      # a drift re-price waits for a window of fresh frames
+    robot._frames_since_priced += 1
     assert robot.own_drifted()
     robot.replan()
     assert not robot.own_drifted()
@@ -297,6 +300,7 @@ def test_what_split_plans_measure_beyond_their_prediction_is_learned_and_priced(
         robot.observe_latency(spec, robot.predicted_ms(spec) + 30.0, 10_000 + seq)
     robot.observe_latency(Plan.offload(g, "yolov3_tiny").spec(), 1e6)   # a baseline frame: not a split residual
     assert robot.split_extra_ms() == pytest.approx(30.0)
+    robot._frames_since_priced = robot.REPRICE_MIN_FRAMES
     assert robot.own_drifted()                  # priced with 0 ms: re-price
     robot._searched = None                      # the same search, now with the learned extra
     robot.replan()

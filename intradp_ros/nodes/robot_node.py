@@ -50,8 +50,9 @@ class RobotNode(Node):
             min_split_gain=declare(self, "min_split_gain", d.min_split_gain,
                                    "choose a split plan only if predicted this fraction faster than every baseline"),
             explore_margin=declare(self, "explore_margin", d.explore_margin,
-                                   "once per link, measure the best split for a few frames when predicted within "
-                                   "this fraction of the chosen baseline (0 = never)"),
+                                   "once per link, measure the best split of each of the 3 best segments for a few "
+                                   "frames when priced within this fraction of the choice and the edge's share is "
+                                   "worth this fraction of it (0 = never)"),
             profile_cache_dir=declare(self, "profile_cache_dir", d.profile_cache_dir, "'' = ~/.cache/intradp_ros", ro),
         )
         self.cfg.bandwidth_source = declare(self, "bandwidth_source", d.bandwidth_source,

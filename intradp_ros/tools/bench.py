@@ -326,6 +326,10 @@ def run(cfg: dict, out: Path, echo: bool = False) -> int:
                 if kind == "error":
                     raise RuntimeError(ev.get("text"))
             elif kind == "done":
+                try:                        # let it exit on its own: a signal mid-exit only litters its log
+                    runner.client.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    pass
                 break
     except KeyboardInterrupt as e:
         runner.log(f"interrupted ({e or 'Ctrl-C'}): cleaning up")

@@ -250,9 +250,9 @@ def main(argv=None) -> int:
                                             cfg["round_warmup"]):
             if not run_cell(mbps, strategy, base, base_pred, rnd, warm, n):
                 return 5
-    _emit(event="done")
     node.destroy_node()
     rclpy.shutdown()
+    _emit(event="done")      # last: the bench then stops everything, this process included
     return 0
 
 
