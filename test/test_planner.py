@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from intradp_ros.engine.graph import capture
-from intradp_ros.engine.plan import CompiledPlan, Plan, PlanError
+from intradp_ros.engine.plan import CompiledPlan, Plan, PlanError, compile_plan
 from intradp_ros.engine.planner import LinkModel, choose, family, predict, split_points
 from intradp_ros.engine.profiler import DeviceProfile, load_or_profile, profile_graph
+from intradp_ros.engine.rows import Segment
 from intradp_ros.models import build_model
 
 
@@ -187,6 +188,30 @@ def test_tiny_bandwidth_keeps_everything_local(graph):
     robot, edge = _synthetic(graph, 40.0), _synthetic(graph, 1.0)
     d = choose(graph, "resnet18", robot, edge, LinkModel(0.01))
     assert d.chosen.plan.kind(len(graph.ops)) == "local"
+
+
+@pytest.mark.parametrize("bw", [0.5, 5.0])
+def test_a_split_where_the_edge_does_nothing_is_never_a_candidate(bw):
+    """The robot computing every row of a segment that ends the network is all-local in tiles: the same compute
+    plus messages. Priced with a profile a little faster than all-local's own measured one (as unmeasured plans
+    are on a robot), such plans rank first; they are never candidates, measured or not."""
+    g = capture(build_model("yolov3_tiny"), torch.zeros(1, 3, 128, 128))
+    n = len(g.ops)
+    starts, ends = split_points(g)
+    k1 = max(k for k in starts if n in ends[k])
+    disguised = Plan("yolov3_tiny", 128, 128, k1, n, Segment(g, k1, n).grid, 2, 1)
+    cp = compile_plan(g, disguised)
+    assert not cp.edge_work and not cp.edge_ops and not cp.to_edge_whole
+    robot, edge = _synthetic(g, 4.0), _synthetic(g, 1.0)
+    local_ms = predict(g, Plan.local(g, "yolov3_tiny"), robot, edge, LinkModel(bw)).latency_ms
+    faster = dataclasses.replace(robot, scale=0.9)
+    d = choose(g, "yolov3_tiny", faster, edge, LinkModel(bw), measured={Plan.local(g, "yolov3_tiny").spec(): local_ms,
+                                                                        disguised.spec(): 0.5 * local_ms})
+    assert predict(g, disguised, faster, edge, LinkModel(bw)).latency_ms < local_ms    # it would look faster
+    for plan in [d.chosen.plan, d.best_split.plan if d.best_split else None, *d.shortlist]:
+        if plan is not None and plan.is_split:
+            c = compile_plan(g, plan)
+            assert c.edge_work or c.edge_ops or c.to_edge_whole, plan.spec()
 
 
 def test_profile_cache_hit_skips_profiling(graph, tmp_path, monkeypatch):
