@@ -1,10 +1,11 @@
 """The benchmark's schedule and bookkeeping (pure logic; the run itself is test_bench_quick.py)."""
 import collections
 
+import numpy as np
 import pytest
 
 from intradp_ros.tools.bench_client import turns
-from intradp_ros.tools.bench_report import _tbf_drops
+from intradp_ros.tools.bench_report import _settling, _tbf_drops, _verdict, ratio_interval
 
 STRATEGIES = ["local", "offload", "best-cut", "intra-dp"]
 
@@ -30,3 +31,25 @@ def test_tbf_drops_add_up_over_a_strategy_s_turns():
                 "robot": {"drops": drops}, "edge": {"drops": 0}}
     marks = [mark(0, "start", 0), mark(0, "end", 2), mark(1, "start", 5), mark(1, "end", 8)]
     assert _tbf_drops(marks) == {(50.0, "offload"): 5}      # 2 + 3; the 3 dropped between turns are not counted
+
+
+def test_the_interval_of_a_p50_ratio_tells_a_tie_from_a_real_difference():
+    """Two cells of one plan (frames spread like the bench's, +-20 %) give an interval around 1; a plan 15 %
+    faster one that excludes 1; a strict miss inside its interval is reported as noise, outside as a plain NO."""
+    rng = np.random.default_rng(3)
+    a, b = (200.0 * (1 + 0.1 * rng.standard_normal(50)) for _ in range(2))
+    lo, hi = ratio_interval(a, b)
+    assert lo < 1.0 < hi and hi - lo < 0.2
+    lo, hi = ratio_interval(0.85 * a, b)
+    assert hi < 1.0
+    assert ratio_interval(a, b) == ratio_interval(a, b)          # seeded: a report is reproducible
+    assert _verdict(True, (0.9, 1.1)) == "yes"
+    assert _verdict(False, (0.97, 1.08)).startswith("NO (within noise")
+    assert _verdict(False, (1.02, 1.10)) == "NO"
+
+
+def test_settle_frames_are_reported_per_cell():
+    rows = [{"bandwidth_mbps": "50", "strategy": "intra-dp", "phase": ph, "ok": "1", "latency_ms": str(ms),
+             "frame_plan": plan} for ph, ms, plan in [("warmup", 900, "a"), ("settle", 300, "a"), ("settle", 200, "b"),
+                                                      ("settle", 250, "b"), ("measure", 100, "b")]]
+    assert _settling(rows) == ["Intra-DP @ 50 Mbit/s 3 frames (p50 250.0 ms, 2 plans)"]
