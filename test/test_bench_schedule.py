@@ -4,7 +4,7 @@ import collections
 import numpy as np
 import pytest
 
-from intradp_ros.tools.bench_client import turns
+from intradp_ros.tools.bench_client import orders, turns
 from intradp_ros.tools.bench_report import _settling, _tbf_drops, _verdict, ratio_interval
 
 STRATEGIES = ["local", "offload", "best-cut", "intra-dp"]
@@ -22,7 +22,18 @@ def test_every_strategy_gets_its_frames_in_rotating_turns(frames, rounds):
     assert all(warm[s] == 10 + 2 * (n_rounds - 1) for s in STRATEGIES)
     assert all(n >= 1 for *_, n in plan)
     firsts = [plan[r * len(STRATEGIES)][1] for r in range(n_rounds)]
-    assert firsts == [STRATEGIES[r % len(STRATEGIES)] for r in range(n_rounds)]    # the order rotates
+    assert firsts == [STRATEGIES[r % len(STRATEGIES)] for r in range(n_rounds)]    # each comes first in turn
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6])
+def test_each_strategy_follows_every_other_equally_often(n):
+    """Carry-over balance: over the design's orders, every ordered pair (a then b) of distinct strategies is
+    adjacent the same number of times, and each order holds every strategy once."""
+    design = orders(n)
+    assert all(sorted(row) == list(range(n)) for row in design)
+    pairs = collections.Counter((a, b) for row in design for a, b in zip(row, row[1:]))
+    assert set(pairs) == {(a, b) for a in range(n) for b in range(n) if a != b}
+    assert len(set(pairs.values())) <= 1
 
 
 def test_tbf_drops_add_up_over_a_strategy_s_turns():

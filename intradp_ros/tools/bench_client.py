@@ -3,7 +3,8 @@
 
 It plays the camera in a closed loop: publish one frame, wait for its result (``/intradp/detections`` or
 ``/intradp/classifications``) and its ``/intradp/frame_timing``, both matched by the header stamp, then send the
-next. Per bandwidth, the strategies take turns in ``rounds`` (a few frames each per round, the order rotated):
+next. Per bandwidth, the strategies take turns in ``rounds`` (a few frames each per round, in orders where each
+follows every other equally often):
 before each turn it sets robot_node's ``plan`` and ``bandwidth_mbps`` parameters and waits for the
 ``/intradp/plan`` status that reflects them (the planner's prediction for the plan in force).
 
@@ -26,16 +27,33 @@ from pathlib import Path
 import cv2
 
 
+def orders(n: int) -> list[list[int]]:
+    """A Williams design: orders of n strategies in which each strategy follows every other one equally often
+    (once in n orders for even n, twice in 2n for odd n) and each comes first in turn. A turn can be slowed by the
+    one before it (the edge's allocator after large tensors, the middleware's buffers: on the bench the same plan
+    measured 11% slower in every round behind the best cut than behind all-local), and a plain rotation keeps every
+    strategy behind the same one."""
+    first, lo, hi = [0], 1, n - 1
+    while len(first) < n:
+        first.append(lo)
+        lo += 1
+        if len(first) < n:
+            first.append(hi)
+            hi -= 1
+    rows = [[(x + r) % n for x in first] for r in range(n)]
+    return rows + [row[::-1] for row in rows] if n % 2 else rows
+
+
 def turns(strategies: list[str], frames: int, rounds: int, warmup: int, round_warmup: int) -> list[tuple]:
     """The order of one bandwidth's runs: (round, strategy, warm-up frames, measured frames) per turn. Each
     strategy gets ``frames`` measured frames over ``rounds`` rounds (at most one round per frame), ``warmup`` frames
-    before its first turn and ``round_warmup`` before each later one; the order rotates by one every round."""
+    before its first turn and ``round_warmup`` before each later one; the rounds follow :func:`orders`."""
     rounds = max(1, min(rounds, frames))
+    design = orders(len(strategies))
     out = []
     for rnd in range(rounds):
-        k = rnd % len(strategies)
-        for strategy in strategies[k:] + strategies[:k]:
-            out.append((rnd, strategy, warmup if rnd == 0 else round_warmup,
+        for k in design[rnd % len(design)]:
+            out.append((rnd, strategies[k], warmup if rnd == 0 else round_warmup,
                         frames // rounds + (rnd < frames % rounds)))
     return out
 
@@ -244,8 +262,9 @@ def main(argv=None) -> int:
         base_pred = dict(zip(auto.baseline_names, auto.baseline_predicted_ms))
         _emit(event="decision", mbps=mbps, chosen=auto.plan_spec, predicted_ms=auto.predicted_ms, reason=auto.reason,
               baselines={k: [base[k], base_pred[k]] for k in base})
-        # strategies take turns, a few frames each, in an order rotated every round: slow drift of the host (its
-        # other tenants, thermal state) then falls on every strategy alike instead of on whichever cell ran during it
+        # strategies take turns, a few frames each, in orders where each follows every other equally often: slow
+        # drift of the host (its other tenants, thermal state) and what a turn leaves to the next then fall on every
+        # strategy alike instead of on whichever cell ran during it or behind it
         for rnd, strategy, warm, n in turns(cfg["strategies"], cfg["frames"], cfg["rounds"], cfg["warmup"],
                                             cfg["round_warmup"]):
             if not run_cell(mbps, strategy, base, base_pred, rnd, warm, n):

@@ -149,7 +149,8 @@ def _header(cfg: dict, meta: dict) -> list[str]:
            if cfg.get("settle_max") else "")
         + (f"in {rounds} rounds per bandwidth (the strategies take turns, {cfg['frames'] // rounds}-"
            f"{-(-cfg['frames'] // rounds)} measured frames each after {cfg.get('round_warmup', 0)} warm-up frames, the "
-           "order rotated every round); " if rounds > 1 else "each cell in one block; ")
+           "order changed every round so that each follows every other equally often); " if rounds > 1
+           else "each cell in one block; ")
         + "latency = camera stamp -> "
         "result received by the client in the robot namespace; predicted = PlanStatus.predicted_ms of the plan in "
         "force",
