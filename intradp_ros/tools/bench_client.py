@@ -29,10 +29,9 @@ import cv2
 
 def orders(n: int) -> list[list[int]]:
     """A Williams design: orders of n strategies in which each strategy follows every other one equally often
-    (once in n orders for even n, twice in 2n for odd n) and each comes first in turn. A turn can be slowed by the
-    one before it (the edge's allocator after large tensors, the middleware's buffers: on the bench the same plan
-    measured 11% slower in every round behind the best cut than behind all-local), and a plain rotation keeps every
-    strategy behind the same one."""
+    (once in n orders for even n, twice in 2n for odd n) and each comes first in turn. A turn may be slowed by the
+    one before it (on the bench the same plan once measured 11% slower in every round behind the best cut than
+    behind all-local), and a plain rotation keeps every strategy behind the same one."""
     first, lo, hi = [0], 1, n - 1
     while len(first) < n:
         first.append(lo)
