@@ -383,9 +383,11 @@ class RobotRuntime:
         if len(d) < self.MEASURED_MIN_FRAMES:
             # most trials lose: one whose every frame is slower than the median of a plan measured in full has
             # lost (a plan as fast as that one does so 1 time in 8), so it stops early instead of running on
-            full = [float(np.median(v)) for k, v in self.latencies.items()
-                    if k != spec and len(v) >= self.MEASURED_MIN_FRAMES]
-            if spec not in self.explored or not full or min(d) <= min(full):
+            if spec not in self.explored:
+                return None
+            fastest = min(d)
+            if not any(k != spec and len(v) >= self.MEASURED_MIN_FRAMES and np.median(v) < fastest
+                       for k, v in self.latencies.items()):
                 return None
         return float(np.median(d)) - self.frame_ms()
 

@@ -186,8 +186,8 @@ def report(out: Path, cfg: dict, meta: dict) -> str:
             continue
         best_name = min(base, key=lambda k, b=base: b[k]["p50"])
         best = base[best_name]["p50"]
-        ci = ratio_interval(intra["latencies"], base[best_name]["latencies"])
-        per_bw.append((bw, intra["p50"] <= best, intra["p50"] / best, best_name, ci))
+        ok, ci = intra["p50"] <= best, ratio_interval(intra["latencies"], base[best_name]["latencies"])
+        per_bw.append((bw, ok, intra["p50"] / best, best_name, ci))
         cut, local = base.get("best-cut"), base.get("local")
         cut_txt = f"{intra['p50'] / cut['p50']:.2f}" if cut else "-"
         if cut:
@@ -197,7 +197,7 @@ def report(out: Path, cfg: dict, meta: dict) -> str:
             e_txt = f"{intra['energy']:.2f} vs {local['energy']:.2f} ({intra['energy'] / local['energy']:.2f}x)"
             energy.append(f"{bw:g} Mbit/s {e_txt}")
         verdict.append(f"| {bw:g} | {LABELS[best_name]} ({best:.1f}) | {intra['p50']:.1f} | "
-                       f"{intra['p50'] / best:.2f} ({ci[0]:.2f}-{ci[1]:.2f}) | {_verdict(per_bw[-1][1], ci)} | "
+                       f"{intra['p50'] / best:.2f} ({ci[0]:.2f}-{ci[1]:.2f}) | {_verdict(ok, ci)} | "
                        f"{cut_txt} | "
                        f"{intra['kind']} `{intra['plan_spec']}` | {e_txt} |")
     final = []
