@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from intradp_ros.engine.executor import run_collaborative
 from intradp_ros.engine.graph import GraphCaptureError, capture
 from intradp_ros.engine.plan import Plan
-from intradp_ros.engine.planner import split_points
 from intradp_ros.engine.rows import Segment
+from intradp_ros.engine.search import split_points
 from intradp_ros.models import build_model
 
 TOL = 1e-4
@@ -30,19 +30,19 @@ def _max_err(graph, out, ref):
 def _plans(graph, model):
     n = len(graph.ops)
     starts, ends = split_points(graph)
-    k1 = starts[0]
-    longest = ends[k1][-1]
+    first = starts[0]
+    longest = ends[first][-1]
     mid_start = starts[len(starts) // 2]
     mid_end = ends[mid_start][-1]
     plans = [Plan.local(graph, model), Plan.offload(graph, model), Plan.cut(graph, model, mid_start, "lz4")]
-    for (a, b), (frac, rt, et) in zip([(k1, longest)] * 3 + [(mid_start, mid_end)] * 2, SPLITS):
+    for (a, b), (frac, rt, et) in zip([(first, longest)] * 3 + [(mid_start, mid_end)] * 2, SPLITS):
         grid = Segment(graph, a, b).grid
         plans.append(Plan(model, *graph.input_shape[2:], a, b, max(1, min(grid - 1, round(frac * grid))), rt, et))
     # the same fractions on the longest segment with the other tile counts, and a zstd-encoded one
     for frac, rt, et in SPLITS[::2]:
-        grid = Segment(graph, k1, longest).grid
-        plans.append(Plan(model, *graph.input_shape[2:], k1, longest, round(frac * grid), et, rt, "zstd"))
-    assert all(p.k2 <= n for p in plans)
+        grid = Segment(graph, first, longest).grid
+        plans.append(Plan(model, *graph.input_shape[2:], first, longest, round(frac * grid), et, rt, "zstd"))
+    assert all(p.seg_end <= n for p in plans)
     return plans
 
 

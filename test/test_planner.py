@@ -4,11 +4,13 @@ import dataclasses
 import pytest
 import torch
 
+from intradp_ros.engine.cost import LinkModel, predict
 from intradp_ros.engine.graph import capture
 from intradp_ros.engine.plan import CompiledPlan, Plan, PlanError, compile_plan
-from intradp_ros.engine.planner import LinkModel, choose, family, predict, split_points
-from intradp_ros.engine.profiler import DeviceProfile, load_or_profile, profile_graph
+from intradp_ros.engine.profile import DeviceProfile
+from intradp_ros.engine.profiler import load_or_profile, profile_graph
 from intradp_ros.engine.rows import Segment
+from intradp_ros.engine.search import Evidence, Problem, SearchOptions, choose, family, split_points
 from intradp_ros.models import build_model
 
 
@@ -27,6 +29,13 @@ def _synthetic(graph, ms_per_melem: float) -> DeviceProfile:
                          {o: 4000.0 for o in graph.outputs})
 
 
+RAW_LZ4 = SearchOptions(encodings=("raw", "lz4"))
+
+
+def _resnet(graph, robot, edge, bw) -> Problem:
+    return Problem(graph, "resnet18", robot, edge, LinkModel(bw))
+
+
 def test_plan_text_round_trip_and_errors(graph):
     p = Plan("resnet18", 128, 128, 3, 40, 5, 4, 2, "lz4")
     assert Plan.parse(p.spec()) == p and p.plan_id == Plan.parse(p.spec()).plan_id
@@ -40,7 +49,7 @@ def test_plan_text_round_trip_and_errors(graph):
     (Plan("resnet18", 224, 224, 0, 0), "input 224x224"),
     (Plan("resnet18", 128, 128, 0, 0, encoding="u8"), "not usable"),
     (Plan("resnet18", 128, 128, 0, 69), "barrier"),
-    (Plan("resnet18", 128, 128, 0, 10, split=999), "outside the segment grid"),
+    (Plan("resnet18", 128, 128, 0, 10, robot_rows=999), "outside the segment grid"),
     (Plan("resnet18", 128, 128, 0, 10, robot_tiles=0), "tiles per side"),
 ])
 def test_invalid_plans_are_refused(graph, plan, match):
@@ -51,9 +60,9 @@ def test_invalid_plans_are_refused(graph, plan, match):
 def test_split_points_are_valid_segments(graph):
     starts, ends = split_points(graph)
     assert starts and starts[0] == 0
-    for k1 in starts:
-        for k2 in ends[k1]:
-            CompiledPlan(graph, Plan("resnet18", 128, 128, k1, k2, 1, 2, 2))
+    for start in starts:
+        for end in ends[start]:
+            CompiledPlan(graph, Plan("resnet18", 128, 128, start, end, 1, 2, 2))
 
 
 def test_prediction_follows_bandwidth(graph):
@@ -69,9 +78,9 @@ def test_prediction_follows_bandwidth(graph):
 def test_more_edge_tiles_overlap_transfer_with_compute(graph):
     robot, edge = _synthetic(graph, 40.0), _synthetic(graph, 4.0)
     starts, ends = split_points(graph)
-    k2 = ends[0][len(ends[0]) // 3]       # a shallow segment: small halos, so tiles pipeline well
-    one = predict(graph, Plan("resnet18", 128, 128, 0, k2, 0, 1, 1), robot, edge, LinkModel(20)).latency_ms
-    four = predict(graph, Plan("resnet18", 128, 128, 0, k2, 0, 1, 4), robot, edge, LinkModel(20)).latency_ms
+    end = ends[0][len(ends[0]) // 3]      # a shallow segment: small halos, so tiles pipeline well
+    one = predict(graph, Plan("resnet18", 128, 128, 0, end, 0, 1, 1), robot, edge, LinkModel(20)).latency_ms
+    four = predict(graph, Plan("resnet18", 128, 128, 0, end, 0, 1, 4), robot, edge, LinkModel(20)).latency_ms
     assert four < one
 
 
@@ -79,7 +88,7 @@ def test_more_edge_tiles_overlap_transfer_with_compute(graph):
 @pytest.mark.parametrize("ratio", [1.0, 4.0, 30.0])
 def test_choice_never_worse_than_best_baseline(graph, bw, ratio):
     robot, edge = _synthetic(graph, 4.0 * ratio), _synthetic(graph, 4.0)
-    d = choose(graph, "resnet18", robot, edge, LinkModel(bw), encodings=("raw", "lz4"))
+    d = choose(_resnet(graph, robot, edge, bw), RAW_LZ4)
     best = min(p.latency_ms for p in d.baselines.values())
     assert d.chosen.latency_ms <= best + 1e-9
     assert set(d.baselines) == {"local", "offload", "best-cut"}
@@ -90,14 +99,14 @@ def test_choice_never_worse_than_best_baseline(graph, bw, ratio):
 def test_split_plan_needs_its_minimum_gain(graph, bw):
     """A split plan wins only when predicted min_split_gain faster than the best baseline; else that baseline."""
     robot, edge = _synthetic(graph, 16.0), _synthetic(graph, 4.0)
-    free = choose(graph, "resnet18", robot, edge, LinkModel(bw), min_split_gain=0.0)
+    free = choose(_resnet(graph, robot, edge, bw), SearchOptions(min_split_gain=0.0))
     best = min(d.latency_ms for d in free.baselines.values())
     assert free.best_split is not None
     gain = 1.0 - free.best_split.latency_ms / best
     assert gain > 0.02        # the setting must have a split plan worth choosing, or the test proves nothing
     n = len(graph.ops)
     for need in (0.0, max(gain - 0.01, 0.0), gain + 0.01, 0.9):
-        d = choose(graph, "resnet18", robot, edge, LinkModel(bw), min_split_gain=need)
+        d = choose(_resnet(graph, robot, edge, bw), SearchOptions(min_split_gain=need))
         split_chosen = d.chosen.plan.kind(n) == "intra-dp"
         assert split_chosen == (gain > need), (need, gain, d.chosen.name)
         assert d.chosen.latency_ms <= best + 1e-9
@@ -106,29 +115,28 @@ def test_split_plan_needs_its_minimum_gain(graph, bw):
 @pytest.mark.parametrize("bw", [25, 100])
 def test_re_pricing_the_shortlist_finds_the_search_s_choice_for_a_fraction_of_the_work(graph, bw):
     robot, edge = _synthetic(graph, 16.0), _synthetic(graph, 4.0)
-    full = choose(graph, "resnet18", robot, edge, LinkModel(bw), encodings=("raw", "lz4"))
+    full = choose(_resnet(graph, robot, edge, bw), RAW_LZ4)
     assert full.best_split is not None and full.shortlist[0] == full.best_split.plan
     assert len(full.shortlist) == len(set(full.shortlist)) == 16
-    again = choose(graph, "resnet18", robot, edge, LinkModel(bw), encodings=("raw", "lz4"), shortlist=full.shortlist)
+    again = choose(_resnet(graph, robot, edge, bw), RAW_LZ4, shortlist=full.shortlist)
     assert again.chosen.plan == full.chosen.plan and again.chosen.latency_ms == pytest.approx(full.chosen.latency_ms)
     assert again.considered < full.considered / 2
     # the edge 1.3x slower: re-pricing still never returns a plan predicted worse than a baseline
-    slower = choose(graph, "resnet18", robot, edge.scaled(1.3), LinkModel(bw), encodings=("raw", "lz4"),
-                    shortlist=full.shortlist)
+    slower = choose(_resnet(graph, robot, edge.scaled(1.3), bw), RAW_LZ4, shortlist=full.shortlist)
     assert slower.chosen.latency_ms <= min(p.latency_ms for p in slower.baselines.values()) + 1e-9
 
 
 @pytest.mark.parametrize("bw", [25, 100])
 def test_a_learned_split_extra_makes_a_marginal_split_lose_to_the_baseline(graph, bw):
     robot, edge = _synthetic(graph, 16.0), _synthetic(graph, 4.0)
-    free = choose(graph, "resnet18", robot, edge, LinkModel(bw))
+    free = choose(_resnet(graph, robot, edge, bw))
     n = len(graph.ops)
     best = min(d.latency_ms for d in free.baselines.values())
     assert free.chosen.plan.kind(n) == "intra-dp"
     gap = best - free.chosen.latency_ms
-    d = choose(graph, "resnet18", robot, edge, LinkModel(bw), split_extra_ms=gap - 0.5)
+    d = choose(_resnet(graph, robot, edge, bw), evidence=Evidence(split_extra_ms=gap - 0.5))
     assert d.chosen.plan.kind(n) == "intra-dp" and d.chosen.latency_ms == pytest.approx(best - 0.5)
-    d = choose(graph, "resnet18", robot, edge, LinkModel(bw), split_extra_ms=gap + 0.5)
+    d = choose(_resnet(graph, robot, edge, bw), evidence=Evidence(split_extra_ms=gap + 0.5))
     assert d.chosen.plan.kind(n) != "intra-dp" and d.chosen.latency_ms == pytest.approx(best)
     assert d.best_split.latency_ms == pytest.approx(free.chosen.latency_ms + gap + 0.5)
 
@@ -138,31 +146,30 @@ def test_a_measured_plan_is_compared_by_what_it_measured(graph, bw):
     """Where a plan has measured latency the choice uses it, not the prediction; the returned predictions stay
     the model's. A measured plan the search would not reach is a candidate too."""
     robot, edge = _synthetic(graph, 16.0), _synthetic(graph, 4.0)
-    free = choose(graph, "resnet18", robot, edge, LinkModel(bw))
+    free = choose(_resnet(graph, robot, edge, bw))
     n = len(graph.ops)
     assert free.chosen.plan.kind(n) == "intra-dp"
     split = free.chosen
     best = min(free.baselines.values(), key=lambda p: p.latency_ms)
     extra = best.latency_ms - split.latency_ms + 5.0          # a learned extra that makes every split lose ...
-    priced = choose(graph, "resnet18", robot, edge, LinkModel(bw), split_extra_ms=extra)
+    priced = choose(_resnet(graph, robot, edge, bw), evidence=Evidence(split_extra_ms=extra))
     assert priced.chosen.plan == best.plan
     # ... unless the split measured faster than the best baseline did
-    d = choose(graph, "resnet18", robot, edge, LinkModel(bw), split_extra_ms=extra,
-               measured={split.plan.spec(): 0.8 * best.latency_ms, best.plan.spec(): best.latency_ms})
+    measured = {split.plan.spec(): 0.8 * best.latency_ms, best.plan.spec(): best.latency_ms}
+    d = choose(_resnet(graph, robot, edge, bw), evidence=Evidence(measured, split_extra_ms=extra))
     assert d.chosen.plan == split.plan and d.chosen.latency_ms == pytest.approx(split.latency_ms + extra)
     # a split measured slower than the best baseline measured is not chosen, whatever its prediction
-    d = choose(graph, "resnet18", robot, edge, LinkModel(bw),
-               measured={split.plan.spec(): 1.5 * best.latency_ms})
+    d = choose(_resnet(graph, robot, edge, bw), evidence=Evidence({split.plan.spec(): 1.5 * best.latency_ms}))
     assert d.chosen.plan != split.plan
     # a measured plan outside the search's reach (odd tiles) is priced and chosen when it measured best
-    odd = dataclasses.replace(split.plan, robot_tiles=3, edge_tiles=5) if split.plan.split else \
+    odd = dataclasses.replace(split.plan, robot_tiles=3, edge_tiles=5) if split.plan.robot_rows else \
         dataclasses.replace(split.plan, edge_tiles=7)
-    d = choose(graph, "resnet18", robot, edge, LinkModel(bw), measured={odd.spec(): 0.1 * split.latency_ms})
+    d = choose(_resnet(graph, robot, edge, bw), evidence=Evidence({odd.spec(): 0.1 * split.latency_ms}))
     assert d.chosen.plan == odd
     assert d.chosen.latency_ms == pytest.approx(predict(graph, odd, robot, edge, LinkModel(bw)).latency_ms)
     # baselines too: all-local measured fastest is chosen over every prediction
     local = free.baselines["local"].plan
-    d = choose(graph, "resnet18", robot, edge, LinkModel(bw), measured={local.spec(): 1.0})
+    d = choose(_resnet(graph, robot, edge, bw), evidence=Evidence({local.spec(): 1.0}))
     assert d.chosen.plan == local
 
 
@@ -170,15 +177,16 @@ def test_a_measured_plan_is_compared_by_what_it_measured(graph, bw):
 def test_a_measured_family_prices_its_unmeasured_variants(graph, bw):
     """Plans of a family with measured excess are priced with it, other split plans with the class-wide extra."""
     robot, edge = _synthetic(graph, 16.0), _synthetic(graph, 4.0)
-    free = choose(graph, "resnet18", robot, edge, LinkModel(bw))
+    free = choose(_resnet(graph, robot, edge, bw))
     split = free.chosen.plan
     assert split.is_split
     best = min(p.latency_ms for p in free.baselines.values())
     big = best                                         # class-wide: every split loses ...
-    d = choose(graph, "resnet18", robot, edge, LinkModel(bw), split_extra_ms=big)
+    d = choose(_resnet(graph, robot, edge, bw), evidence=Evidence(split_extra_ms=big))
     assert not d.chosen.plan.is_split
-    d = choose(graph, "resnet18", robot, edge, LinkModel(bw), split_extra_ms=big,
-               family_extra_ms={family(split): 0.0})   # ... but this family measured as predicted
+    # ... but this family measured as predicted
+    d = choose(_resnet(graph, robot, edge, bw), evidence=Evidence(split_extra_ms=big,
+                                                                 family_extra_ms={family(split): 0.0}))
     assert d.chosen.plan.is_split and family(d.chosen.plan) == family(split)
     others = [p for p in d.shortlist if family(p) != family(split)]
     assert others and all(predict(graph, p, robot, edge, LinkModel(bw)).latency_ms + big >= best for p in others)
@@ -186,7 +194,7 @@ def test_a_measured_family_prices_its_unmeasured_variants(graph, bw):
 
 def test_tiny_bandwidth_keeps_everything_local(graph):
     robot, edge = _synthetic(graph, 40.0), _synthetic(graph, 1.0)
-    d = choose(graph, "resnet18", robot, edge, LinkModel(0.01))
+    d = choose(_resnet(graph, robot, edge, 0.01))
     assert d.chosen.plan.kind(len(graph.ops)) == "local"
 
 
@@ -198,15 +206,15 @@ def test_a_split_where_the_edge_does_nothing_is_never_a_candidate(bw):
     g = capture(build_model("yolov3_tiny"), torch.zeros(1, 3, 128, 128))
     n = len(g.ops)
     starts, ends = split_points(g)
-    k1 = max(k for k in starts if n in ends[k])
-    disguised = Plan("yolov3_tiny", 128, 128, k1, n, Segment(g, k1, n).grid, 2, 1)
+    start = max(k for k in starts if n in ends[k])
+    disguised = Plan("yolov3_tiny", 128, 128, start, n, Segment(g, start, n).grid, 2, 1)
     cp = compile_plan(g, disguised)
     assert not cp.edge_work and not cp.edge_ops and not cp.to_edge_whole
     robot, edge = _synthetic(g, 4.0), _synthetic(g, 1.0)
     local_ms = predict(g, Plan.local(g, "yolov3_tiny"), robot, edge, LinkModel(bw)).latency_ms
     faster = dataclasses.replace(robot, scale=0.9)
-    d = choose(g, "yolov3_tiny", faster, edge, LinkModel(bw), measured={Plan.local(g, "yolov3_tiny").spec(): local_ms,
-                                                                        disguised.spec(): 0.5 * local_ms})
+    measured = {Plan.local(g, "yolov3_tiny").spec(): local_ms, disguised.spec(): 0.5 * local_ms}
+    d = choose(Problem(g, "yolov3_tiny", faster, edge, LinkModel(bw)), evidence=Evidence(measured))
     assert predict(g, disguised, faster, edge, LinkModel(bw)).latency_ms < local_ms    # it would look faster
     for plan in [d.chosen.plan, d.best_split.plan if d.best_split else None, *d.shortlist]:
         if plan is not None and plan.is_split:
@@ -289,61 +297,16 @@ def test_guard_keeps_a_plan_that_delivers():
     assert g.pick("unknown") == "unknown"
 
 
-def test_send_cost_is_fitted_from_measured_messages_and_scaled_by_cpu_share():
-    import collections
-    import types
-
-    from intradp_ros.runtime import DEFAULT_MSG_CPU_MS, RobotRuntime
-    rt = types.SimpleNamespace(sends=collections.deque(maxlen=128), profile=types.SimpleNamespace(cpu_share=0.25),
-                               process_send_cpu=None)
-    assert RobotRuntime.send_cost(rt)[0] == pytest.approx(DEFAULT_MSG_CPU_MS / 0.25)
-    for mb in (0.001, 0.1, 0.5, 1.0) * 3:                      # cpu = 2 ms + 3 ms/MB, on a quarter core
-        rt.sends.append((mb, 2.0 + 3.0 * mb))
-    per_msg, per_mb = RobotRuntime.send_cost(rt)
-    assert per_msg == pytest.approx(8.0) and per_mb == pytest.approx(12.0)
-
-
 def test_per_message_cost_penalises_many_tiles(graph):
     robot, edge = _synthetic(graph, 40.0), _synthetic(graph, 4.0)
     starts, ends = split_points(graph)
-    k2 = ends[0][len(ends[0]) // 3]
-    plan = Plan("resnet18", 128, 128, 0, k2, 0, 1, 8)
+    end = ends[0][len(ends[0]) // 3]
+    plan = Plan("resnet18", 128, 128, 0, end, 0, 1, 8)
     cheap = predict(graph, plan, robot, edge, LinkModel(20))
     dear = predict(graph, plan, robot, edge, LinkModel(20, msg_ms=10.0))
     n = len(CompiledPlan(graph, plan).edge_chunks)
     assert dear.robot_ms == pytest.approx(cheap.robot_ms + 10.0 * n)    # the robot builds every message
     assert dear.latency_ms > cheap.latency_ms + 10.0                    # and that is on the critical path
-
-
-def test_frame_overhead_is_measured_per_frame_and_offsets_unmeasured_predictions():
-    import collections
-    import threading
-    import types
-
-    from intradp_ros.engine.guard import PlanGuard
-    from intradp_ros.runtime import RobotRuntime
-    rt = types.SimpleNamespace(overheads=collections.deque(maxlen=16), _intake=collections.OrderedDict(),
-                               reported_frame_ms=None, guard=PlanGuard(min_samples=2), _lock=threading.Lock())
-    rt.frame_ms = lambda: RobotRuntime.frame_ms(rt)
-    rt.guard.reset({"split": 100.0, "offload": 150.0})
-    assert rt.frame_ms() == 0.0                                    # nothing measured: no overhead assumed
-    assert not RobotRuntime.observe_overhead(rt, 1, 5.0)           # no intake recorded for frame 1: ignored
-    for seq in range(1, 6):
-        rt._intake[seq] = 30.0 + seq                              # stamp -> compute start, per frame
-        moved = RobotRuntime.observe_overhead(rt, seq, 10.0)        # + the aggregator's time
-    assert moved and rt.frame_ms() == pytest.approx(43.0) and not rt._intake
-    for _ in range(2):
-        rt.guard.observe("split", 180.0)
-    # split measures 180; offload's 150 predicted + 43 measured overhead is not better: no switch to a plan
-    # whose prediction only looked better because the overhead was left out
-    assert rt.guard.score("offload") == pytest.approx(193.0) and rt.guard.pick("split") == "split"
-    rt.reported_frame_ms = 43.0
-    rt._intake[6] = 31.0
-    assert not RobotRuntime.observe_overhead(rt, 6, 10.0)          # within tolerance: nothing to re-report
-    for seq in range(7, 15):
-        rt._intake[seq] = 90.0
-        moved = RobotRuntime.observe_overhead(rt, seq, 10.0)
-    assert moved and rt.frame_ms() == pytest.approx(100.0)         # the median moved: report it
 
 
 def test_guard_keeps_measurements_across_a_replan_on_the_same_link():
@@ -364,7 +327,7 @@ def test_guard_keeps_measurements_across_a_replan_on_the_same_link():
 
 
 def test_robot_compute_prediction_matches_the_profile_and_its_scale(graph):
-    from intradp_ros.engine.planner import edge_compute_ms, robot_compute_ms
+    from intradp_ros.engine.cost import edge_compute_ms, robot_compute_ms
     robot = _synthetic(graph, 40.0)
     local = Plan.local(graph, "resnet18")
     assert robot_compute_ms(graph, local, robot) == pytest.approx((sum(robot.op_ms), 0.0))
@@ -377,35 +340,6 @@ def test_robot_compute_prediction_matches_the_profile_and_its_scale(graph):
     assert whole == 0.0 and tiles > 0                      # the whole network split: the robot only has tiles
     assert robot_compute_ms(graph, split, robot.scaled(1.5))[1] == pytest.approx(1.5 * tiles)
     assert robot_compute_ms(graph, split, dataclasses.replace(robot, tile_scale=2.0))[1] == pytest.approx(2 * tiles)
-
-
-def test_measured_compute_recalibrates_the_robot_profile(graph):
-    import collections
-    import types
-
-    from intradp_ros.runtime import RobotRuntime
-    rt = types.SimpleNamespace(compute_ratios=collections.deque(maxlen=16), planned_scale=None,
-                               tile_ratios=collections.deque(maxlen=16), planned_tile_scale=None,
-                               edge_ratios=collections.deque(maxlen=16), planned_edge_scale=None,
-                               profile=_synthetic(graph, 40.0))
-    for f in ("compute_scale", "tile_scale", "edge_scale"):
-        setattr(rt, f, (lambda name: lambda: getattr(RobotRuntime, name)(rt))(f))
-    assert rt.compute_scale() == 1.0 and not RobotRuntime.compute_drifted(rt)
-    rt.planned_scale = rt.planned_tile_scale = rt.planned_edge_scale = 1.0
-    rt.compute_ratios.extend([1.1, 1.05, 1.12])
-    assert not RobotRuntime.compute_drifted(rt)                    # within 20 %: keep the plan
-    rt.compute_ratios.extend([1.4, 1.45, 1.5, 1.42])
-    assert RobotRuntime.compute_drifted(rt) and rt.compute_scale() == pytest.approx(1.4)
-    rt.planned_scale = 1.4
-    assert not RobotRuntime.compute_drifted(rt)
-    rt.tile_ratios.extend([0.8, 0.7, 0.75])                        # row tiles are calibrated apart
-    assert RobotRuntime.compute_drifted(rt)
-    prof = RobotRuntime.robot_profile(rt)
-    assert prof.compute_ms(3, 5, 10) == pytest.approx(0.75 * rt.profile.compute_ms(3, 5, 10))
-    assert prof.scale * prof.op_ms[3] == pytest.approx(1.4 * rt.profile.op_ms[3])
-    rt.planned_tile_scale = 0.75
-    rt.edge_ratios.extend([1.3, 1.25, 1.2])                        # the edge, measured from FrameTiming, too
-    assert RobotRuntime.compute_drifted(rt) and rt.edge_scale() == pytest.approx(1.25)
 
 
 def test_guard_needs_a_larger_promise_to_try_an_unmeasured_plan():

@@ -32,8 +32,8 @@ def _run(code: str, tmp_path) -> subprocess.CompletedProcess:
 def test_core_imports_without_ros(tmp_path):
     r = _run("import rclpy", tmp_path)
     assert r.returncode != 0 and "blocked" in r.stderr          # the blocker works
-    r = _run("import intradp_ros.engine.executor, intradp_ros.engine.planner, intradp_ros.runtime, "
-             "intradp_ros.tasks, intradp_ros.models.yolov3_tiny, intradp_ros.vision.detection, "
+    r = _run("import intradp_ros.engine.executor, intradp_ros.engine.search, intradp_ros.engine.profiler, "
+             "intradp_ros.runtime, intradp_ros.tasks, intradp_ros.models.yolov3_tiny, intradp_ros.vision.detection, "
              "intradp_ros.vision.image_convert, intradp_ros.topology, intradp_ros.tools.plan_report", tmp_path)
     assert r.returncode == 0, r.stderr
 

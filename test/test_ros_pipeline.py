@@ -23,9 +23,9 @@ from sensor_msgs.msg import Image  # noqa: E402
 
 from intradp_ros.engine.executor import RobotWorker  # noqa: E402
 from intradp_ros.engine.plan import Plan  # noqa: E402
-from intradp_ros.engine.planner import split_points  # noqa: E402
 from intradp_ros.engine.rows import Segment  # noqa: E402
-from intradp_ros.launcher import _share_dir, start  # noqa: E402
+from intradp_ros.engine.search import split_points  # noqa: E402
+from intradp_ros.launcher import share_dir, start  # noqa: E402
 from intradp_ros.msg import DetectionArray, TensorTile  # noqa: E402
 from intradp_ros.nodes.common import packet_to_msg, topic_qos  # noqa: E402
 from intradp_ros.runtime import ModelConfig, ModelRuntime  # noqa: E402
@@ -38,7 +38,7 @@ WAIT = 90.0
 
 
 def _params(tmp_path, name, updates):
-    return str(with_overrides(_share_dir() / "config" / name, updates, tmp_path))
+    return str(with_overrides(share_dir() / "config" / name, updates, tmp_path))
 
 
 class Client(Node):

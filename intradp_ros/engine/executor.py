@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 
 from .codec import decode, encode, is_u8_exact
-from .profiler import synchronize
+from .device import synchronize
 from .graph import OpGraph
 from .plan import CompiledPlan, Plan, compile_plan
 from .rows import RowStreamer
@@ -142,7 +142,7 @@ class RobotWorker:
             inp = seg.input
             x_in = env[inp]
             axis = g.value_row_axis(inp)
-            own_lo = cp.plan.split * x_in.shape[axis] // seg.grid
+            own_lo = cp.plan.robot_rows * x_in.shape[axis] // seg.grid
             for j, (lo, hi) in enumerate(cp.edge_chunks):   # the edge's input first: it starts while we compute
                 t0 = time.perf_counter()
                 chunk = x_in.narrow(axis, lo, hi - lo)
@@ -287,7 +287,7 @@ class EdgeWorker:
             parts = [fr.robot_rows.get(t, {})[k] for k in sorted(fr.robot_rows.get(t, {}))]
             axis = self.graph.value_row_axis(t)
             h = self.graph.value_shape(t)[axis]
-            split_row = cp.plan.split * h // seg.grid
+            split_row = cp.plan.robot_rows * h // seg.grid
             if split_row < h:
                 parts.append(fr.streamer.buf[t].rows(split_row, h))
             env[t] = torch.cat(parts, axis) if len(parts) > 1 else parts[0]
@@ -302,7 +302,7 @@ class EdgeWorker:
             env[op.name] = g.run_op(op, env)
         synchronize(self.device)
         fr.compute_ms += (time.perf_counter() - t0) * 1e3
-        produced = [name for name in g.outputs if g.producer_index(name) >= cp.plan.k2]
+        produced = [name for name in g.outputs if g.producer_index(name) >= cp.plan.seg_end]
         for i, name in enumerate(produced):
             out.append(self._emit_out(cp.plan, seq, name, env[name], _full_rows(g, name), stage=STAGE_SUFFIX,
                                       index=i, count=len(produced), sender="edge", compute_ms=fr.compute_ms))

@@ -2,13 +2,15 @@
 
 A plan is ``robot prefix -> split segment -> edge suffix``:
 
-- ops [0, k1) run whole on the robot;
-- ops [k1, k2) (local operators only) are split by rows: the robot computes grid rows [0, split) in
-  ``robot_tiles`` tiles, the edge computes [split, grid) in ``edge_tiles`` tiles, the edge's input rows travel in
-  ``edge_tiles`` chunks so the edge starts on its first tile while the rest is in flight;
-- ops [k2, N) run whole on the edge, after the segment's outputs are gathered there (a switch point).
+- ops [0, seg_start) run whole on the robot;
+- ops [seg_start, seg_end) (local operators only) are split by rows: the robot computes grid rows
+  [0, robot_rows) in ``robot_tiles`` tiles, the edge computes [robot_rows, grid) in ``edge_tiles`` tiles, the
+  edge's input rows travel in ``edge_tiles`` chunks so the edge starts on its first tile while the rest is in
+  flight;
+- ops [seg_end, N) run whole on the edge, after the segment's outputs are gathered there (a switch point).
 
-All-local is ``k1 = k2 = N``, all-offload ``k1 = k2 = 0``, a layer-wise cut (Neurosurgeon/DADS) ``k1 = k2 = c``.
+All-local is ``seg_start = seg_end = N``, all-offload ``seg_start = seg_end = 0``, a layer-wise cut
+(Neurosurgeon/DADS) ``seg_start = seg_end = c``.
 Graph outputs go to the aggregator from whichever side produces them (row tiles from a split segment).
 The compact text form (:meth:`Plan.spec`) travels in every tile, so robot, edge and aggregator always agree.
 """
@@ -21,7 +23,7 @@ import zlib
 
 from .codec import ENCODINGS
 from .graph import OpGraph
-from .rows import Interval, Segment, backprop, _new_rows
+from .rows import Interval, Segment, backprop, new_rows
 
 __all__ = ["Plan", "PlanError", "CompiledPlan", "TileWork", "compile_plan"]
 
@@ -33,8 +35,8 @@ class PlanError(ValueError):
     """A plan that cannot run on this graph, or a plan text that does not parse."""
 
 
-_SPEC = re.compile(r"^(?P<model>[A-Za-z0-9_.-]+)@(?P<h>\d+)x(?P<w>\d+)\|(?P<k1>\d+)\|(?P<k2>\d+)\|"
-                   r"(?P<split>\d+)\|(?P<rt>\d+)x(?P<et>\d+)\|(?P<enc>[a-z0-9]+)$")
+_SPEC = re.compile(r"^(?P<model>[A-Za-z0-9_.-]+)@(?P<h>\d+)x(?P<w>\d+)\|(?P<seg_start>\d+)\|(?P<seg_end>\d+)\|"
+                   r"(?P<robot_rows>\d+)\|(?P<rt>\d+)x(?P<et>\d+)\|(?P<enc>[a-z0-9]+)$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,15 +44,15 @@ class Plan:
     model: str
     height: int              # network input size
     width: int
-    k1: int                  # robot runs ops [0, k1) whole
-    k2: int                  # ops [k1, k2) split; [k2, N) on the edge
-    split: int = 0           # robot's grid rows of the segment: [0, split)
+    seg_start: int           # robot runs ops [0, seg_start) whole
+    seg_end: int             # ops [seg_start, seg_end) split by rows; [seg_end, N) on the edge
+    robot_rows: int = 0      # robot's grid rows of the segment: [0, robot_rows)
     robot_tiles: int = 1
     edge_tiles: int = 1
     encoding: str = "raw"    # for intermediate tensors (the raw input always travels as u8)
 
     def spec(self) -> str:
-        return (f"{self.model}@{self.height}x{self.width}|{self.k1}|{self.k2}|{self.split}|"
+        return (f"{self.model}@{self.height}x{self.width}|{self.seg_start}|{self.seg_end}|{self.robot_rows}|"
                 f"{self.robot_tiles}x{self.edge_tiles}|{self.encoding}")
 
     @property
@@ -61,10 +63,11 @@ class Plan:
     def parse(cls, spec: str) -> "Plan":
         m = _SPEC.match(spec or "")
         if not m:
-            raise PlanError(f"plan text {spec!r} does not parse (expected model@HxW|k1|k2|split|RxE|encoding)")
+            raise PlanError(f"plan text {spec!r} does not parse "
+                            "(expected model@HxW|seg_start|seg_end|robot_rows|RxE|encoding)")
         g = m.groupdict()
-        return cls(g["model"], int(g["h"]), int(g["w"]), int(g["k1"]), int(g["k2"]), int(g["split"]),
-                   int(g["rt"]), int(g["et"]), g["enc"])
+        return cls(g["model"], int(g["h"]), int(g["w"]), int(g["seg_start"]), int(g["seg_end"]),
+                   int(g["robot_rows"]), int(g["rt"]), int(g["et"]), g["enc"])
 
     @classmethod
     def local(cls, graph: OpGraph, model: str) -> "Plan":
@@ -82,14 +85,14 @@ class Plan:
     @property
     def is_split(self) -> bool:
         """Has a split segment (robot and edge share ops by rows): the Intra-DP plans."""
-        return self.k1 < self.k2
+        return self.seg_start < self.seg_end
 
     def kind(self, n_ops: int) -> str:
         if self.is_split:
             return "intra-dp"
-        if self.k1 == n_ops:
+        if self.seg_start == n_ops:
             return "local"
-        return "offload" if self.k1 == 0 else "cut"
+        return "offload" if self.seg_start == 0 else "cut"
 
     def describe(self, graph: OpGraph) -> str:
         n = len(graph.ops)
@@ -100,14 +103,15 @@ class Plan:
             return f"all-offload ({self.encoding})"
         name = lambda k: graph.ops[k].name if k < n else "end"  # noqa: E731
         if kind == "cut":
-            return f"layer-wise cut before {name(self.k1)} (op {self.k1}/{n}, {self.encoding})"
-        grid = Segment(graph, self.k1, self.k2).grid
-        parts = [f"robot ops [0,{self.k1})"] if self.k1 else []
-        parts.append(f"split ops [{self.k1},{self.k2}) ({name(self.k1)}..{graph.ops[self.k2 - 1].name}): "
-                     f"robot {self.split}/{grid} rows in {self.robot_tiles} tile(s), edge {grid - self.split}/{grid} "
+            return f"layer-wise cut before {name(self.seg_start)} (op {self.seg_start}/{n}, {self.encoding})"
+        start, end, rows = self.seg_start, self.seg_end, self.robot_rows
+        grid = Segment(graph, start, end).grid
+        parts = [f"robot ops [0,{start})"] if start else []
+        parts.append(f"split ops [{start},{end}) ({name(start)}..{graph.ops[end - 1].name}): "
+                     f"robot {rows}/{grid} rows in {self.robot_tiles} tile(s), edge {grid - rows}/{grid} "
                      f"in {self.edge_tiles}")
-        if self.k2 < n:
-            parts.append(f"edge ops [{self.k2},{n})")
+        if end < n:
+            parts.append(f"edge ops [{end},{n})")
         return f"intra-dp: {', '.join(parts)}, {self.encoding}"
 
 
@@ -146,8 +150,8 @@ class CompiledPlan:
         if (plan.height, plan.width) != tuple(graph.input_shape[2:]):
             raise PlanError(f"plan is for input {plan.height}x{plan.width}, model runs at "
                             f"{graph.input_shape[2]}x{graph.input_shape[3]}")
-        if not 0 <= plan.k1 <= plan.k2 <= n:
-            raise PlanError(f"plan op range 0 <= {plan.k1} <= {plan.k2} <= {n} does not hold")
+        if not 0 <= plan.seg_start <= plan.seg_end <= n:
+            raise PlanError(f"plan op range 0 <= {plan.seg_start} <= {plan.seg_end} <= {n} does not hold")
         if plan.encoding not in ENCODINGS or plan.encoding == "u8":
             raise PlanError(f"encoding {plan.encoding!r} is not usable for intermediate tensors")
         if plan.robot_tiles < 1 or plan.edge_tiles < 1 or max(plan.robot_tiles, plan.edge_tiles) > 64:
@@ -157,19 +161,19 @@ class CompiledPlan:
         self.edge_work: list[TileWork] = []
         self.edge_chunks: list[Interval] = []   # input rows sent to the edge, in order
         self.chunks_needed: list[int] = []       # per edge tile: chunks that must have arrived first
-        if plan.k1 < plan.k2:
+        if plan.is_split:
             try:
-                self.segment = seg = Segment(graph, plan.k1, plan.k2)
+                self.segment = seg = Segment(graph, plan.seg_start, plan.seg_end)
             except ValueError as e:
                 raise PlanError(str(e)) from e
-            if not 0 <= plan.split <= seg.grid:
-                raise PlanError(f"split {plan.split} outside the segment grid 0..{seg.grid}")
+            if not 0 <= plan.robot_rows <= seg.grid:
+                raise PlanError(f"robot_rows {plan.robot_rows} outside the segment grid 0..{seg.grid}")
             inp = seg.input
             h_in = graph.value_shape(inp)[graph.value_row_axis(inp)]
-            if plan.split > 0:
-                self.robot_work = _stream(seg, _bounds(0, plan.split, plan.robot_tiles), {inp: (0, h_in)})
-            if plan.split < seg.grid:
-                self.edge_work = _stream(seg, _bounds(plan.split, seg.grid, plan.edge_tiles), {})
+            if plan.robot_rows > 0:
+                self.robot_work = _stream(seg, _bounds(0, plan.robot_rows, plan.robot_tiles), {inp: (0, h_in)})
+            if plan.robot_rows < seg.grid:
+                self.edge_work = _stream(seg, _bounds(plan.robot_rows, seg.grid, plan.edge_tiles), {})
                 sent = None
                 for w in self.edge_work:      # contiguous chunks: each adds the rows its tile needs, if any
                     lo, hi = w.needs.get(inp, (0, 0))
@@ -183,18 +187,19 @@ class CompiledPlan:
             for w, n_chunks in zip(self.edge_work, self.chunks_needed):
                 have = (self.edge_chunks[0][0], self.edge_chunks[n_chunks - 1][1]) if n_chunks else None
                 need = w.needs.get(inp)
-                if need and need[0] < need[1] and _new_rows(need, have) != (0, 0):
+                if need and need[0] < need[1] and new_rows(need, have) != (0, 0):
                     raise PlanError(f"edge tile needs rows {need} of {inp} outside those sent {have}")
         # values moved whole from robot to edge at a layer-wise cut
-        self.to_edge_whole: list[str] = graph.live_after(plan.k1) if plan.k1 == plan.k2 and plan.k1 < n else []
+        cut = plan.seg_start == plan.seg_end and plan.seg_start < n
+        self.to_edge_whole: list[str] = graph.live_after(plan.seg_start) if cut else []
 
     @property
     def robot_ops(self) -> range:
-        return range(0, self.plan.k1)
+        return range(0, self.plan.seg_start)
 
     @property
     def edge_ops(self) -> range:
-        return range(self.plan.k2, len(self.graph.ops))
+        return range(self.plan.seg_end, len(self.graph.ops))
 
 
 def compile_plan(graph: OpGraph, spec: str | Plan) -> CompiledPlan:

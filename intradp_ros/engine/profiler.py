@@ -1,14 +1,11 @@
-"""Per-operator latency profiles, measured where the operator will run, cached on disk.
+"""Measures per-operator profiles (:class:`~intradp_ros.engine.profile.DeviceProfile`) where the operators will
+run, cached on disk.
 
-A profile holds each op's whole-tensor latency on one device, the fixed cost of one operator call (what a
-small tile pays regardless of its size), the codec costs, and each op output's compressed size, so the
-planner can price any plan without running it. Profiles are keyed by the graph's hash (structure, weights,
-input size), the device and the thread count; a cache hit skips profiling at start-up.
+Profiles are keyed by the graph's hash (structure, weights, input size), the device and the thread count; a
+cache hit skips profiling at start-up.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import statistics
 import time
@@ -17,61 +14,15 @@ from typing import Callable
 
 import torch
 
-from .codec import encode
+from .codec import decode, encode
+from .device import synchronize
 from .graph import OpGraph
-from .rows import compute_op_rows
+from .plan import Plan, compile_plan
+from .profile import DeviceProfile
+from .rows import RowStreamer, Segment, compute_op_rows
+from .search import split_points
 
-__all__ = ["DeviceProfile", "profile_graph", "load_or_profile", "default_cache_dir", "synchronize"]
-
-_PROFILE_VERSION = 7
-
-
-@dataclasses.dataclass
-class DeviceProfile:
-    key: str                     # OpGraph.key
-    device: str                  # "cpu", "cuda:0", ...
-    threads: int
-    op_ms: list[float]           # whole-tensor latency of each op, in graph order
-    call_ms: float               # fixed cost of one operator call on a tile
-    encode_ms_per_mb: dict[str, float]
-    decode_ms_per_mb: dict[str, float]
-    ratio: dict[str, list[float]]    # encoding -> per-op output bytes / raw bytes (lz4, zstd measured)
-    output_bytes: dict[str, float]   # graph output -> payload bytes of the whole output after the output_fn
-    scale: float = 1.0           # multiply compute times (emulating a slower device from a faster one)
-    cpu_share: float = 1.0       # process CPU time / wall time while profiling: < 1 on a throttled CPU (cgroup
-                                 # quota, a busy core), so host-side work (serialisation) costs cpu_ms / share
-    op_fixed_ms: list[float] = dataclasses.field(default_factory=list)   # per-call cost of each op whatever its
-                                 # rows (weights streamed, kernel launch): small tiles of deep layers pay it
-    tile_scale: float = 1.0      # measured / modelled time of row tiles run as the executor runs them (buffers,
-                                 # narrow/cat, small convolutions are less efficient): measured at start-up
-    version: int = _PROFILE_VERSION
-
-    def compute_ms(self, k: int, rows: int, height: int) -> float:
-        """Latency of computing ``rows`` of op k's ``height`` output rows in one call: a fixed part and a part
-        proportional to the rows (the line through the op's measured whole and one-row-tile latencies)."""
-        frac = rows / height if height else 1.0
-        fixed = self.op_fixed_ms[k] if self.op_fixed_ms else 0.0
-        return self.scale * self.tile_scale * (fixed + (self.op_ms[k] - fixed) * frac + self.call_ms)
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> "DeviceProfile":
-        d = json.loads(text)
-        if d.get("version") != _PROFILE_VERSION:
-            raise ValueError("profile written by another version")
-        return cls(**d)
-
-    def scaled(self, factor: float) -> "DeviceProfile":
-        return dataclasses.replace(self, scale=self.scale * factor)
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for ``device``'s queued work: a GPU computes asynchronously, and a timer must see the work, not its
-    launch. A no-op on the CPU."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+__all__ = ["profile_graph", "load_or_profile", "default_cache_dir"]
 
 
 def profile_graph(graph: OpGraph, x: torch.Tensor, repeats: int = 5, warmup: int = 2,
@@ -152,15 +103,12 @@ def _tile_scale(graph: OpGraph, x: torch.Tensor, prof: DeviceProfile, tiles: int
     """Run the longest split segment from the input in ``tiles`` row tiles, as the executor does, and return
     measured / modelled time. Per-op one-row and whole timings miss what streaming adds (row buffers, halo
     narrowing, less efficient small convolutions); on YOLOv3-tiny that was 1.3-1.6x."""
-    from .plan import Plan, compile_plan          # plan and planner import this module
-    from .planner import split_points
-    from .rows import RowStreamer, Segment
     starts, ends = split_points(graph)
     if not starts or not ends.get(starts[0]):
         return 1.0
-    k1, k2 = starts[0], ends[starts[0]][-1]
-    grid = Segment(graph, k1, k2).grid
-    cp = compile_plan(graph, Plan("profile", *graph.input_shape[2:], k1, k2, grid, min(tiles, grid), 1))
+    start, end = starts[0], ends[starts[0]][-1]
+    grid = Segment(graph, start, end).grid
+    cp = compile_plan(graph, Plan("profile", *graph.input_shape[2:], start, end, grid, min(tiles, grid), 1))
     if cp.segment is None or not cp.robot_work:
         return 1.0
     env: dict[str, torch.Tensor] = {graph.input_name: x}
@@ -196,7 +144,6 @@ def _whole_forward_ms(graph: OpGraph, x: torch.Tensor) -> float:
 def _codec_costs(graph: OpGraph, env: dict[str, torch.Tensor]):
     """ms per raw MB to encode and decode with each encoding (median of 3 after a warm-up: a single cold call
     priced u8 at 15x what the robot then spends), u8 on the network input, the only value sent as u8."""
-    from .codec import decode
     big = max((env[op.name] for op in graph.ops if op.row_axis is not None), key=lambda t: t.numel())
     enc_ms, dec_ms = {}, {}
     for e in ("raw", "fp16", "u8", "lz4", "zstd"):

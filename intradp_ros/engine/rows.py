@@ -2,7 +2,7 @@
 
 For rows [lo, hi) of a segment's outputs, :func:`backprop` finds the exact rows of every operator's output
 (and of the segment input) that are needed, from each operator's kernel/stride/padding/dilation
-(:class:`~intradp_ros.engine.graph.RowMap`). :class:`RowStreamer` then computes them, applying an operator's
+(:class:`~intradp_ros.engine.classify.RowMap`). :class:`RowStreamer` then computes them, applying an operator's
 padding only where a tile touches the real tensor border, so tiled results equal the monolithic ones.
 
 Tiles on one side are computed top to bottom and the streamer keeps the rows it has already computed, so
@@ -14,9 +14,9 @@ from typing import Iterable
 
 import torch
 
-from .graph import Op, OpGraph, _call
+from .graph import Op, OpGraph
 
-__all__ = ["Interval", "Segment", "RowStreamer", "backprop", "compute_op_rows"]
+__all__ = ["Interval", "Segment", "RowStreamer", "backprop", "compute_op_rows", "new_rows"]
 
 Interval = tuple[int, int]   # rows [lo, hi); empty when lo >= hi
 
@@ -29,7 +29,7 @@ def _hull(a: Interval | None, b: Interval) -> Interval:
     return min(a[0], b[0]), max(a[1], b[1])
 
 
-def _new_rows(want: Interval, done: Interval | None) -> Interval:
+def new_rows(want: Interval, done: Interval | None) -> Interval:
     """Rows of ``want`` still to compute given the contiguous rows ``done`` already buffered."""
     if want[0] >= want[1] or done is None or done[0] >= done[1]:
         return want
@@ -39,34 +39,35 @@ def _new_rows(want: Interval, done: Interval | None) -> Interval:
 
 
 class Segment:
-    """Ops [k1, k2) of a graph, all local, fed by one spatial value (the split input).
+    """Ops [start, end) of a graph, all local, fed by one spatial value (the split input).
 
-    ``targets`` are the values it must deliver: those read after k2 and the graph outputs it produces.
+    ``targets`` are the values it must deliver: those read after ``end`` and the graph outputs it produces.
     Tiles are defined on a row *grid* of ``grid`` rows (the smallest target height): grid rows [a, b) mean
     rows [a*H//grid, b*H//grid) of each target of height H, so tiles align with every target's stride.
     """
 
-    def __init__(self, graph: OpGraph, k1: int, k2: int):
-        if not 0 <= k1 < k2 <= len(graph.ops):
-            raise ValueError(f"bad segment [{k1}, {k2})")
-        self.graph, self.k1, self.k2 = graph, k1, k2
-        self.ops: list[Op] = graph.ops[k1:k2]
+    def __init__(self, graph: OpGraph, start: int, end: int):
+        if not 0 <= start < end <= len(graph.ops):
+            raise ValueError(f"bad segment [{start}, {end})")
+        self.graph, self.start, self.end = graph, start, end
+        self.ops: list[Op] = graph.ops[start:end]
         bad = [op for op in self.ops if not op.local]
         if bad:
-            raise ValueError(f"segment [{k1}, {k2}) contains barrier {bad[0].node.format_node()}: {bad[0].reason}")
-        live_in = graph.live_after(k1)
+            raise ValueError(f"segment [{start}, {end}) contains barrier {bad[0].node.format_node()}: {bad[0].reason}")
+        live_in = graph.live_after(start)
         if len(live_in) != 1 or graph.value_row_axis(live_in[0]) is None:
-            raise ValueError(f"segment [{k1}, {k2}) must start where exactly one spatial value is live, got {live_in}")
+            raise ValueError(f"segment [{start}, {end}) must start where exactly one spatial value is live, "
+                             f"got {live_in}")
         self.input = live_in[0]
         produced = {op.name for op in self.ops}
-        live_out = graph.live_after(k2)
+        live_out = graph.live_after(end)
         if any(v not in produced for v in live_out):
-            raise ValueError(f"segment [{k1}, {k2}) is crossed by a value it does not produce")
-        self.gathered = [v for v in live_out]                        # read after k2: gathered on the edge
+            raise ValueError(f"segment [{start}, {end}) is crossed by a value it does not produce")
+        self.gathered = [v for v in live_out]                        # read after end: gathered on the edge
         self.emitted = [v for v in graph.outputs if v in produced]   # graph outputs: straight to the aggregator
         self.targets = list(dict.fromkeys(self.gathered + self.emitted))
         if not self.targets:
-            raise ValueError(f"segment [{k1}, {k2}) produces nothing that is used")
+            raise ValueError(f"segment [{start}, {end}) produces nothing that is used")
         self.heights = {t: graph.by_name[t].height for t in self.targets}
         self.grid = min(self.heights.values())
 
@@ -94,7 +95,7 @@ def backprop(graph: OpGraph, ops: Iterable[Op], wanted: dict[str, Interval],
         want = req.get(op.name)
         if want is None:
             continue
-        new = _new_rows(want, done.get(op.name))
+        new = new_rows(want, done.get(op.name))
         if new[0] >= new[1]:
             continue
         compute[op.name] = new
@@ -152,8 +153,7 @@ def compute_op_rows(graph: OpGraph, op: Op, lo: int, hi: int, rows_of) -> torch.
             # first output row y holds: the tile's own for windows, else what the input range yields
             first = {"upsample": max(ilo, 0) * rm.factor, "pad": ilo + rm.pad_top}.get(rm.kind, lo)
             return y.narrow(2, lo - first, hi - lo)
-        override = {name: rows_of(name, lo, hi) for name in op.row_maps}
-        return _call(graph.gm, op.node, {}, override)
+        return graph.run_op(op, {name: rows_of(name, lo, hi) for name in op.row_maps})
     except Exception as e:
         raise RuntimeError(f"computing rows [{lo}, {hi}) of {op.node.format_node()} failed: {e}") from e
 

@@ -2,11 +2,11 @@
 
 Threads: the camera callback only keeps the newest frame; an inference thread runs the robot's share; a
 sender thread publishes tiles in order, because a reliable publish blocks for the transfer time on a slow
-link and must not stall computation.
+link and must not stall computation; the plan controller's own planner thread decides the plan (see
+intradp_ros.robot.controller for who owns what). The node reads the controller's status, never its parts.
 """
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
@@ -16,19 +16,17 @@ from rclpy.node import Node
 from rclpy.time import Time
 from sensor_msgs.msg import Image
 
-from intradp_ros.engine.plan import PlanError, compile_plan
-from intradp_ros.engine.profiler import DeviceProfile
-from intradp_ros.engine.executor import STAGE_PROBE
+from intradp_ros.engine.plan import PlanError
+from intradp_ros.engine.profile import DeviceProfile
 from intradp_ros.msg import EdgeProfile, FrameTiming, LinkEstimate, PlanStatus, TensorTile
 from intradp_ros.nodes.common import Counters, declare, packet_to_msg, run_node, topic_qos
-from intradp_ros.runtime import RobotConfig, RobotRuntime, parse_plan_choice
+from intradp_ros.nodes.link_probe import ProbeSender
+from intradp_ros.robot.controller import LIVE_SETTINGS
+from intradp_ros.robot.runtime import RobotRuntime
+from intradp_ros.robot.state import Status
+from intradp_ros.runtime import RobotConfig
 from intradp_ros.topology import TOPICS
 from intradp_ros.vision.image_convert import ImageConversionError, image_to_array, to_rgb8
-
-
-# live parameters: each goes into RobotConfig and re-plans when changed
-_REPLAN_PARAMETERS = ("plan", "bandwidth_mbps", "link_latency_ms", "encodings", "bandwidth_source", "min_split_gain",
-                      "explore_margin")
 
 
 class RobotNode(Node):
@@ -65,13 +63,14 @@ class RobotNode(Node):
                                      "at start-up, measure this process's CPU per message sent to the edge (two "
                                      "bursts of 12 probe messages, ~1 s) for the planner", ro)
         self.counters = Counters(self, ["frames_received", "frames_processed", "frames_skipped_busy", "bad_images",
-                                        "frame_errors", "tiles_sent", "bytes_to_edge", "replans", "link_samples",
-                                        "probes_sent", "guard_switches", "send_errors"])
+                                        "frame_errors", "tiles_sent", "bytes_to_edge", "link_samples",
+                                        "probes_sent", "guard_switches", "send_errors", "plan_changes"])
         log = self.get_logger()
-        self.rt = RobotRuntime(self.cfg, log=log.info)
+        self.plan_pub = self.create_publisher(PlanStatus, TOPICS["plan"].name, topic_qos(self, "plan"))
+        self.rt = RobotRuntime(self.cfg, log=log.info, warn=log.warning, on_change=self.publish_plan)
+        self.controller = self.rt.controller
         self.tile_pub = self.create_publisher(TensorTile, TOPICS["to_edge"].name, topic_qos(self, "to_edge"))
         self.out_pub = self.create_publisher(TensorTile, TOPICS["outputs"].name, topic_qos(self, "outputs"))
-        self.plan_pub = self.create_publisher(PlanStatus, TOPICS["plan"].name, topic_qos(self, "plan"))
         self.create_subscription(EdgeProfile, TOPICS["edge_profile"].name, self.edge_profile_callback,
                                  topic_qos(self, "edge_profile"))
         self.create_subscription(LinkEstimate, TOPICS["link"].name, self.link_callback, topic_qos(self, "link"))
@@ -79,13 +78,11 @@ class RobotNode(Node):
         self.add_on_set_parameters_callback(self.parameters_callback)
         self._camera_qos = topic_qos(self, "camera")
         self._camera_sub = None
+        self._edge_profile_seen = False
         self._frame = None
         self._cond = threading.Condition()
         self._seq = 0
         self._send_q: queue.Queue = queue.Queue()
-        self._plan_lock = threading.Lock()
-        self._pending_lock = threading.Lock()
-        self._replan_waiting = False
         self._stop = threading.Event()
         self._started = self.get_clock().now()
         self._threads = [threading.Thread(target=self._infer_loop, daemon=True, name="infer"),
@@ -94,11 +91,11 @@ class RobotNode(Node):
             t.start()
         self._ready_timer = self.create_timer(0.1, self.ready_callback)
         self._last_link_sample = self.get_clock().now()
-        self._probe_seq = 0
+        self.probes = ProbeSender(self._send_q, self.controller, self.get_logger(), self.rt.profile.cpu_share)
         self._selftest: threading.Thread | None = None
         if self.probe_period_s > 0:
             self.create_timer(self.probe_period_s, self.probe_callback)
-        self.publish_plan()
+        self.publish_plan(self.controller.status())
         log.info(f"robot_node: model {self.cfg.model} @ {self.rt.m.size}px on {self.rt.m.device}; "
                  f"waiting for the edge (up to {self.edge_wait_s:.0f} s) and the aggregator")
 
@@ -106,13 +103,14 @@ class RobotNode(Node):
     def ready_callback(self):
         waited = (self.get_clock().now() - self._started).nanoseconds / 1e9
         have_agg = self.out_pub.get_subscription_count() > 0
-        have_edge = self.rt.edge_profile is not None and self.tile_pub.get_subscription_count() > 0
-        plan_fixed = self.cfg.plan != "auto"
+        have_edge = self._edge_profile_seen and self.tile_pub.get_subscription_count() > 0
+        plan_fixed = self.controller.config.plan != "auto"
         if not have_agg or not (have_edge or waited > self.edge_wait_s or (plan_fixed and not self.rt.needs_edge)):
             return
         if have_edge and self.send_selftest:
             if self._selftest is None:
-                self._selftest = threading.Thread(target=self._measure_send_cpu, daemon=True, name="send self-test")
+                self._selftest = threading.Thread(target=self.probes.measure_send_cpu, daemon=True,
+                                                  name="send self-test")
                 self._selftest.start()
             if self._selftest.is_alive():
                 return                     # frames would disturb the measurement: the camera waits for it
@@ -121,103 +119,40 @@ class RobotNode(Node):
             self.get_logger().warning(f"no edge after {waited:.0f} s: running all-local until one appears")
         self._camera_sub = self.create_subscription(Image, TOPICS["camera"].name, self.image_callback,
                                                     self._camera_qos)
-        self.get_logger().info(f"ready: plan {self.rt.plan.describe(self.rt.m.graph)}; "
+        self.get_logger().info(f"ready: plan {self.controller.status().describe}; "
                                f"listening on {self._camera_sub.topic_name}")
 
     def edge_profile_callback(self, msg: EdgeProfile):
         try:
             prof = DeviceProfile.from_json(msg.profile_json)
-            self.rt.set_edge_profile(prof, replan=False)
+            self.get_logger().info(f"edge profile received ({msg.device}, whole model {sum(prof.op_ms):.1f} ms)")
+            self.controller.set_edge_profile(prof)
         except (ValueError, TypeError, KeyError) as e:
             self.get_logger().error(f"edge profile from {msg.device} rejected: {e}")
             return
-        self.get_logger().info(f"edge profile received ({msg.device}, whole model {sum(prof.op_ms):.1f} ms)")
-        self._replan_soon()
+        self._edge_profile_seen = True
 
     def link_callback(self, msg: LinkEstimate):
         self.counters.inc("link_samples")
         self._last_link_sample = self.get_clock().now()
-        if self.rt.observe_bandwidth(msg.bandwidth_mbps):
-            self.get_logger().info(f"link measured at {self.rt.bandwidth():.1f} Mbit/s (planned for "
-                                   f"{self.rt.planned_mbps:.1f}): re-planning")
-            self._replan_soon()
+        self.controller.observe_bandwidth(msg.bandwidth_mbps)
 
     def timing_callback(self, msg: FrameTiming):
         """Measured latency of our frames (from the aggregator): the per-frame overhead the planner adds to every
         plan, and the guard, which swaps a plan that under-delivers."""
-        if self.rt.observe_overhead(msg.frame_seq, msg.aggregator_ms):
-            self.get_logger().info(f"measured per-frame overhead (intake + aggregation) {self.rt.frame_ms():.1f} ms: "
-                                   f"added to every plan's prediction")
-            self.publish_plan()
-        self.rt.observe_edge_compute(msg.plan_spec, msg.edge_compute_ms)
-        before = self.rt.plan.spec()
-        new = self.rt.observe_latency(msg.plan_spec, msg.latency_ms, msg.frame_seq)
-        if new is None:
-            return
-        self.counters.inc("guard_switches")
-        g = self.rt.m.graph
-        self.get_logger().warning(
-            f"plan {before} measures {self.rt.guard.measured(before):.1f} ms (predicted "
-            f"{self.rt.predicted_ms(before) or float('nan'):.1f}); switching to {new.describe(g)} "
-            f"(score {self.rt.guard.score(new.spec()):.1f} ms)")
-        self.publish_plan()
+        if self.controller.observe_timing(msg.frame_seq, msg.plan_spec, msg.latency_ms, msg.edge_compute_ms,
+                                          msg.aggregator_ms) is not None:
+            self.counters.inc("guard_switches")
 
     def probe_callback(self):
         """Keep the bandwidth estimate alive when the plan in force sends nothing measurable."""
         idle_s = (self.get_clock().now() - self._last_link_sample).nanoseconds / 1e9
-        if (self.cfg.bandwidth_source != "measured" or idle_s < self.probe_period_s or self._camera_sub is None
-                or self.rt.edge_profile is None or self.tile_pub.get_subscription_count() == 0):
+        if (self.controller.config.bandwidth_source != "measured" or idle_s < self.probe_period_s
+                or self._camera_sub is None or not self._edge_profile_seen
+                or self.tile_pub.get_subscription_count() == 0):
             return
-        self._queue_probe(4, max(16, int(self.probe_kib) * 1024 // 4))
+        self.probes.queue(4, max(16, int(self.probe_kib) * 1024 // 4))
         self.counters.inc("probes_sent")
-
-    def _queue_probe(self, count: int, nbytes: int) -> None:
-        """Queue ``count`` back-to-back probe messages of ``nbytes`` each for the sender (the edge times them)."""
-        self._probe_seq += 1
-        n = nbytes // 4                                      # float32 elements per message
-        for i in range(count):
-            m = TensorTile(frame_seq=self._probe_seq, plan_spec="probe", tensor="__probe__", stage=STAGE_PROBE,
-                           tile_index=i, tile_count=count, sender="robot", shape=[1, 1, 1, n],
-                           payload_shape=[1, 1, 1, n], dtype="float32", encoding="raw")
-            m.data = bytes(4 * n)
-            self._send_q.put((m, None, None))
-
-    def _measure_send_cpu(self):
-        """What sending costs this process in CPU, all threads: the sender thread's own CPU misses the
-        middleware's threads (acknowledgements, fragments, heartbeats). Two bursts of probe messages (4 KiB and
-        64 KiB) through the real publisher, each measured as process CPU time beyond the idle rate until the sender
-        has drained and the acknowledgements are in. The planner takes the larger of this and the sender's own."""
-        def burst(n: int, nbytes: int) -> float:
-            done = threading.Event()
-            w0, c0 = time.monotonic(), time.process_time()
-            self._queue_probe(n, nbytes)
-            self._send_q.put((done.set, None, None))
-            done.wait(30.0)
-            time.sleep(0.2)
-            return (time.process_time() - c0 - idle * (time.monotonic() - w0)) * 1e3
-
-        def quiet() -> bool:   # no planning running or waiting (a search would count as sending)
-            return not self._plan_lock.locked() and not self._replan_waiting and not self.rt._planning
-
-        try:
-            for _ in range(3):
-                deadline = time.monotonic() + 60.0
-                while not quiet() and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                replans = self.counters.values.get("replans", 0)
-                w0, c0 = time.monotonic(), time.process_time()
-                time.sleep(0.4)
-                idle = (time.process_time() - c0) / (time.monotonic() - w0)
-                small, large = burst(12, 4096), burst(12, 65536)
-                if quiet() and self.counters.values.get("replans", 0) == replans:
-                    break
-            per_msg, per_mb = self.rt.set_process_send_cpu((12, 4096, small), (12, 65536, large))
-            self.get_logger().info(f"sending costs this process {per_msg:.2f} ms CPU per message + {per_mb:.1f} ms "
-                                   f"per MB (all threads; the planner divides by the CPU share "
-                                   f"{self.rt.profile.cpu_share:.2f})")
-            self._replan_soon()
-        except Exception as e:  # noqa: BLE001 - a failed self-test leaves the sender-thread measurement
-            self.get_logger().error(f"send self-test failed: {e!r}; pricing messages by the sender thread alone")
 
     def parameters_callback(self, params):
         changed = {p.name: p.value for p in params}
@@ -227,79 +162,32 @@ class RobotNode(Node):
         for name in ("min_split_gain", "explore_margin"):
             if name in changed and not (isinstance(changed[name], float) and 0.0 <= changed[name] < 1.0):
                 return SetParametersResult(successful=False, reason=f"{name} must be a float in [0, 1)")
-        fixed = None
-        if "plan" in changed:
+        live = {k: v for k, v in changed.items() if k in LIVE_SETTINGS}
+        if "bandwidth_source" in live and live["bandwidth_source"] not in ("measured", "parameter"):
+            return SetParametersResult(successful=False, reason="bandwidth_source: measured | parameter")
+        if live:
             try:
-                fixed = parse_plan_choice(changed["plan"], self.rt.m.graph, self.rt.m.spec.name)
-                if fixed is not None:
-                    compile_plan(self.rt.m.graph, fixed)
+                self.controller.configure(**live)   # a new plan runs once priced, from the next frame after
             except (PlanError, ValueError) as e:
                 return SetParametersResult(successful=False, reason=str(e))
-        if "bandwidth_source" in changed and changed["bandwidth_source"] not in ("measured", "parameter"):
-            return SetParametersResult(successful=False, reason="bandwidth_source: measured | parameter")
-        for name in _REPLAN_PARAMETERS:
-            if name in changed:
-                setattr(self.cfg, name, changed[name])
-        if fixed is not None:
-            self.rt.set_plan(fixed)        # effective from the next frame; frames in flight keep theirs
-        if changed.keys() & set(_REPLAN_PARAMETERS):
-            # (re)planning and predicting take a moment: off the parameter service thread
-            self._replan_soon()
         return SetParametersResult(successful=True)
 
-    def _replan_soon(self):
-        """Re-plan in a thread: planning takes a moment, and callbacks and the frame loop must not wait for it."""
-        threading.Thread(target=self._report_plan, daemon=True).start()
-
-    def _report_plan(self):
-        """Re-plan and publish. One planning at a time, and at most one waiting: requests that arrive while one
-        waits are served by it, since it reads the newest inputs when it runs (two parameters set together plan
-        once, not twice). The planning thread runs at the lowest CPU priority: on a CPU-capped robot a search
-        takes seconds of wall time, and the frame in progress should not wait for it."""
-        _lowest_priority()
-        with self._pending_lock:
-            if self._replan_waiting:
-                return
-            self._replan_waiting = True
-        with self._plan_lock:
-            with self._pending_lock:
-                self._replan_waiting = False
-            self._plan_once()
-
-    def _plan_once(self):
-        decision = self.rt.replan()
-        self.counters.inc("replans")
-        if decision is not None:
-            lines = decision.report().splitlines()
-            lines[0] += f"  ({self.rt.last_replan}: {decision.considered} plans priced)"
-            if self.rt.exploring and self.rt.plan.spec() == self.rt.exploring:
-                lines.append(f"  trying {self.rt.plan.describe(self.rt.m.graph)} for a few frames: predicted within "
-                             f"{self.rt.cfg.explore_margin:.0%} of the choice; its measured latency will decide")
-            for line in lines:
-                self.get_logger().info(line)
-        self.publish_plan()
-
-    def publish_plan(self):
+    def publish_plan(self, status: Status):
+        """PlanStatus for the plan the next frame runs (trials and guard switches included): the controller calls
+        this after every change, from whichever thread made it."""
         msg = PlanStatus()
         msg.header.stamp = self.get_clock().now().to_msg()
-        plan = self.rt.plan
+        plan = status.plan
         msg.plan_id, msg.plan_spec = plan.plan_id, plan.spec()
-        msg.bandwidth_mbps = float(self.rt.planned_mbps or self.rt.bandwidth())
-        msg.settled = self.rt.settled()
-        dec = self.rt.decision
-        if dec is not None:
-            extra = self.rt.frame_ms()
-            self.rt.reported_frame_ms = msg.frame_overhead_ms = extra
-            msg.predicted_ms = float(self.rt.predicted_ms(plan.spec()) or dec.chosen.latency_ms + extra)
-            msg.baseline_names = list(dec.baselines)
-            msg.baseline_plan_specs = [p.plan.spec() for p in dec.baselines.values()]
-            msg.baseline_predicted_ms = [float(p.latency_ms + extra) for p in dec.baselines.values()]
-            why = ("" if plan == dec.chosen.plan else
-                   f" (trial, to be measured; the planner chose {dec.chosen.name})" if plan.spec() == self.rt.exploring
-                   else f" (measured-latency guard; the planner chose {dec.chosen.name})")
-            msg.reason = plan.describe(self.rt.m.graph) + why
-        else:
-            msg.reason = "no edge profile yet: " + plan.describe(self.rt.m.graph)
+        msg.bandwidth_mbps = float(status.bandwidth_mbps)
+        msg.settled = status.settled
+        msg.frame_overhead_ms = status.frame_ms
+        msg.predicted_ms = float(status.predicted_ms or 0.0)
+        msg.baseline_names = list(status.baselines)
+        msg.baseline_plan_specs = [p.plan.spec() for p in status.baselines.values()]
+        msg.baseline_predicted_ms = [float(p.latency_ms + status.frame_ms) for p in status.baselines.values()]
+        msg.reason = status.reason
+        self.counters.inc("plan_changes")
         self.plan_pub.publish(msg)
 
     # -- frames -------------------------------------------------------------------------------------------------
@@ -336,15 +224,6 @@ class RobotNode(Node):
                 ms = self.rt.run_frame(seq, rgb, lambda p, h=header, s=size: self._send_q.put((p, h, s)), age_ms)
                 self.counters.inc("frames_processed")
                 self.get_logger().debug(f"frame {seq} ({header.frame_id}): robot share {ms:.1f} ms")
-                if self.rt.compute_drifted():
-                    self.get_logger().info(f"robot / edge compute at {self.rt.compute_scale():.2f}x / "
-                                           f"{self.rt.edge_scale():.2f}x their start-up profiles (planned with "
-                                           f"{self.rt.planned_scale:.2f}x / {self.rt.planned_edge_scale:.2f}x): "
-                                           f"re-planning")
-                    self._replan_soon()
-                elif why := self.rt.own_drifted():
-                    self.get_logger().info(f"{why}: re-pricing")
-                    self._replan_soon()
             except Exception as e:  # noqa: BLE001 - one bad frame must not stop the robot
                 self.counters.inc("frame_errors")
                 self.get_logger().error(f"frame {seq} ({header.frame_id}) failed on the robot: {e}")
@@ -381,10 +260,7 @@ class RobotNode(Node):
         else:
             self.out_pub.publish(msg)
         # what sending costs this (maybe CPU-capped) robot, for the planner
-        if self.rt.observe_send(len(pkt.payload), (time.thread_time() - cpu0) * 1e3) and self.cfg.plan == "auto":
-            self.get_logger().info(f"measured send cost {self.rt.msg_ms():.2f} ms/message (planned with "
-                                   f"{self.rt.planned_msg_ms:.2f}): re-planning")
-            self._replan_soon()
+        self.controller.observe_send(len(pkt.payload), (time.thread_time() - cpu0) * 1e3)
 
     def close(self):
         self._stop.set()
@@ -392,14 +268,7 @@ class RobotNode(Node):
             self._cond.notify_all()
         for t in self._threads:
             t.join(timeout=2.0)
-
-
-def _lowest_priority():
-    """nice 19 for the calling thread (Linux applies nice per thread); elsewhere nothing."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    except (AttributeError, OSError):
-        pass
+        self.rt.close()
 
 
 def main(args=None):

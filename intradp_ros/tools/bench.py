@@ -23,225 +23,21 @@ import csv
 import datetime
 import json
 import os
-import platform
 import queue
 import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
-
-import yaml
 
 from intradp_ros.engine.plan import Plan
 from intradp_ros.tools import bench_report, netem
 from intradp_ros.tools.bench_client import turns
+from intradp_ros.tools.bench_config import CSV_COLUMNS, load_config, machine_info
+from intradp_ros.tools.bench_run import Run
 
-CSV_COLUMNS = ["model", "bandwidth_mbps", "strategy", "round", "phase", "index", "image", "ok", "plan_spec",
-               "plan_kind", "frame_plan", "plan_settled", "latency_ms", "agg_latency_ms", "predicted_ms",
-               "robot_compute_ms", "edge_compute_ms", "cpu_robot_s", "cpu_client_s", "busy_core_s", "tx_bytes",
-               "rx_bytes", "wire_bytes", "wall_s", "energy_j", "energy_idle_j", "energy_compute_j", "energy_radio_j",
-               "n_results", "top"]
-
-
-def _config_file(name: str) -> Path:
-    """config/<name> of the installed share directory, else of this checkout."""
-    from intradp_ros.launcher import _share_dir
-    for base in (_share_dir(), Path(__file__).resolve().parents[2]):
-        if (base / "config" / name).is_file():
-            return base / "config" / name
-    raise FileNotFoundError(f"config/{name} not found")
-
-
-def load_config(path: Path | None, a: argparse.Namespace) -> dict:
-    cfg = yaml.safe_load((path or _config_file("bench.yaml")).read_text())
-    if a.quick:
-        cfg.update(cfg.get("quick", {}))
-    for opt, keyname in (("model", "model"), ("warmup", "warmup"), ("frames", "frames"), ("input_size", "input_size"),
-                         ("frame_timeout", "frame_timeout_s"), ("rounds", "rounds"), ("settle_max", "settle_max")):
-        if getattr(a, opt) is not None:
-            cfg[keyname] = getattr(a, opt)
-    if a.bandwidths:
-        cfg["bandwidths_mbps"] = [float(b) for b in a.bandwidths.split(",") if b]
-    if a.strategies:
-        cfg["strategies"] = [s for s in a.strategies.split(",") if s]
-    if a.bandwidth_source:
-        cfg["bandwidth_source"] = a.bandwidth_source
-    if a.executor:
-        cfg["executor"] = a.executor
-    if a.edge_threads is not None:
-        cfg["edge"]["threads"] = a.edge_threads
-    if a.cpu_quota is not None:
-        cfg["robot"]["cpu_quota_us"] = a.cpu_quota
-    if a.cpu_period is not None:
-        cfg["robot"]["cpu_period_us"] = a.cpu_period
-    unknown = set(cfg["strategies"]) - set(bench_report.STRATEGIES)
-    if unknown:
-        raise SystemExit(f"unknown strategies {sorted(unknown)}; known: {', '.join(bench_report.STRATEGIES)}")
-    return cfg
-
-
-def _params(name: str, path: Path, updates: dict[str, dict]) -> Path:
-    base = yaml.safe_load(_config_file(name).read_text())
-    for node, params in updates.items():
-        base.setdefault(f"/**/{node}", {}).setdefault("ros__parameters", {}).update(params)
-    path.write_text(yaml.safe_dump(base, sort_keys=False))
-    return path
-
-
-def machine_info() -> dict:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
-    git = subprocess.run(["git", "-C", str(Path(__file__).resolve().parents[2]), "describe", "--always", "--dirty"],
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout.strip()
-    return {"git": git, "cpu_model": cpu, "cores": os.cpu_count(), "kernel": platform.release(),
-            "python": platform.python_version(),
-            "loadavg": Path("/proc/loadavg").read_text().split()[:3]}
-
-
-class Run:
-    """One benchmark run: the testbed, the nodes, the client, and cleanup on every exit path."""
-
-    def __init__(self, cfg: dict, out: Path, echo: bool):
-        self.cfg, self.out, self.echo = cfg, out, echo
-        r, link = cfg["robot"], cfg["link"]
-        self.tb = netem.Testbed(subnet=link["subnet"], cpu_quota_us=int(r["cpu_quota_us"]),
-                                cpu_period_us=int(r["cpu_period_us"]), mtu=int(link["mtu"]), log=self.log)
-        self.launches = []
-        self.client: subprocess.Popen | None = None
-        self.events: queue.Queue = queue.Queue()
-        self.marks: dict[tuple, dict] = {}
-        self.decisions: list[dict] = []
-        self.plans: dict[tuple, dict] = {}
-        self.n_ops: int | None = None
-        self._closed = False
-
-    def log(self, text: str) -> None:
-        from tqdm import tqdm
-        tqdm.write(f"[bench] {text}", file=sys.stderr)
-
-    # ------------------------------------------------------------------ start / stop
-    def start(self) -> None:
-        from intradp_ros.launcher import Launch, node_commands, resolve_arguments
-        cfg, out, tb = self.cfg, self.out, self.tb
-        netem.cleanup_stale(self.log)
-        tb.setup()
-        self.shape(cfg["bandwidths_mbps"][0])
-        (out / "params").mkdir(parents=True, exist_ok=True)
-        prof = Path(cfg.get("profile_cache") or out / "profiles")
-        r, e = cfg["robot"], cfg["edge"]
-        executor = cfg.get("executor", "single")
-        robot_yaml = _params("robot.yaml", out / "params" / "robot.yaml", {
-            "robot_node": {"model": cfg["model"], "input_size": int(cfg["input_size"]), "threads": int(r["threads"]),
-                           "device": r["device"], "plan": "auto", "bandwidth_mbps": float(cfg["bandwidths_mbps"][0]),
-                           "link_latency_ms": float(cfg["link_latency_ms"]), "encodings": cfg["encodings"],
-                           "bandwidth_source": cfg["bandwidth_source"], "executor": executor,
-                           "edge_wait_s": 3600.0,
-                           "profile_cache_dir": str(prof / f"robot-q{r['cpu_quota_us']}-p{r['cpu_period_us']}")},
-            "aggregator_node": {"model": cfg["model"], "input_size": int(cfg["input_size"]),
-                                "executor": executor,
-                                "frame_timeout_s": float(cfg["frame_timeout_s"])}})
-        edge_yaml = _params("edge.yaml", out / "params" / "edge.yaml", {
-            "edge_node": {"model": cfg["model"], "input_size": int(cfg["input_size"]), "threads": int(e["threads"]),
-                          "device": e["device"], "frame_timeout_s": float(cfg["frame_timeout_s"]),
-                          "executor": executor,
-                          "profile_cache_dir": str(prof / "edge")}})
-        dds = _config_file("fastdds_udp.xml")
-        env = dict(os.environ, ROS_DOMAIN_ID=str(cfg["domain_id"]), FASTRTPS_DEFAULT_PROFILES_FILE=str(dds),
-                   RMW_IMPLEMENTATION="rmw_fastrtps_cpp", ROS_AUTOMATIC_DISCOVERY_RANGE="SUBNET",
-                   ROS_STATIC_PEERS=";".join(tb.ip.values()), PYTHONUNBUFFERED="1")
-        env.pop("ROS_LOCALHOST_ONLY", None)
-        self.env = env
-        cmds = []
-        for host, params, cgroup in (("edge", edge_yaml, None), ("robot", robot_yaml, "nodes")):
-            values = resolve_arguments(host, {"params_file": str(params), "dds_profile": str(dds),
-                                              "model": cfg["model"]})
-            cmds += [(host, spec, tb.wrap(argv, host, cgroup)) for spec, argv in node_commands(host, values)]
-        # One node at a time, each once the previous one is up: edge_node and robot_node profile their operators
-        # while starting, and a profile taken while another node starts on the same CPU (the aggregator shares the
-        # robot's quota) would price every op for a CPU share the run never sees again.
-        order = {"edge_node": 0, "aggregator_node": 1, "robot_node": 2}
-        for host, spec, argv in sorted(cmds, key=lambda c: order.get(c[1].name, 1)):
-            launch = Launch(host, [(spec, argv)], env, echo=self.echo, log_dir=out / "logs")
-            self.launches.append(launch)
-            if spec.name != "robot_node":
-                self.log(f"started {spec.name}; waiting until it is up")
-                launch.wait_for_output(rf"{spec.name}: model ", node=spec.name, timeout=900)
-        self.log("started robot_node; waiting for it to profile itself under the CPU cap")
-        client_cfg = out / "params" / "client.json"
-        fds = [os.open(tb.acct_file(g), os.O_RDONLY) for g in ("nodes", "client")]
-        client_cfg.write_text(json.dumps({
-            "model": cfg["model"], "bandwidths": cfg["bandwidths_mbps"], "strategies": cfg["strategies"],
-            "warmup": int(cfg["warmup"]), "frames": int(cfg["frames"]), "rounds": int(cfg.get("rounds", 1)),
-            "round_warmup": int(cfg.get("round_warmup", 0)), "settle_max": int(cfg.get("settle_max", 0)),
-            "frame_timeout_s": float(cfg["frame_timeout_s"]),
-            "startup_timeout_s": float(cfg.get("startup_timeout_s", 900)), "plan_timeout_s": 300.0,
-            "status_quiet_s": 1.0,
-            "bandwidth_source": cfg["bandwidth_source"],
-            "nodes_fd": fds[0], "client_fd": fds[1], "dev": tb.dev["robot"]}))
-        argv = tb.wrap([sys.executable, "-m", "intradp_ros.tools.bench_client", str(client_cfg)], "robot", "client")
-        self.client_log = open(out / "logs" / "client.log", "w", encoding="utf-8")  # noqa: SIM115
-        self.client = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                       stderr=self.client_log, text=True, bufsize=1, pass_fds=fds,
-                                       preexec_fn=_die_with_parent)
-        for fd in fds:
-            os.close(fd)
-        threading.Thread(target=self._read_client, daemon=True, name="client output").start()
-
-    def _read_client(self) -> None:
-        for line in self.client.stdout:
-            try:
-                self.events.put(json.loads(line))
-            except ValueError:
-                self.client_log.write(line)
-        self.events.put(None)
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self.client is not None and self.client.poll() is None:
-            self.client.send_signal(signal.SIGINT)
-            try:
-                self.client.wait(10)
-            except subprocess.TimeoutExpired:
-                self.client.kill()
-                self.client.wait()
-        for launch in reversed(self.launches):
-            launch.stop(timeout=10.0)
-        self.tb.close()
-
-    # ------------------------------------------------------------------ during the run
-    def shape(self, mbps: float) -> None:
-        link = self.cfg["link"]
-        s = self.tb.shape(mbps, burst_ms=float(link["burst_ms"]), min_burst=int(link["min_burst_bytes"]),
-                          queue_bytes=int(link["queue_bytes"]))
-        self.log(f"link shaped to {mbps:g} Mbit/s each way (tbf burst {s.burst_bytes} B, "
-                 f"latency {s.latency_ms:.0f} ms)")
-
-    def answer(self) -> None:
-        self.client.stdin.write("ok\n")
-        self.client.stdin.flush()
-
-    def check_alive(self) -> None:
-        for launch in self.launches:
-            rejected = [ln for ln in launch.output.get("robot_node", ()) if "edge profile" in ln and "rejected" in ln]
-            if rejected:   # e.g. the two sides run different versions of the code: the robot would wait forever
-                raise RuntimeError(f"robot_node cannot use the edge: {rejected[-1]}")
-            status = launch.poll()
-            if status not in (None, 0) or any(c is not None for c in launch.returncodes().values()):
-                tail = "\n".join(list(launch.lines)[-30:])
-                raise RuntimeError(f"a {launch.host} node stopped (status {status}); last lines:\n{tail}")
-
-
-def _die_with_parent() -> None:
-    try:
-        import ctypes
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)
-    except Exception:  # noqa: BLE001 - not Linux
-        pass
+__all__ = ["CSV_COLUMNS", "run", "main"]
 
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -307,7 +103,7 @@ def run(cfg: dict, out: Path, echo: bool = False) -> int:
             elif kind == "decision":
                 runner.decisions.append(ev)
                 if "local" in ev["baselines"]:
-                    runner.n_ops = Plan.parse(ev["baselines"]["local"][0]).k1
+                    runner.n_ops = Plan.parse(ev["baselines"]["local"][0]).seg_start
                 runner.log(f"{ev['mbps']:g} Mbit/s: planner chose {ev['reason']} "
                            f"({ev['predicted_ms']:.1f} ms predicted)")
             elif kind == "plan":

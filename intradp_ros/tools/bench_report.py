@@ -58,9 +58,9 @@ def plan_kind(spec: str, n_ops: int | None) -> str:
         return ""
     if p.is_split:
         return "intra-dp"
-    if p.k1 == 0:
+    if p.seg_start == 0:
         return "offload"
-    if n_ops is not None and p.k1 >= n_ops:
+    if n_ops is not None and p.seg_start >= n_ops:
         return "local"
     return "cut" if n_ops is not None else "cut/local"
 

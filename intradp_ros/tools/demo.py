@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     import rclpy
     from rclpy.node import Node
 
-    from intradp_ros.launcher import _share_dir, start
+    from intradp_ros.launcher import share_dir, start
     from intradp_ros.msg import DetectionArray, FrameTiming
     from intradp_ros.nodes.common import topic_qos
     from intradp_ros.topology import TOPICS
@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     domain = os.environ.get("ROS_DOMAIN_ID") or str(random.randint(100, 199))
     env = dict(os.environ, ROS_DOMAIN_ID=domain)
     os.environ["ROS_DOMAIN_ID"] = domain
-    params = with_overrides(_share_dir() / "config" / "robot.yaml", {
+    params = with_overrides(share_dir() / "config" / "robot.yaml", {
         "camera_player": {"source": a.source, "rate_hz": a.rate, "count": frames, "loop": True},
         "robot_node": {"plan": a.plan, "bandwidth_mbps": a.bandwidth},
     })

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import torch
 
-from intradp_ros.engine.planner import LinkModel, choose
-from intradp_ros.engine.profiler import DeviceProfile, load_or_profile
+from intradp_ros.engine.cost import LinkModel
+from intradp_ros.engine.profile import DeviceProfile
+from intradp_ros.engine.profiler import load_or_profile
+from intradp_ros.engine.search import Problem, SearchOptions, choose
 from intradp_ros.runtime import ModelConfig, ModelRuntime
 
 
@@ -71,8 +73,9 @@ def main(argv=None) -> int:
           "| vs best baseline | chosen plan |")
     print("|---:|---:|---:|---:|---:|---:|---:|---|")
     worse = 0
+    options = SearchOptions(encodings=tuple(encs), min_split_gain=a.min_split_gain)
     for bw in [float(b) for b in a.bandwidths.split(",") if b]:
-        d = choose(m.graph, a.model, robot, edge, LinkModel(bw, a.latency_ms), encs, min_split_gain=a.min_split_gain)
+        d = choose(Problem(m.graph, a.model, robot, edge, LinkModel(bw, a.latency_ms)), options)
         b = d.baselines
         best = min(p.latency_ms for p in b.values())
         split = f"{d.best_split.latency_ms:.1f}" if d.best_split else "-"

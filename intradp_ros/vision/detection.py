@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from .coco_names import COCO_CLASSES
-from .preprocess import LetterboxGeometry, _size_wh
+from .preprocess import LetterboxGeometry, size_wh
 
 __all__ = ["CANDIDATE_COLUMNS", "Detection", "YoloHead", "decode_rows", "draw_detections", "finalize"]
 
@@ -79,7 +79,7 @@ def decode_rows(head_output_rows, row_start: int, head: YoloHead, input_size: in
         if x.shape[0] != 1:
             raise ValueError(f"decode_rows decodes one image at a time, got batch {x.shape[0]}")
         x = x[0]
-    in_w, in_h = _size_wh(input_size)
+    in_w, in_h = size_wh(input_size)
     n_a, n_e = len(head.anchors), 5 + head.num_classes
     grid_w, grid_h = in_w // head.stride, in_h // head.stride
     if x.ndim != 3 or x.shape[0] != n_a * n_e or x.shape[2] != grid_w:

@@ -18,7 +18,7 @@ import dataclasses
 import cv2
 import numpy as np
 
-__all__ = ["LetterboxGeometry", "Letterboxed", "letterbox", "letterbox_geometry", "to_input"]
+__all__ = ["LetterboxGeometry", "Letterboxed", "letterbox", "letterbox_geometry", "size_wh", "to_input"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +69,8 @@ class Letterboxed:
         return to_input(self.image)
 
 
-def _size_wh(size: int | tuple[int, int]) -> tuple[int, int]:
+def size_wh(size: int | tuple[int, int]) -> tuple[int, int]:
+    """A network input size (int or (w, h)) as (w, h); the letterbox and the detector decoding share the check."""
     w, h = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     if w <= 0 or h <= 0 or w % 32 or h % 32:
         raise ValueError(f"letterbox size {size} must be positive multiples of 32 (the network's total stride)")
@@ -78,7 +79,7 @@ def _size_wh(size: int | tuple[int, int]) -> tuple[int, int]:
 
 def letterbox_geometry(orig_w: int, orig_h: int, size: int | tuple[int, int] = 416) -> LetterboxGeometry:
     """The letterbox placement of an ``orig_w`` x ``orig_h`` image in a ``size`` input (int or (w, h))."""
-    in_w, in_h = _size_wh(size)
+    in_w, in_h = size_wh(size)
     if orig_w <= 0 or orig_h <= 0:
         raise ValueError(f"image size {orig_w}x{orig_h} must be positive")
     if in_w / orig_w < in_h / orig_h:     # darknet's rule, integer division for the other side

@@ -1,0 +1,50 @@
+"""The command lines of the nodes: what ``launch_ros`` would pass to each executable.
+
+Each node runs as the installed executable ``<prefix>/lib/intradp_ros/<exe>`` (or ``python -c 'from
+intradp_ros.nodes.<exe> import main ...'`` without a colcon install) with ``--ros-args``: node name, namespace,
+the params file, the QoS file, ``-p`` overrides and the camera topic remapping.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+
+from intradp_ros.launching.arguments import node_overrides, params_argument, truthy
+from intradp_ros.topology import PACKAGE, TOPICS, NodeSpec, nodes_for
+
+__all__ = ["executable", "node_commands"]
+
+
+def executable(spec: NodeSpec) -> list[str]:
+    """The argv prefix that runs node ``spec``: its installed executable, else its module's ``main``."""
+    try:
+        from ament_index_python.packages import get_package_prefix
+
+        exe = pathlib.Path(get_package_prefix(PACKAGE)) / "lib" / PACKAGE / spec.executable
+        if os.access(exe, os.X_OK):
+            return [str(exe)]
+    except Exception:  # noqa: BLE001 - not in the ament index: run the module with this interpreter
+        pass
+    module = f"{PACKAGE}.nodes.{spec.executable}"
+    return [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main())"]
+
+
+def node_commands(host: str, values: dict[str, str]) -> list[tuple[NodeSpec, list[str]]]:
+    """The nodes to start for ``host`` and their command lines (``values`` from ``resolve_arguments``)."""
+    namespace = values["namespace"].strip()
+    if namespace and not namespace.startswith("/"):
+        namespace = "/" + namespace
+    commands = []
+    for spec in nodes_for(host):
+        if spec.optional and not truthy(spec.optional, values[spec.optional]):
+            continue
+        argv = executable(spec) + ["--ros-args", "-r", f"__node:={spec.name}"]
+        if namespace and namespace != "/":
+            argv += ["-r", f"__ns:={namespace}"]
+        argv += ["--params-file", values[params_argument(host, spec)], "--params-file", values["qos_file"]]
+        for name, value in node_overrides(spec.name, values).items():
+            argv += ["-p", f"{name}:={value}"]
+        argv += ["-r", f"{TOPICS['camera'].name}:={values['camera_topic']}"]
+        commands.append((spec, argv))
+    return commands

@@ -1,0 +1,292 @@
+"""PlanController: the one place that decides which plan the robot's next frame runs.
+
+Threading model (robot_node's threads; tests drive the same entry points from their own):
+
+- the **frame thread** calls :meth:`begin_frame` (the plan to run) and :meth:`end_frame` (what it measured);
+- the **sender thread** calls :meth:`observe_send`;
+- the **executor thread** (callbacks) calls :meth:`observe_timing`, :meth:`observe_bandwidth`,
+  :meth:`set_edge_profile` and :meth:`configure` (live parameters);
+- the **planner thread** (one, started here, at the lowest CPU priority) runs every planning pass, fed by
+  :meth:`request`: requests that arrive while a pass runs are served by one more pass, which reads the newest
+  inputs (two parameters set together plan once, not twice).
+
+``_lock`` guards every field of this object and every part it owns (measurements, explorer, guard, config,
+state). It is held only for short bookkeeping: a planning pass snapshots its inputs under it, prices without it
+(a search takes a quarter-core robot seconds), and commits under it. ``_pass_lock`` lets one pass run at a time,
+from the planner thread or :meth:`replan_now`. The plan state is immutable and replaced whole, so a reader sees a
+plan together with the pricing it came from; ``on_change`` is called, without the lock, after every replacement.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import threading
+from typing import Callable
+
+from ..engine.graph import OpGraph
+from ..engine.guard import PlanGuard
+from ..engine.plan import Plan, compile_plan
+from ..engine.profile import DeviceProfile
+from ..engine.search import SearchOptions
+from .explorer import Explorer
+from .measurements import FrameRecord, Measurements
+from .planning import parse_plan_choice, Planner
+from .state import PlanReason, PlanState, Status
+
+__all__ = ["PlanController"]
+
+Log = Callable[[str], None]
+LIVE_SETTINGS = ("plan", "bandwidth_mbps", "link_latency_ms", "encodings", "bandwidth_source", "min_split_gain",
+                 "explore_margin")
+
+
+class PlanController:
+    LINK_CHANGE = 0.25     # the bandwidth moved this far from the link's first estimate: a new link (measurements
+                           # restart). Wider than a measured estimate's noise, so re-prices do not restart the link
+
+    def __init__(self, graph: OpGraph, model: str, robot: DeviceProfile, cfg, log: Log = print,
+                 warn: Log | None = None, on_change: Callable[[Status], None] | None = None, start: bool = True):
+        self.graph, self.model = graph, model
+        self._cfg = dataclasses.replace(cfg)
+        self._log, self._warn, self._on_change = log, warn or log, on_change
+        self._lock = threading.Lock()
+        self._pass_lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self.measurements = Measurements(graph, robot)
+        self.explorer = Explorer(graph, model)
+        self.guard = PlanGuard()
+        self.planner = Planner(self)
+        self._fixed = parse_plan_choice(cfg.plan, graph, model)
+        if self._fixed is not None:
+            compile_plan(graph, self._fixed)                        # fail early on a bad plan parameter
+        self._state = PlanState(self._fixed or Plan.local(graph, model),
+                                PlanReason.FIXED if self._fixed else PlanReason.NO_EDGE)
+        self._choice_gen = 0           # +1 when the user changes the plan: a pass priced for the old choice is void
+        self._disturbed: collections.deque = collections.deque(maxlen=64)   # seqs not to judge plans by
+        self._during_pass: collections.deque = collections.deque(maxlen=64)  # ... nor to calibrate compute by
+        self._last_frame_spec = ""
+        self._frames_since_priced = 0
+        self._pending: list[str] = []  # why a pass was requested, since the last one started
+        self._planning = False
+        self._stop = False
+        self._reported_frame_ms: float | None = None
+        self._thread = threading.Thread(target=self._serve, name="planner", daemon=True) if start else None
+        if self._thread is not None:
+            self._thread.start()
+
+    # -- reading ------------------------------------------------------------------------------------------------
+    @property
+    def state(self) -> PlanState:
+        return self._state
+
+    @property
+    def config(self):
+        with self._lock:
+            return dataclasses.replace(self._cfg)
+
+    def status(self) -> Status:
+        with self._lock:
+            return self._status()
+
+    def _status(self) -> Status:
+        st = self._state
+        mbps = st.pricing.mbps if st.pricing is not None else self._bandwidth()
+        return Status(st, self.measurements.overhead.frame_ms(), mbps, st.plan.describe(self.graph))
+
+    @property
+    def pending(self) -> tuple[str, ...]:
+        """Why passes were requested that have not started yet."""
+        with self._lock:
+            return tuple(self._pending)
+
+    def bandwidth_mbps(self) -> float:
+        with self._lock:
+            return self._bandwidth()
+
+    def _bandwidth(self) -> float:
+        m = self.measurements.bandwidth.mbps
+        return m if self._cfg.bandwidth_source == "measured" and m is not None else self._cfg.bandwidth_mbps
+
+    def search_options(self) -> SearchOptions:
+        encs = tuple(e.strip() for e in self._cfg.encodings.split(",") if e.strip()) or ("raw",)
+        return SearchOptions(encodings=encs, min_split_gain=self._cfg.min_split_gain)
+
+    # -- inputs -------------------------------------------------------------------------------------------------
+    def configure(self, **settings) -> None:
+        """Live settings (robot_node's parameters); raises PlanError / ValueError for a plan that cannot run. A
+        new plan choice takes effect once priced, from the next frame after that."""
+        unknown = set(settings) - set(LIVE_SETTINGS)
+        if unknown:
+            raise ValueError(f"not live settings: {sorted(unknown)}")
+        fixed = self._fixed
+        if "plan" in settings:
+            fixed = parse_plan_choice(settings["plan"], self.graph, self.model)
+            if fixed is not None:
+                compile_plan(self.graph, fixed)
+        with self._lock:
+            for k, v in settings.items():
+                setattr(self._cfg, k, v)
+            if "plan" in settings:
+                self._fixed = fixed
+                self._choice_gen += 1
+        self.request("settings changed: " + ", ".join(sorted(settings)))
+
+    def set_edge_profile(self, prof: DeviceProfile) -> None:
+        if prof.key != self.graph.key:
+            raise ValueError(f"the edge runs a different model or weights (hash {prof.key}, ours {self.graph.key}); "
+                             "start both with the same model, weights and input_size")
+        with self._lock:
+            self.measurements.calibration.set_edge_profile(prof)
+        self.request("edge profile")
+
+    def set_process_send_cpu(self, small, large) -> tuple[float, float]:
+        with self._lock:
+            out = self.measurements.send.set_process_burst(small, large)
+        self.request("process send cost measured")
+        return out
+
+    def observe_send(self, nbytes: int, cpu_ms: float) -> None:
+        with self._lock:
+            why = self.planner.send_cost_moved(nbytes, cpu_ms)
+        if why:
+            self.request(why)
+
+    def observe_bandwidth(self, mbps: float) -> None:
+        with self._lock:
+            self.measurements.bandwidth.add(mbps)
+            planned = self._state.pricing.mbps if self._state.pricing is not None else None
+            now = self._bandwidth()
+            moved = (self._cfg.bandwidth_source == "measured" and planned is not None
+                     and abs(now - planned) > self.LINK_CHANGE * planned)
+        if moved:
+            self.request(f"link measured at {now:.1f} Mbit/s (planned for {planned:.1f})")
+
+    # -- frames -------------------------------------------------------------------------------------------------
+    def begin_frame(self, seq: int) -> Plan:
+        """The plan frame ``seq`` runs. A frame computed while a pass runs, or the first after a switch, says
+        little about its plan's latency: marked disturbed (and one computed during a pass calibrates nothing)."""
+        with self._lock:
+            plan = self._state.plan
+            spec = plan.spec()
+            if self._planning:
+                self._during_pass.append(seq)
+            if self._planning or spec != self._last_frame_spec:
+                self._disturbed.append(seq)
+            self._last_frame_spec = spec
+            return plan
+
+    def note_intake(self, seq: int, ms: float) -> None:
+        """Frame ``seq`` took ``ms`` from its camera stamp to pre-processed (before its result can come back)."""
+        with self._lock:
+            self.measurements.overhead.note_intake(seq, ms)
+
+    def end_frame(self, rec: FrameRecord) -> None:
+        with self._lock:
+            m = self.measurements
+            if self._planning and rec.seq not in self._during_pass:
+                self._during_pass.append(rec.seq)
+                self._disturbed.append(rec.seq)
+            if rec.seq not in self._during_pass:       # a pass shares the CPU: its frames compute slower
+                m.record_frame(rec)
+            why = (m.calibration.drift(self.planner.planned_scales)
+                   or m.own_drift(self._state, self._fixed is None, self._frames_since_priced, self.explorer.explored))
+        if why:
+            self.request(why)
+
+    def observe_timing(self, seq: int, spec: str, latency_ms: float, edge_ms: float = 0.0,
+                       aggregator_ms: float | None = None) -> Plan | None:
+        """A frame's measured latency (FrameTiming), credited to the plan it ran; returns the new plan when the
+        guard switches."""
+        switched = report = None
+        with self._lock:
+            m, st = self.measurements, self._state
+            if aggregator_ms is not None and m.overhead.observe(seq, aggregator_ms):
+                self.guard.offset = m.overhead.frame_ms()
+                report = m.overhead.moved_since(self._reported_frame_ms)
+            m.calibration.observe_edge(spec, edge_ms)
+            self._frames_since_priced += 1
+            undisturbed = seq not in self._disturbed
+            if undisturbed:
+                m.record_latency(st, spec, latency_ms)
+            if self._fixed is None and st.pricing is not None and st.reason is not PlanReason.FIXED:
+                if undisturbed:
+                    self.guard.observe(spec, latency_ms)
+                current = st.plan.spec()
+                nxt = self.guard.pick(current)
+                if nxt != current:
+                    self._warn(f"plan {current} measures {self.guard.measured(current):.1f} ms (predicted "
+                               f"{(st.predicted_ms() or float('nan')) + m.overhead.frame_ms():.1f}); switching to "
+                               f"{nxt} (score {self.guard.score(nxt):.1f} ms)")
+                    switched = Plan.parse(nxt)
+                    self._replace(PlanState(switched, PlanReason.GUARD, st.pricing, st.version + 1))
+        if switched is not None or report:
+            self._notify()
+        return switched
+
+    # -- planning -----------------------------------------------------------------------------------------------
+    def request(self, why: str) -> None:
+        """Ask for a planning pass (served by the planner thread; coalesced while one runs)."""
+        with self._wake:
+            if not self._pending:
+                self._log(f"{why}: re-planning")
+            self._pending.append(why)
+            self._wake.notify()
+
+    def replan_now(self, why: str = "asked") -> PlanState:
+        """Run one pass in the calling thread (tests, tools): serialised with the planner thread."""
+        with self._lock:
+            self._pending.clear()
+        self.planner.run_pass(why)
+        return self._state
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """True once no pass is running or requested (for tests and tools)."""
+        with self._wake:
+            return self._wake.wait_for(lambda: not self._pending and not self._planning, timeout)
+
+    def close(self) -> None:
+        with self._wake:
+            self._stop = True
+            self._wake.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+
+    def _serve(self) -> None:
+        _lowest_priority()
+        while True:
+            with self._wake:
+                self._wake.wait_for(lambda: self._pending or self._stop)
+                if self._stop:
+                    return
+                why = "; ".join(dict.fromkeys(self._pending))
+                self._pending.clear()
+            try:
+                self.planner.run_pass(why)
+            except Exception as e:  # noqa: BLE001 - the planner thread must outlive one bad pass
+                self._warn(f"planning failed ({why}): {e!r}; keeping plan {self._state.plan.spec()}")
+            with self._wake:
+                self._wake.notify_all()
+
+    def _replace(self, state: PlanState) -> None:
+        """Put ``state`` in force (under the lock); the caller calls :meth:`_notify` after releasing it."""
+        if state.plan.spec() != self._state.plan.spec():
+            compile_plan(self.graph, state.plan)
+        self._state = state
+
+    def _notify(self) -> None:
+        if self._on_change is None:
+            return
+        with self._lock:
+            status = self._status()
+            self._reported_frame_ms = status.frame_ms
+        self._on_change(status)
+
+
+def _lowest_priority() -> None:
+    """nice 19 for the calling thread (Linux applies nice per thread): on a CPU-capped robot a search takes
+    seconds of wall time, and the frame in progress should not wait for it. Elsewhere nothing."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):
+        pass

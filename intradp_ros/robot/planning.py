@@ -1,0 +1,173 @@
+"""A planning pass as the controller runs it: snapshot the measurements, price, commit a new plan state.
+
+:class:`Planner` is the controller's planning half (split off to keep each class to one reading): it owns what
+the last passes used (the link, the last search, the shortlist, the planned calibration) and touches the
+controller's parts only under the controller's lock, except :func:`~.pricing.run_pass`, which runs on frozen
+inputs without it.
+"""
+from __future__ import annotations
+
+from ..engine.cost import predict
+from ..engine.graph import OpGraph
+from ..engine.plan import Plan
+from .calibration import Scales
+from .pricing import PassInputs, PassResult, SearchMemo, on_its_own, run_pass
+from .state import Pricing, PlanReason, PlanState, ReplanKind, frozen_map
+
+__all__ = ["Planner", "parse_plan_choice"]
+
+
+def parse_plan_choice(choice: str, graph: OpGraph, model: str) -> Plan | None:
+    """'auto' -> None (planner decides); 'local' | 'offload' | 'cut:<k>' | a plan text -> that plan."""
+    c = (choice or "auto").strip()
+    if c == "auto":
+        return None
+    if c == "local":
+        return Plan.local(graph, model)
+    if c == "offload":
+        return Plan.offload(graph, model)
+    if c.startswith("cut:"):
+        return Plan.cut(graph, model, int(c[4:]))
+    return Plan.parse(c)
+
+
+class Planner:
+    SEND_CHECK_EVERY = 8
+
+    def __init__(self, controller):
+        self.c = controller
+        self.link_epoch = 0
+        self.link_mbps: float | None = None        # the current link's first estimate
+        self.last_search: SearchMemo | None = None
+        self.shortlist: tuple[Plan, ...] = ()       # of the last decision for plan auto
+        self.planned_scales: Scales | None = None
+        self.planned_msg_ms: float | None = None
+        self.last_kind: ReplanKind | None = None
+        self.passes = 0
+        self.running = 0                            # passes running now (at most 1: see run_pass)
+        self.most_running = 0
+
+    def run_pass(self, why: str) -> None:
+        c = self.c
+        with c._pass_lock:
+            with c._lock:
+                inputs, new_link, gen = self._snapshot()
+                c._planning = inputs is not None
+            if inputs is None:
+                c._notify()
+                return
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+            try:
+                result = run_pass(inputs)
+            finally:
+                self.running -= 1
+                with c._lock:
+                    c._planning = False
+            with c._lock:
+                if gen != c._choice_gen:
+                    return            # the user changed the plan meanwhile: that change asked for another pass
+                lines = self._commit(inputs, result, new_link)
+            self.passes += 1
+        for line in lines:
+            c._log(line)
+        c._notify()
+
+    def _snapshot(self):
+        """The pass's frozen inputs (None before the edge's profile: the plan is then the user's or all-local)."""
+        c, m = self.c, self.c.measurements
+        if m.calibration.edge is None:
+            plan = c._fixed or Plan.local(c.graph, c.model)
+            reason = PlanReason.FIXED if c._fixed else PlanReason.NO_EDGE
+            if plan != c._state.plan or reason != c._state.reason:
+                c._replace(PlanState(plan, reason, None, c._state.version + 1))
+            return None, False, c._choice_gen
+        mbps = c._bandwidth()
+        new_link = self.link_mbps is None or abs(mbps - self.link_mbps) > c.LINK_CHANGE * self.link_mbps
+        if new_link:
+            # what split plans miss grows with the rate, and latencies are the link's: learned per link
+            m.latency.clear()
+            c.explorer.clear()
+            self.link_epoch += 1
+            self.link_mbps = mbps
+        scales = m.calibration.scales()
+        link = m.link(mbps, c._cfg.link_latency_ms)
+        inputs = PassInputs(c.graph, c.model, c._fixed, c.search_options(), m.robot, m.calibration.edge, link, scales,
+                            m.own_scales(scales), m.latency.measured(m.overhead.frame_ms(), c.explorer.explored),
+                            m.latency.split_extra_ms(), self.last_search, self.shortlist)
+        self.planned_scales, self.planned_msg_ms = scales, link.msg_ms
+        c._frames_since_priced = 0
+        return inputs, new_link, c._choice_gen
+
+    def _commit(self, inputs: PassInputs, result: PassResult, new_link: bool) -> list[str]:
+        c, d = self.c, result.decision
+        self.last_kind = result.kind
+        if result.memo is not None:
+            self.last_search = result.memo
+        candidates = [d.chosen, *d.baselines.values()]
+        own = dict(result.own_scales)
+        trial = None
+        if inputs.fixed is None:
+            self.shortlist = tuple(d.shortlist)
+            t = c.explorer.next_trial(d, dict(inputs.measured), lambda plan: result.price(inputs, plan),
+                                      c._cfg.explore_margin)
+            if t is not None:
+                t, own[t.plan.spec()] = on_its_own(inputs, result.evidence, t)
+                candidates.append(t)
+                trial = t.plan.spec()
+        predicted = {p.plan.spec(): p.latency_ms for p in candidates}
+        ev = result.evidence
+        pricing = Pricing(result.kind, d, self.link_epoch, inputs.link.bandwidth_mbps, inputs.link.msg_ms,
+                          inputs.scales, ev.split_extra_ms, frozen_map(ev.family_extra_ms), frozen_map(inputs.measured),
+                          frozen_map(own), frozen_map(predicted))
+        prev = c._state
+        chosen = d.chosen.plan.spec()
+        if inputs.fixed is not None:
+            # a plan the user fixed runs as given; the guard keeps auto's candidates and what it measured of them,
+            # for when plan goes back to auto on this link
+            state = PlanState(d.chosen.plan, PlanReason.FIXED, pricing, prev.version + 1)
+        else:
+            # latencies measured on this link stay when only a cost estimate moved: then the guard, not the
+            # planner alone, decides (a plan measured worse than another is not chosen again)
+            c.guard.reset(predicted, keep=not new_link)
+            # the plan in force carries on if the planner put it there and the choice is a prediction, or a
+            # measurement no better than the plan in force measured by the guard's margin: medians of a few frames
+            # differ by noise alone, and two plans that measure alike must not take turns at every re-price
+            measured, now = inputs.measured, prev.plan.spec()
+            carry_on = (not new_link and now in predicted and prev.reason is not PlanReason.FIXED
+                        and (chosen not in measured
+                             or (now in measured and measured[chosen] > (1.0 - c.guard.margin) * measured[now])))
+            start = trial or (now if carry_on else chosen)
+            picked = c.guard.pick(start)
+            reason = (PlanReason.TRIAL if trial and picked == trial else PlanReason.GUARD if picked != start
+                      else PlanReason.CARRIED if picked != chosen else PlanReason.CHOSEN)
+            state = PlanState(Plan.parse(picked), reason, pricing, prev.version + 1)
+        c._replace(state)
+        lines = d.report().splitlines()
+        lines[0] += f"  ({result.kind.value}: {d.considered} plans priced)"
+        if trial and state.reason is PlanReason.TRIAL:
+            lines.append(f"  trying {state.plan.describe(c.graph)} for a few frames: predicted within "
+                         f"{c._cfg.explore_margin:.0%} of the choice; its measured latency will decide")
+        return lines
+
+    def send_cost_moved(self, nbytes: int, cpu_ms: float) -> str:
+        """Record a sent message (under the controller's lock); why to re-plan, or "": the per-message cost moved
+        by half, for plan auto, and the plan in force is priced 10 % differently for it (a re-plan costs the robot
+        CPU its frames need)."""
+        c, send = self.c, self.c.measurements.send
+        send.observe_send(nbytes, cpu_ms)
+        if (c._fixed is not None or self.planned_msg_ms is None or len(send.sends) < send.MIN_SENDS
+                or len(send.sends) % self.SEND_CHECK_EVERY):
+            return ""
+        now = send.msg_ms()
+        if abs(now - self.planned_msg_ms) <= max(0.5, 0.5 * self.planned_msg_ms):
+            return ""
+        st, m = c._state, c.measurements
+        planned = st.predicted_ms()
+        why = f"measured send cost {now:.2f} ms/message (planned with {self.planned_msg_ms:.2f})"
+        if planned is None or m.calibration.edge is None:
+            return why
+        robot, edge = m.calibration.robot_profile(m.calibration.scales()), m.calibration.edge_profile(
+            m.calibration.scales())
+        new = predict(c.graph, st.plan, robot, edge, m.link(c._bandwidth(), c._cfg.link_latency_ms)).latency_ms
+        return why if abs(new - planned) > 0.1 * planned else ""

@@ -1,0 +1,53 @@
+"""RobotRuntime: the model, its start-up profile and the robot's share of every frame, under the controller's plan."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..engine.executor import Packet, RobotWorker
+from ..engine.profiler import load_or_profile
+from ..runtime import Log, ModelRuntime, RobotConfig
+from .controller import PlanController
+from .measurements import FrameRecord
+from .state import Status
+
+__all__ = ["RobotRuntime"]
+
+
+class RobotRuntime:
+    """Owns the model and the robot's worker; every plan decision is the controller's (``self.controller``).
+
+    :meth:`run_frame` is called from one frame thread at a time (the worker keeps per-frame timings)."""
+
+    def __init__(self, cfg: RobotConfig, log: Log = print, warn: Log | None = None,
+                 on_change: Callable[[Status], None] | None = None, start_planner: bool = True):
+        self.m = ModelRuntime(cfg)
+        g = self.m.graph
+        self.profile = load_or_profile(g, self.m.profile_input(), Path(cfg.profile_cache_dir)
+                                       if cfg.profile_cache_dir else None, self.m.task.output_fn, log)
+        self.worker = RobotWorker(g, self.m.task.output_fn)
+        self.controller = PlanController(g, self.m.spec.name, self.profile, cfg, log, warn, on_change, start_planner)
+
+    @property
+    def needs_edge(self) -> bool:
+        return self.controller.state.plan.kind(len(self.m.graph.ops)) != "local"
+
+    def run_frame(self, seq: int, rgb8: np.ndarray, emit: Callable[[Packet], None], age_ms: float = 0.0) -> float:
+        """Pre-process and compute the robot's share of one frame under the plan in force; returns robot compute
+        ms. ``age_ms``: how old the frame already is (camera stamp -> now); with the pre-processing it is the
+        frame's intake time, which the controller pairs with the aggregator's time as the per-frame overhead."""
+        plan = self.controller.begin_frame(seq)
+        t0 = time.perf_counter()
+        x = self.m.preprocess(rgb8)[0].to(self.m.device)
+        self.controller.note_intake(seq, max(age_ms, 0.0) + (time.perf_counter() - t0) * 1e3)
+        busy = self.worker.run_frame(seq, plan, x, emit, input_is_u8=True)
+        w = self.worker
+        self.controller.end_frame(FrameRecord(seq, plan.spec(), w.last_whole_ms, w.last_tiles_ms,
+                                              tuple(w.last_packed)))
+        return busy
+
+    def close(self) -> None:
+        self.controller.close()

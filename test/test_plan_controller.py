@@ -1,0 +1,416 @@
+"""PlanController with the real YOLOv3-tiny graph and profiles: each test gets a fresh controller, so nothing one
+test measures reaches another."""
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+
+import pytest
+
+from intradp_ros.engine.plan import Plan, compile_plan
+from intradp_ros.engine.profiler import load_or_profile
+from intradp_ros.engine.search import family
+from intradp_ros.robot import planning
+from intradp_ros.robot.controller import PlanController
+from intradp_ros.robot.measurements import FrameRecord
+from intradp_ros.robot.state import PlanReason, ReplanKind
+from intradp_ros.runtime import ModelRuntime, RobotConfig
+
+MODEL = "yolov3_tiny"
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """The traced model and its profile (read-only for the tests: controllers copy what they change)."""
+    m = ModelRuntime(RobotConfig(weights=""))
+    prof = load_or_profile(m.graph, m.profile_input(), tmp_path_factory.mktemp("profiles"), m.task.output_fn,
+                           lambda s: None)
+    return m.graph, prof
+
+
+@pytest.fixture
+def make(model):
+    graph, prof = model
+    made = []
+
+    def make(edge=None, start=False, **cfg) -> PlanController:
+        cfg = {"bandwidth_source": "parameter", **cfg}
+        c = PlanController(graph, MODEL, prof, RobotConfig(**cfg), log=lambda s: None, start=start)
+        made.append(c)
+        c.set_edge_profile(edge or prof)
+        if not start:
+            c.replan_now()
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
+_seq = itertools.count(1_000)
+
+
+def observe(c: PlanController, spec: str, ms: float, n: int = 1) -> None:
+    for _ in range(n):
+        c.observe_timing(next(_seq), spec, ms)
+
+
+def predicted(c: PlanController, spec: str | None = None) -> float:
+    """End-to-end prediction, as reported: the planner's plus the measured frame overhead."""
+    return c.state.predicted_ms(spec) + c.measurements.overhead.frame_ms()
+
+
+def test_replanning_on_the_same_link_keeps_what_the_guard_measured(make):
+    c = make(bandwidth_mbps=50.0)
+    chosen = c.state.plan.spec()
+    worst = 100 * max(c.state.pricing.predicted.values()) + 1000.0
+    observe(c, chosen, worst, c.guard.min_samples)           # the chosen plan measures far worse than all others
+    switched = c.state.plan.spec()
+    assert switched != chosen and switched in c.state.pricing.predicted and c.state.reason is PlanReason.GUARD
+    observe(c, switched, 1.0, c.guard.min_samples)
+    c.replan_now()                                           # same link, same candidates
+    assert c.state.pricing.decision.chosen.plan.spec() == switched == c.state.plan.spec()
+    assert c.state.pricing.measured[chosen] > c.state.pricing.measured[switched]
+    c.configure(bandwidth_mbps=5.0)
+    c.replan_now()                       # another link: the planner's choice (or a trial near it), measured afresh
+    assert c.state.plan.spec() == (c.explorer.trial or c.state.pricing.decision.chosen.plan.spec())
+    assert c.guard.measured(switched) is None and c.planner.last_kind is ReplanKind.SEARCH
+
+
+def test_a_re_plan_searches_only_when_the_link_or_a_setting_changed(make):
+    """Calibration updates re-price the last search's shortlist (a search costs a quarter-core robot seconds);
+    a new link, a planner setting or a large calibration move searches again."""
+    c = make(bandwidth_mbps=40.0)
+    assert c.planner.last_kind is ReplanKind.SEARCH
+    spec = c.state.plan.spec()
+    for _ in range(3):
+        c.measurements.calibration.add("edge", spec, 1.25)   # the edge measures 25 % slower than its profile
+    c.replan_now()
+    assert c.planner.last_kind is ReplanKind.REPRICE and c.state.pricing.decision.considered < 200
+    for _ in range(24):
+        c.measurements.calibration.add("edge", spec, 2.5)    # 2.5x as slow: the best plans may have moved
+    c.replan_now()
+    assert c.planner.last_kind is ReplanKind.SEARCH
+    c.replan_now()
+    assert c.planner.last_kind is ReplanKind.REPRICE
+    c.configure(min_split_gain=0.2)
+    c.replan_now()
+    assert c.planner.last_kind is ReplanKind.SEARCH
+    c.configure(bandwidth_mbps=80.0)
+    c.replan_now()
+    assert c.planner.last_kind is ReplanKind.SEARCH
+
+
+def test_back_to_auto_after_a_fixed_plan_keeps_what_the_guard_measured_on_that_link(make, model):
+    c = make(bandwidth_mbps=30.0, explore_margin=0.0)
+    chosen = c.state.plan.spec()
+    observe(c, chosen, 123.0, c.guard.min_samples)
+    offload = Plan.offload(model[0], MODEL)
+    c.configure(plan=offload.spec())
+    assert c.state.plan.spec() == chosen                     # runs once priced
+    c.replan_now()
+    assert c.state.plan == offload and c.planner.last_kind is ReplanKind.BASELINES and c.state.settled
+    observe(c, offload.spec(), 5.0, c.guard.min_samples)     # the fixed plan's frames: not auto's
+    c.configure(plan="auto")
+    c.replan_now()
+    assert c.planner.last_kind is ReplanKind.REPRICE
+    assert c.guard.measured(chosen) == pytest.approx(123.0) and c.guard.measured(offload.spec()) is None
+
+
+def test_guard_never_overrides_a_fixed_plan(make, model):
+    c = make(bandwidth_mbps=50.0)
+    fixed = Plan.cut(model[0], MODEL, 16, "lz4")
+    c.configure(plan=fixed.spec())
+    c.replan_now()
+    worst = 100 * max(c.state.pricing.predicted.values()) + 1000.0
+    for _ in range(2 * c.guard.min_samples):
+        assert c.observe_timing(next(_seq), fixed.spec(), worst) is None
+    assert c.state.plan == fixed
+    c.configure(plan="auto")                                 # back to auto: the planner's choice, not the fixed plan
+    c.replan_now()
+    assert c.state.plan.spec() == (c.explorer.trial or c.state.pricing.decision.chosen.plan.spec()) != fixed.spec()
+
+
+def test_frames_computed_while_planning_or_right_after_a_switch_do_not_judge_a_plan(make, monkeypatch):
+    c = make(bandwidth_mbps=50.0)
+    spec = c.state.plan.spec()
+    for seq in (101, 102):                                   # 101 is the first frame of this plan: disturbed
+        assert c.begin_frame(seq).spec() == spec
+    started, release = threading.Event(), threading.Event()
+    real = planning.run_pass
+
+    def held(inputs):
+        started.set()
+        release.wait(30)
+        return real(inputs)
+
+    monkeypatch.setattr(planning, "run_pass", held)
+    t = threading.Thread(target=c.replan_now)
+    t.start()
+    assert started.wait(30)
+    c.begin_frame(103)                                       # computed while a pass runs
+    release.set()
+    t.join(30)
+    for seq in (101, 102, 103):
+        c.observe_timing(seq, spec, 10.0 * seq)
+    assert c.measurements.latency.window(spec) == [1020.0]   # only frame 102 judged the plan
+
+
+def test_each_candidate_is_priced_with_its_own_measured_calibration(make, model):
+    c = make(bandwidth_mbps=60.0)
+    g = model[0]
+    local, offload = Plan.local(g, MODEL).spec(), Plan.offload(g, MODEL).spec()
+    before = dict(c.state.pricing.predicted)
+    offload_edge_ms = c.state.pricing.decision.baselines["offload"].edge_ms
+    cal = c.measurements.calibration
+    for _ in range(5):
+        cal.add("whole", "another plan", 1.0)                # the blend stays at 1
+    for _ in range(3):
+        cal.add("whole", local, 1.5)                         # all-local's frames ran 1.5x its profile
+        cal.add("edge", offload, 2.0)                        # all-offload's edge share ran 2x the edge profile
+        cal.add("edge", "another plan", 1.0)
+        cal.add("edge", "yet another", 1.0)
+    assert cal.scales().whole == 1.0 and cal.scales().edge == 1.0
+    c.replan_now()
+    after = c.state.pricing.predicted
+    assert after[local] == pytest.approx(1.5 * before[local], rel=0.01)
+    # the edge's compute is on all-offload's critical path: twice as slow adds it once more
+    assert after[offload] == pytest.approx(before[offload] + offload_edge_ms, rel=0.01)
+    assert c.state.pricing.decision.baselines["local"].latency_ms == after[local]
+
+
+def test_the_plan_in_force_is_re_priced_when_its_own_compute_moves(make, model):
+    local = Plan.local(model[0], MODEL)
+    c = make(bandwidth_mbps=70.0, plan=local.spec())
+    m = c.measurements
+    assert m.own_drift(c.state, False, 10, ()) == ""
+    for _ in range(3):
+        m.calibration.add("whole", local.spec(), 1.1)
+    assert m.own_drift(c.state, False, 10, ()) == ""         # 10 %: within tolerance
+    for _ in range(4):
+        m.calibration.add("whole", local.spec(), 1.3)
+    assert m.own_drift(c.state, False, m.REPRICE_MIN_FRAMES - 1, ()) == ""   # waits for a window of fresh frames
+    assert "off the compute" in m.own_drift(c.state, False, m.REPRICE_MIN_FRAMES, ())
+    observe(c, local.spec(), 300.0, m.REPRICE_MIN_FRAMES)
+    c.begin_frame(7)
+    c.end_frame(FrameRecord(7, local.spec(), 0.0, 0.0))       # the frame thread notices, and asks for a pass
+    assert c.pending
+    c.replan_now()
+    assert m.own_drift(c.state, False, m.REPRICE_MIN_FRAMES, ()) == ""
+
+
+def test_what_split_plans_measure_beyond_their_prediction_is_learned_and_priced(make):
+    c = make(bandwidth_mbps=50.0)
+    split = c.state.pricing.decision.best_split
+    spec = split.plan.spec()
+    c.configure(plan=spec)                                   # run it, priced as the search priced it
+    c.replan_now()
+    assert c.state.predicted_ms() == pytest.approx(split.latency_ms)
+    observe(c, spec, predicted(c) + 30.0, 5)                 # split frames measure 30 ms above their prediction
+    observe(c, c.state.pricing.decision.baselines["offload"].plan.spec(), 1e6)   # a baseline: not a split residual
+    assert c.measurements.latency.split_extra_ms() == pytest.approx(30.0)
+    assert "beyond their predictions" in c.measurements.own_drift(c.state, False, 10, ())
+    c.configure(plan="auto")
+    c.planner.last_search = None                             # the same search, now with the learned extra
+    c.replan_now()
+    best = c.state.pricing.decision.best_split
+    assert best.plan == split.plan and best.latency_ms == pytest.approx(split.latency_ms + 30.0, rel=0.05)
+    c.configure(plan=spec)
+    c.replan_now()
+    # the prediction a split plan is measured against excludes the extra, so it is not counted twice
+    observe(c, spec, predicted(c), 10)
+    assert c.measurements.latency.split_extra_ms() == pytest.approx(30.0, abs=1.0)
+    c.configure(bandwidth_mbps=90.0)                         # another link: learned afresh
+    c.replan_now()
+    assert c.measurements.latency.split_extra_ms() == 0.0
+
+
+def test_a_plan_is_chosen_by_what_it_measured_not_by_its_prediction(make):
+    c = make(bandwidth_mbps=60.0, explore_margin=0.0)
+    d = c.state.pricing.decision
+    split, base = d.best_split, min(d.baselines.values(), key=lambda p: p.latency_ms)
+    spec, off = split.plan.spec(), c.measurements.overhead.frame_ms()
+    fast = 0.8 * base.latency_ms
+    observe(c, spec, fast + off, 5)
+    for _ in range(24):
+        c.measurements.latency.observe_split_residual(500.0)  # other split frames measured 500 ms over
+    assert c.measurements.latency.measured(off)[spec] == pytest.approx(fast)
+    c.replan_now()
+    p = c.state.pricing
+    assert p.kind is ReplanKind.REPRICE and p.decision.chosen.plan == split.plan == c.state.plan
+    # its family (segment, robot rows or not) is priced by what it measured, not by the class-wide split extra
+    assert p.family_extra_ms[family(split.plan)] < 0.0 < p.split_extra_ms
+    assert c.state.settled and c.measurements.own_drift(c.state, True, 0, ()) == ""
+    observe(c, spec, 1.5 * base.latency_ms + off, 10)         # now it measures slower than the baseline
+    assert c.state.plan != split.plan or c.measurements.own_drift(c.state, True, 10, ())
+    c.replan_now()
+    assert not c.state.pricing.decision.chosen.plan.is_split and c.state.plan == c.state.pricing.decision.chosen.plan
+    c.configure(bandwidth_mbps=95.0)                          # another link: measured afresh
+    c.replan_now()
+    assert c.state.pricing.measured == {} and c.state.pricing.split_extra_ms == 0.0
+    assert c.planner.last_kind is ReplanKind.SEARCH
+
+
+def test_a_split_priced_near_the_choice_is_tried_once_per_link(make, model):
+    prof = model[1]
+    c = make(edge=prof.scaled(0.25), explore_margin=0.1)     # an edge 4x the robot's speed, as on the bench
+
+    def replan_new_link(mbps: float):
+        c.configure(bandwidth_mbps=mbps)
+        c.replan_now()
+        spec = c.state.plan.spec()
+        if c.explorer.trial is None and spec not in c.state.pricing.measured:
+            observe(c, spec, predicted(c), 5)                # trials wait until the choice was measured
+            c.replan_now()
+
+    for mbps in (10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 640.0):
+        replan_new_link(mbps)
+        if c.explorer.trial is not None:
+            break
+    else:
+        pytest.skip("no link here with a split priced near the choice")
+    d = c.state.pricing.decision
+    trial = Plan.parse(c.explorer.trial)
+    assert c.state.plan == trial != d.chosen.plan and c.state.reason is PlanReason.TRIAL
+    assert not c.state.settled and compile_plan(model[0], trial).edge_work
+    c.replan_now()                                           # before it is measured, a re-plan carries it on
+    assert c.state.plan == trial
+    observe(c, trial.spec(), 3 * d.chosen.latency_ms, 5)     # it measures far slower than the choice
+    c.replan_now()
+    assert c.state.plan != trial and c.explorer.trial != trial.spec() and trial.spec() in c.explorer.explored
+    c.configure(explore_margin=0.0)
+    replan_new_link(mbps * 1.5)                              # another link, margin 0: no trial
+    assert c.explorer.trial is None and c.state.reason is not PlanReason.TRIAL
+    c.configure(explore_margin=0.1)
+    replan_new_link(mbps)                                    # back on the first link's rate: a new link, tried
+    if c.explorer.trial is None:
+        pytest.skip("no trial on the new link")
+    trial = Plan.parse(c.explorer.trial)
+    observe(c, trial.spec(), 0.5 * c.state.pricing.decision.chosen.latency_ms, 5)   # this time it is fast
+    c.replan_now()
+    chosen = c.state.pricing.decision.chosen.plan
+    assert family(chosen) == family(trial) and c.state.plan.spec() in (chosen.spec(), c.explorer.trial)
+
+
+def test_the_plan_is_settled_once_its_own_latency_priced_it(make, model):
+    c = make(bandwidth_mbps=33.0, explore_margin=0.0)
+    spec = c.state.plan.spec()
+    assert not c.state.settled and c.state.pricing.measured == {}
+    observe(c, spec, predicted(c), 5)                        # it measures what it predicted
+    assert not c.state.settled and c.measurements.own_drift(c.state, True, 0, ())
+    c.replan_now()
+    assert c.state.plan.spec() == spec and c.state.settled and c.status().settled
+    c.configure(bandwidth_mbps=45.0)                         # a new link: measured afresh
+    c.replan_now()
+    assert not c.state.settled
+    c.configure(plan=Plan.offload(model[0], MODEL).spec())
+    c.replan_now()
+    assert c.state.settled
+
+
+def test_the_planner_thread_serves_requests_and_the_status_names_the_plan_in_force(make):
+    seen = []
+    c = make(start=True, bandwidth_mbps=50.0)
+    c._on_change = seen.append
+    assert c.wait_idle(120)
+    c.configure(bandwidth_mbps=20.0)
+    assert c.wait_idle(120)
+    assert seen and seen[-1].plan == c.state.plan and seen[-1].bandwidth_mbps == 20.0
+    assert c.planner.most_running == 1
+
+
+def test_concurrent_observations_requests_and_parameter_changes(make, model, monkeypatch):
+    """Frame, timing and send observations, re-plan requests and live plan changes from several threads at
+    once: the plan in force was always priced, no observation is lost or credited to another plan, and at most
+    one planning pass runs at a time."""
+    g = model[0]
+    running, most = [0], [0]
+    count = threading.Lock()
+    real = planning.run_pass
+
+    def counted(inputs):   # counts passes running at once, independently of the controller's own counters
+        with count:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            return real(inputs)
+        finally:
+            with count:
+                running[0] -= 1
+
+    monkeypatch.setattr(planning, "run_pass", counted)
+    c = make(start=True, bandwidth_mbps=50.0)
+    assert c.wait_idle(120)
+    choices = ["auto", Plan.offload(g, MODEL).spec(), Plan.cut(g, MODEL, 16).spec(), "auto"]
+    stop = threading.Event()
+    unpriced: list = []
+    values: dict[str, float] = {}
+    sent: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def frames():          # the frame thread: the plan it is told to run must be priced in the state it came from
+        seq = 0
+        while not stop.is_set():
+            seq += 1
+            plan = c.begin_frame(seq)
+            st = c.state
+            if st.plan == plan and st.pricing is not None and plan.spec() not in st.pricing.predicted:
+                unpriced.append(plan.spec())
+            c.end_frame(FrameRecord(seq, plan.spec(), 1.0, 0.0))
+
+    def others():          # sender, parameter service, requests, and passes run from another thread too
+        for i in range(60):
+            c.observe_send(4096 * (1 + i % 4), 0.5)
+            c.request("test")
+            if i % 15 == 0:
+                c.configure(plan=choices[(i // 15) % len(choices)])
+            if i % 20 == 10:
+                c.replan_now("from a tool")
+
+    def timings(k: int):   # executor threads: each plan has its own latency value, so a mis-credit shows
+        local: dict[str, int] = {}
+        rng = random.Random(k)
+        for i in range(400):
+            spec = rng.choice(sorted(c.state.pricing.predicted))
+            with lock:
+                ms = values.setdefault(spec, 50.0 + len(values))
+            c.observe_timing(10_000_000 * (k + 1) + i, spec, ms)
+            local[spec] = local.get(spec, 0) + 1
+        with lock:
+            for s, n in local.items():
+                sent[s] = sent.get(s, 0) + n
+
+    threads = [threading.Thread(target=frames), threading.Thread(target=others)]
+    threads += [threading.Thread(target=timings, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads[1:]:
+        t.join(120)
+    stop.set()
+    threads[0].join(30)
+    assert c.wait_idle(120)
+    assert not unpriced
+    assert most[0] == 1 and c.planner.passes >= 2
+    # every observation credited to the plan it named (the link never changed, so the book kept them all)
+    book = c.measurements.latency
+    assert dict(book.observed) == sent
+    for spec in sent:
+        assert set(book.window(spec)) == {values[spec]}
+
+
+def test_a_re_price_keeps_the_plan_in_force_unless_another_measured_better_by_the_margin(make):
+    """Two plans that measure alike must not take turns at every re-price: a measured choice replaces the plan in
+    force only when it measured better by the guard's margin."""
+    c = make(bandwidth_mbps=50.0, explore_margin=0.0)
+    spec, off = c.state.plan.spec(), c.measurements.overhead.frame_ms()
+    others = [s for s in c.state.pricing.predicted if s != spec]
+    observe(c, spec, 100.0 + off, 5)
+    for s in others:
+        observe(c, s, 95.0 + off, 5)                         # 5 % faster: noise, next to medians of 5 frames
+    c.replan_now()
+    assert c.state.pricing.decision.chosen.plan.spec() in others
+    assert c.state.plan.spec() == spec and c.state.reason is PlanReason.CARRIED and c.state.settled
+    observe(c, spec, 130.0 + off, 10)                        # now 27 % slower: replaced
+    c.replan_now()
+    assert c.state.plan.spec() in others
