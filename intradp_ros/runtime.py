@@ -10,6 +10,7 @@ Each node is a thin adapter around one of these, so the whole pipeline is testab
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 from pathlib import Path
 from typing import Callable
@@ -26,7 +27,7 @@ from .tasks import Task, make_task
 from .vision.preprocess import letterbox
 from .vision.samples import load_sample
 
-__all__ = ["ModelConfig", "ModelRuntime", "RobotConfig", "EdgeRuntime", "AggregatorRuntime"]
+__all__ = ["ModelConfig", "ModelRuntime", "RobotConfig", "EdgeRuntime", "AggregatorRuntime", "LateOutput"]
 
 Log = Callable[[str], None]
 
@@ -140,18 +141,48 @@ class EdgeRuntime:
         self.worker.frames.pop(seq, None)
 
 
+class LateOutput(Exception):
+    """An output for a frame already published, or being rescued by the robot: discarded, not an error."""
+
+
 class AggregatorRuntime:
-    """Reassembles each frame's outputs and turns them into the task's result."""
+    """Reassembles each frame's outputs and turns them into the task's result.
+
+    Exactly one result per frame: the first complete one. The robot's all-local rescue of a frame (its edge part
+    was late) replaces the frame's partial parts; parts that come after a frame was published or rescued are
+    :class:`LateOutput`."""
+
+    DONE_WINDOW = 1024     # frames remembered as published
 
     def __init__(self, cfg: ModelConfig):
         self.m = ModelRuntime(cfg, load_weights=False)   # shapes and output decoding only
         self.assembler = Assembler(self.m.graph)
+        self._done: collections.OrderedDict[int, None] = collections.OrderedDict()
+        self.replaced = 0          # partial frames replaced by the robot's rescue
+
+    def is_done(self, seq: int) -> bool:
+        return seq in self._done
 
     def add(self, pkt: Packet) -> FrameOutputs | None:
         plan = Plan.parse(pkt.plan_spec)
         if plan.model != self.m.spec.name:
             raise PlanError(f"output is for model {plan.model!r}, this aggregator serves {self.m.spec.name!r}")
-        return self.assembler.add(pkt)
+        seq, n = pkt.frame_seq, len(self.m.graph.ops)
+        if seq in self._done:
+            raise LateOutput(f"frame {seq} was already published")
+        fr = self.assembler.frames.get(seq)
+        if fr is not None and fr["plan"] != pkt.plan_spec:
+            if plan.kind(n) == "local":
+                del self.assembler.frames[seq]        # the robot's rescue: it replaces the late plan's parts
+                self.replaced += 1
+            elif Plan.parse(fr["plan"]).kind(n) == "local":
+                raise LateOutput(f"frame {seq} is being rescued by the robot")
+        fo = self.assembler.add(pkt)
+        if fo is not None:
+            self._done[seq] = None
+            while len(self._done) > self.DONE_WINDOW:
+                self._done.popitem(last=False)
+        return fo
 
     def finalize(self, fo: FrameOutputs, image_w: int, image_h: int):
         return self.m.task.finalize(fo, image_w, image_h)

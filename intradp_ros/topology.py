@@ -53,6 +53,8 @@ TOPICS = {
     "edge_profile": Topic("intradp/edge_profile", "intradp_ros/msg/EdgeProfile", "latched"),
     "plan": Topic("intradp/plan", "intradp_ros/msg/PlanStatus", "latched"),
     "link": Topic("intradp/link", "intradp_ros/msg/LinkEstimate", "results"),
+    # the edge's heartbeat: newest wins, a late one is worthless
+    "edge_status": Topic("intradp/edge_status", "intradp_ros/msg/EdgeStatus", "sensor_data"),
     "diagnostics": Topic("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", "results"),
 }
 

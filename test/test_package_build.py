@@ -30,6 +30,8 @@ MESSAGES = [
     "FrameTiming",
     "EdgeProfile",
     "PlanStatus",
+    "LinkEstimate",
+    "EdgeStatus",
 ]
 
 pytestmark = pytest.mark.skipif(

@@ -12,6 +12,7 @@ from intradp_ros.engine.plan import Plan, compile_plan
 from intradp_ros.engine.profiler import load_or_profile
 from intradp_ros.engine.search import family
 from intradp_ros.robot import planning
+from intradp_ros.robot.calibration import DriftCause
 from intradp_ros.robot.controller import PlanController
 from intradp_ros.robot.measurements import FrameRecord
 from intradp_ros.robot.state import PlanReason, ReplanKind
@@ -184,20 +185,20 @@ def test_the_plan_in_force_is_re_priced_when_its_own_compute_moves(make, model):
     local = Plan.local(model[0], MODEL)
     c = make(bandwidth_mbps=70.0, plan=local.spec())
     m = c.measurements
-    assert m.own_drift(c.state, False, 10, ()) == ""
+    assert m.own_drift(c.state, False, 10, ()) is None
     for _ in range(3):
         m.calibration.add("whole", local.spec(), 1.1)
-    assert m.own_drift(c.state, False, 10, ()) == ""         # 10 %: within tolerance
+    assert m.own_drift(c.state, False, 10, ()) is None         # 10 %: within tolerance
     for _ in range(4):
         m.calibration.add("whole", local.spec(), 1.3)
-    assert m.own_drift(c.state, False, m.REPRICE_MIN_FRAMES - 1, ()) == ""   # waits for a window of fresh frames
-    assert "off the compute" in m.own_drift(c.state, False, m.REPRICE_MIN_FRAMES, ())
+    assert m.own_drift(c.state, False, m.REPRICE_MIN_FRAMES - 1, ()) is None   # waits for a window of fresh frames
+    assert m.own_drift(c.state, False, m.REPRICE_MIN_FRAMES, ()).cause is DriftCause.OWN_COMPUTE
     observe(c, local.spec(), 300.0, m.REPRICE_MIN_FRAMES)
     c.begin_frame(7)
     c.end_frame(FrameRecord(7, local.spec(), 0.0, 0.0))       # the frame thread notices, and asks for a pass
     assert c.pending
     c.replan_now()
-    assert m.own_drift(c.state, False, m.REPRICE_MIN_FRAMES, ()) == ""
+    assert m.own_drift(c.state, False, m.REPRICE_MIN_FRAMES, ()) is None
 
 
 def test_what_split_plans_measure_beyond_their_prediction_is_learned_and_priced(make):
@@ -210,7 +211,7 @@ def test_what_split_plans_measure_beyond_their_prediction_is_learned_and_priced(
     observe(c, spec, predicted(c) + 30.0, 5)                 # split frames measure 30 ms above their prediction
     observe(c, c.state.pricing.decision.baselines["offload"].plan.spec(), 1e6)   # a baseline: not a split residual
     assert c.measurements.latency.split_extra_ms() == pytest.approx(30.0)
-    assert "beyond their predictions" in c.measurements.own_drift(c.state, False, 10, ())
+    assert c.measurements.own_drift(c.state, False, 10, ()).cause is DriftCause.SPLIT_EXTRA
     c.configure(plan="auto")
     c.planner.last_search = None                             # the same search, now with the learned extra
     c.replan_now()
@@ -241,7 +242,7 @@ def test_a_plan_is_chosen_by_what_it_measured_not_by_its_prediction(make):
     assert p.kind is ReplanKind.REPRICE and p.decision.chosen.plan == split.plan == c.state.plan
     # its family (segment, robot rows or not) is priced by what it measured, not by the class-wide split extra
     assert p.family_extra_ms[family(split.plan)] < 0.0 < p.split_extra_ms
-    assert c.state.settled and c.measurements.own_drift(c.state, True, 0, ()) == ""
+    assert c.state.settled and c.measurements.own_drift(c.state, True, 0, ()) is None
     observe(c, spec, 1.5 * base.latency_ms + off, 10)         # now it measures slower than the baseline
     assert c.state.plan != split.plan or c.measurements.own_drift(c.state, True, 10, ())
     c.replan_now()
@@ -298,7 +299,7 @@ def test_the_plan_is_settled_once_its_own_latency_priced_it(make, model):
     spec = c.state.plan.spec()
     assert not c.state.settled and c.state.pricing.measured == {}
     observe(c, spec, predicted(c), 5)                        # it measures what it predicted
-    assert not c.state.settled and c.measurements.own_drift(c.state, True, 0, ())
+    assert not c.state.settled and c.measurements.own_drift(c.state, True, 0, ()).cause is DriftCause.FIRST_MEASURED
     c.replan_now()
     assert c.state.plan.spec() == spec and c.state.settled and c.status().settled
     c.configure(bandwidth_mbps=45.0)                         # a new link: measured afresh
@@ -414,3 +415,29 @@ def test_a_re_price_keeps_the_plan_in_force_unless_another_measured_better_by_th
     observe(c, spec, 130.0 + off, 10)                        # now 27 % slower: replaced
     c.replan_now()
     assert c.state.plan.spec() in others
+
+
+def test_an_edge_lost_means_all_local_at_once_and_its_return_a_new_link(make, model):
+    c = make(bandwidth_mbps=50.0, explore_margin=0.0)
+    seen = []
+    c._on_change = seen.append
+    spec = c.state.plan.spec()
+    observe(c, spec, predicted(c), 5)
+    c.replan_now()
+    assert c.state.settled and c.measurements.latency.observed[spec] == 5
+    c.set_edge_alive(False, "no heartbeat for 1.0 s")
+    local = Plan.local(model[0], MODEL)
+    assert c.state.plan == local and c.state.reason is PlanReason.DEGRADED and not c.state.settled
+    assert seen and seen[-1].plan == local and "edge is gone" in seen[-1].reason
+    assert c.begin_frame(1) == local
+    c.end_frame(FrameRecord(1, local.spec(), 900.0, 0.0))
+    c.observe_timing(1, local.spec(), 5000.0)                # an outage frame: judges nothing
+    for _ in range(10):
+        assert c.observe_timing(next(_seq), spec, 1e6) is None   # nor does the guard switch away from all-local
+    c.replan_now()
+    assert c.state.reason is PlanReason.DEGRADED             # a pass while the edge is gone changes nothing
+    c.set_edge_alive(True, "heartbeats again")
+    assert c.pending
+    c.replan_now()
+    assert c.state.reason is not PlanReason.DEGRADED and c.state.pricing.measured == {}   # measured afresh
+    assert c.measurements.latency.window(local.spec()) == []

@@ -9,7 +9,7 @@ from intradp_ros.engine.plan import Plan
 from intradp_ros.engine.profile import DeviceProfile
 from intradp_ros.engine.search import Decision
 from intradp_ros.models import build_model
-from intradp_ros.robot.calibration import Calibration, Scales
+from intradp_ros.robot.calibration import Calibration, DriftCause, Scales
 from intradp_ros.robot.costs import DEFAULT_MSG_CPU_MS, FrameOverhead, SendCost
 from intradp_ros.robot.explorer import Explorer
 from intradp_ros.robot.latency import LatencyBook
@@ -90,14 +90,14 @@ def test_measured_compute_recalibrates_the_profiles_and_reports_drift(graph):
     cal.set_edge_profile(_synthetic(graph, 4.0))
     spec = Plan.local(graph, "resnet18").spec()
     planned = Scales()
-    assert cal.scales() == Scales() and cal.drift(planned) == ""
+    assert cal.scales() == Scales() and cal.drift(planned) is None
     for r in (1.1, 1.05, 1.12):
         cal.add("whole", spec, r)
-    assert cal.drift(planned) == ""                            # within 20 %: keep the plan
+    assert cal.drift(planned) is None                          # within 20 %: keep the plan
     for r in (1.4, 1.45, 1.5, 1.42):
         cal.add("whole", spec, r)
-    assert cal.drift(planned) and cal.scales().whole == pytest.approx(1.4)
-    assert cal.drift(Scales(1.4, 1.0, 1.0)) == ""
+    assert cal.drift(planned).cause is DriftCause.COMPUTE and cal.scales().whole == pytest.approx(1.4)
+    assert cal.drift(Scales(1.4, 1.0, 1.0)) is None
     for r in (0.8, 0.7, 0.75):                                 # row tiles are calibrated apart
         cal.add("tiles", spec, r)
     assert cal.drift(Scales(1.4, 1.0, 1.0))

@@ -3,6 +3,8 @@ collaborative detections equal single-process inference for every kind of plan (
 The robot's plan is fixed per test (no edge profile, so no planner): the controller's tests are elsewhere."""
 from __future__ import annotations
 
+import itertools
+
 import cv2
 import numpy as np
 import pytest
@@ -45,7 +47,11 @@ def _plans(graph):
             Plan("yolov3_tiny", 416, 416, starts[1], ends[starts[1]][0], 1, 3, 2)]  # prefix, split, suffix
 
 
-def _run(robot, edge, agg, plan, rgb, seq):
+_SEQ = itertools.count(1)     # frame numbers are unique across tests: the aggregator publishes each frame once
+
+
+def _run(robot, edge, agg, plan, rgb, _seq=None):
+    seq = next(_SEQ)
     _use(robot, plan)
     to_edge, to_agg = [], []
     robot.run_frame(seq, rgb, lambda p: (to_edge if p.dest == "edge" else to_agg).append(p))
@@ -102,7 +108,7 @@ def test_frame_timing_carries_each_sides_total_compute(sides):
     rgb = cv2.cvtColor(load_sample("dog.jpg"), cv2.COLOR_BGR2RGB)
     _use(robot, plan)
     to_edge, to_agg = [], []
-    robot_busy = robot.run_frame(900, rgb, lambda p: (to_edge if p.dest == "edge" else to_agg).append(p))
+    robot_busy = robot.run_frame(900, rgb, lambda p: (to_edge if p.dest == "edge" else to_agg).append(p)).busy_ms
     edge_wall = 0.0
     for p in to_edge:
         t0 = time.perf_counter()

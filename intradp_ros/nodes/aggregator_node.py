@@ -17,7 +17,7 @@ from intradp_ros.engine.executor import ProtocolError
 from intradp_ros.engine.plan import Plan, PlanError
 from intradp_ros.msg import Classification, Detection, DetectionArray, FrameTiming, TensorTile
 from intradp_ros.nodes.common import Counters, declare, msg_to_packet, run_node, stamp_ms, topic_qos
-from intradp_ros.runtime import AggregatorRuntime, ModelConfig
+from intradp_ros.runtime import AggregatorRuntime, LateOutput, ModelConfig
 from intradp_ros.topology import TOPICS
 from intradp_ros.vision.image_convert import ImageConversionError, array_to_image_fields, image_to_array, to_rgb8
 
@@ -34,9 +34,12 @@ class AggregatorNode(Node):
         self.nms = declare(self, "nms_threshold", 0.45, "detections: per-class NMS IoU threshold")
         self.top_k = declare(self, "top_k", 5, "classification: classes published per frame")
         self.frame_timeout_s = declare(self, "frame_timeout_s", 5.0, "drop a frame whose parts stop arriving")
+        self.max_result_age_s = declare(self, "max_result_age_s", 5.0, "never publish a result whose camera "
+                                        "frame is older than this (its timing still goes to the robot)")
         annotated = declare(self, "publish_annotated", False, "publish an annotated image (needs the camera)", ro)
         self.counters = Counters(self, ["outputs_received", "bad_outputs", "frames_published",
-                                        "frames_dropped_timeout", "annotate_misses"])
+                                        "frames_dropped_timeout", "annotate_misses", "late_outputs_discarded",
+                                        "frames_rescued", "stale_results_dropped"])
         self.rt = AggregatorRuntime(cfg)
         self.cfg = cfg
         self.detection = self.rt.m.spec.task == "detection"
@@ -79,12 +82,21 @@ class AggregatorNode(Node):
                 continue
             msg, arrived = item
             seq = msg.frame_seq
+            if self.rt.is_done(seq):
+                self.counters.inc("late_outputs_discarded")   # its frame was published (or rescued) already
+                continue
             info = self._frames.setdefault(seq, {"header": msg.header, "size": (msg.image_width, msg.image_height),
                                                  "t0": time.monotonic(), "bytes": 0})
             try:
                 info["bytes"] += len(msg.data)
                 info["last_arrival"] = arrived
+                replaced = self.rt.replaced
                 fo = self.rt.add(msg_to_packet(msg, "aggregator"))
+                if self.rt.replaced != replaced:
+                    self.counters.inc("frames_rescued")
+            except LateOutput:
+                self.counters.inc("late_outputs_discarded")
+                continue
             except (PlanError, CodecError, ProtocolError, RuntimeError) as e:
                 self.counters.inc("bad_outputs")
                 self._frames.pop(seq, None)
@@ -113,8 +125,14 @@ class AggregatorNode(Node):
             msg = Classification(header=header, frame_seq=fo.frame_seq, plan_spec=fo.plan_spec,
                                  class_ids=[int(c.class_id) for c in top], class_names=[c.class_name for c in top],
                                  scores=[float(c.score) for c in top])
-        self.result_pub.publish(msg)
         now = self.get_clock().now().to_msg()
+        age_s = (stamp_ms(now) - stamp_ms(header.stamp)) / 1e3
+        if age_s <= self.max_result_age_s:
+            self.result_pub.publish(msg)
+        else:
+            self.counters.inc("stale_results_dropped")
+            self.get_logger().warning(f"frame {fo.frame_seq} ({header.frame_id}): result {age_s:.1f} s old "
+                                      f"(max_result_age_s {self.max_result_age_s:.1f}): not published")
         timing = FrameTiming(header=header, frame_seq=fo.frame_seq, plan_spec=fo.plan_spec,
                              latency_ms=stamp_ms(now) - stamp_ms(header.stamp), robot_compute_ms=float(fo.robot_ms),
                              edge_compute_ms=float(fo.edge_ms), bytes_to_aggregator=int(info["bytes"]),

@@ -56,6 +56,7 @@ class Counters:
         self._node = node
         self._lock = threading.Lock()
         self.values = dict.fromkeys(names, 0)
+        self.level, self.message = DiagnosticStatus.OK, "counters"   # set_status() changes them
         self._pub = node.create_publisher(DiagnosticArray, TOPICS["diagnostics"].name, topic_qos(node, "diagnostics"))
         self._timer = node.create_timer(1.0, self.publish)
 
@@ -63,11 +64,17 @@ class Counters:
         with self._lock:
             self.values[name] = self.values.get(name, 0) + n
 
+    def set_status(self, level: bytes, message: str) -> None:
+        """The node's health on /diagnostics (DiagnosticStatus.OK / WARN / ERROR and why), published at once."""
+        with self._lock:
+            self.level, self.message = level, message
+        self.publish()
+
     def publish(self) -> None:
         with self._lock:
-            values = dict(self.values)
-        st = DiagnosticStatus(level=DiagnosticStatus.OK, name=self._node.get_fully_qualified_name(),
-                              message="counters", hardware_id="intradp_ros",
+            values, level, message = dict(self.values), self.level, self.message
+        st = DiagnosticStatus(level=level, name=self._node.get_fully_qualified_name(),
+                              message=message, hardware_id="intradp_ros",
                               values=[KeyValue(key=k, value=str(v)) for k, v in sorted(values.items())])
         arr = DiagnosticArray(status=[st])
         arr.header.stamp = self._node.get_clock().now().to_msg()

@@ -1,7 +1,8 @@
 """edge_node: the edge's share of every frame, computed tile by tile as the robot's tiles arrive.
 
 Publishes its latency profile (latched) so the robot can plan, but only once the aggregator is listening,
-so that a robot that sees the profile knows the edge's outputs have somewhere to go.
+so that a robot that sees the profile knows the edge's outputs have somewhere to go; and a heartbeat with its
+load (EdgeStatus), by which robots tell a live edge from a dead one.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from intradp_ros.engine.codec import CodecError
 from intradp_ros.engine.executor import STAGE_PROBE, STAGE_SPLIT, ProtocolError
 from intradp_ros.engine.link import ChunkTimer
 from intradp_ros.engine.plan import PlanError, compile_plan
-from intradp_ros.msg import EdgeProfile, LinkEstimate, TensorTile
+from intradp_ros.msg import EdgeProfile, EdgeStatus, LinkEstimate, TensorTile
 from intradp_ros.nodes.common import Counters, declare, msg_to_packet, packet_to_msg, run_node, topic_qos
 from intradp_ros.runtime import EdgeRuntime, ModelConfig
 from intradp_ros.topology import TOPICS
@@ -36,6 +37,8 @@ class EdgeNode(Node):
         )
         self.frame_timeout_s = declare(self, "frame_timeout_s", 5.0, "drop a frame whose tiles stop arriving")
         cache = declare(self, "profile_cache_dir", "", "profile cache, '' = default", ro)
+        heartbeat_hz = declare(self, "heartbeat_hz", 10.0, "EdgeStatus heartbeats per second (robots time out on "
+                               "them: keep well above 1 / their edge_timeout_s)", ro)
         self.counters = Counters(self, ["tiles_received", "bad_tiles", "frames_done", "frames_dropped_timeout",
                                         "outputs_sent", "link_samples"])
         self.chunks = ChunkTimer()
@@ -52,7 +55,11 @@ class EdgeNode(Node):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._work_loop, daemon=True, name="edge-compute")
         self._thread.start()
+        self.status_pub = self.create_publisher(EdgeStatus, TOPICS["edge_status"].name, topic_qos(self, "edge_status"))
+        self._busy_s = 0.0               # compute thread busy time since start: written by it alone
+        self._beat = (time.monotonic(), 0.0)   # (time, busy_s) at the last heartbeat: the executor's alone
         self._profile_timer = self.create_timer(0.2, self.profile_callback)
+        self.create_timer(1.0 / max(float(heartbeat_hz), 0.1), self.heartbeat_callback)
         self.create_timer(0.5, self.timeout_callback)
         self.get_logger().info(f"edge_node: model {cfg.model} @ {self.rt.m.size}px on {self.rt.m.device}")
 
@@ -73,6 +80,15 @@ class EdgeNode(Node):
         self.profile_pub.publish(msg)
         self.get_logger().info(f"edge profile published (whole model {sum(p.op_ms):.1f} ms on {p.device})")
 
+    def heartbeat_callback(self):
+        now, busy = time.monotonic(), self._busy_s
+        (then, busy_then), self._beat = self._beat, (now, busy)
+        msg = EdgeStatus(device=self.rt.profile.device, frames_in_flight=len(self._headers),
+                         frames_done=self.counters.values.get("frames_done", 0),
+                         busy_fraction=min((busy - busy_then) / max(now - then, 1e-6), 1.0))
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.status_pub.publish(msg)
+
     def tile_callback(self, msg: TensorTile):
         self.counters.inc("tiles_received")
         self._q.put((msg, time.monotonic()))       # arrival time, for measuring the link
@@ -91,6 +107,7 @@ class EdgeNode(Node):
             if msg.stage == STAGE_PROBE:
                 self._time_chunk(("probe", seq), msg, arrived)
                 continue
+            t0 = time.monotonic()
             try:
                 pkt = msg_to_packet(msg, "edge")
                 self._headers[seq] = (msg.header, (msg.image_width, msg.image_height))
@@ -107,6 +124,8 @@ class EdgeNode(Node):
                                         f"{msg.tile_count}] rows [{msg.row_start},{msg.row_stop}) rejected, frame "
                                         f"dropped: {e}")
                 continue
+            finally:
+                self._busy_s += time.monotonic() - t0
             header, size = self._headers[seq]
             for p in outs:
                 self.out_pub.publish(packet_to_msg(p, header, size, self.cfg.model, self.get_clock().now().to_msg()))

@@ -20,6 +20,7 @@ from intradp_ros.engine.plan import PlanError
 from intradp_ros.engine.profile import DeviceProfile
 from intradp_ros.msg import EdgeProfile, FrameTiming, LinkEstimate, PlanStatus, TensorTile
 from intradp_ros.nodes.common import Counters, declare, packet_to_msg, run_node, topic_qos
+from intradp_ros.nodes.edge_watch import EdgeWatch
 from intradp_ros.nodes.link_probe import ProbeSender
 from intradp_ros.robot.controller import LIVE_SETTINGS
 from intradp_ros.robot.runtime import RobotRuntime
@@ -64,7 +65,8 @@ class RobotNode(Node):
                                      "bursts of 12 probe messages, ~1 s) for the planner", ro)
         self.counters = Counters(self, ["frames_received", "frames_processed", "frames_skipped_busy", "bad_images",
                                         "frame_errors", "tiles_sent", "bytes_to_edge", "link_samples",
-                                        "probes_sent", "guard_switches", "send_errors", "plan_changes"])
+                                        "probes_sent", "guard_switches", "send_errors", "plan_changes",
+                                        "frames_rescued", "edge_lost"])
         log = self.get_logger()
         self.plan_pub = self.create_publisher(PlanStatus, TOPICS["plan"].name, topic_qos(self, "plan"))
         self.rt = RobotRuntime(self.cfg, log=log.info, warn=log.warning, on_change=self.publish_plan)
@@ -81,6 +83,12 @@ class RobotNode(Node):
         self._edge_profile_seen = False
         self._frame = None
         self._cond = threading.Condition()
+        self.watch = EdgeWatch(
+            self, self.rt, self.counters, self._cond, lambda: self.tile_pub.get_subscription_count() > 0,
+            declare(self, "edge_timeout_s", 0.8, "no edge heartbeat for this long: all-local until it is back", ro),
+            declare(self, "rescue_deadline_factor", 2.0, "compute a frame all-local when its result is not back "
+                    "after this many times its plan's predicted latency", ro),
+            declare(self, "rescue_deadline_min_s", 0.3, "the rescue deadline is never shorter than this", ro))
         self._seq = 0
         self._send_q: queue.Queue = queue.Queue()
         self._stop = threading.Event()
@@ -140,6 +148,7 @@ class RobotNode(Node):
     def timing_callback(self, msg: FrameTiming):
         """Measured latency of our frames (from the aggregator): the per-frame overhead the planner adds to every
         plan, and the guard, which swaps a plan that under-delivers."""
+        self.watch.answered(msg.frame_seq)
         if self.controller.observe_timing(msg.frame_seq, msg.plan_spec, msg.latency_ms, msg.edge_compute_ms,
                                           msg.aggregator_ms) is not None:
             self.counters.inc("guard_switches")
@@ -173,22 +182,10 @@ class RobotNode(Node):
         return SetParametersResult(successful=True)
 
     def publish_plan(self, status: Status):
-        """PlanStatus for the plan the next frame runs (trials and guard switches included): the controller calls
-        this after every change, from whichever thread made it."""
-        msg = PlanStatus()
-        msg.header.stamp = self.get_clock().now().to_msg()
-        plan = status.plan
-        msg.plan_id, msg.plan_spec = plan.plan_id, plan.spec()
-        msg.bandwidth_mbps = float(status.bandwidth_mbps)
-        msg.settled = status.settled
-        msg.frame_overhead_ms = status.frame_ms
-        msg.predicted_ms = float(status.predicted_ms or 0.0)
-        msg.baseline_names = list(status.baselines)
-        msg.baseline_plan_specs = [p.plan.spec() for p in status.baselines.values()]
-        msg.baseline_predicted_ms = [float(p.latency_ms + status.frame_ms) for p in status.baselines.values()]
-        msg.reason = status.reason
+        """PlanStatus for the plan the next frame runs (trials, guard switches, degraded mode included): the
+        controller calls this after every change, from whichever thread made it."""
         self.counters.inc("plan_changes")
-        self.plan_pub.publish(msg)
+        self.plan_pub.publish(plan_status_msg(status, self.get_clock().now().to_msg()))
 
     # -- frames -------------------------------------------------------------------------------------------------
     def image_callback(self, msg: Image):
@@ -208,22 +205,30 @@ class RobotNode(Node):
             self._cond.notify()
 
     def _infer_loop(self):
+        """Frames and rescues, one at a time: a rescue (a frame whose edge part is late) goes before a new frame."""
         while not self._stop.is_set():
             with self._cond:
-                while self._frame is None and not self._stop.is_set():
+                while self._frame is None and not self.watch.due and not self._stop.is_set():
                     self._cond.wait(0.5)
                 if self._stop.is_set():
                     return
-                header, rgb = self._frame
-                self._frame = None
+                rescue = self.watch.due.popleft() if self.watch.due else None
+                if rescue is None:
+                    header, rgb = self._frame
+                    self._frame = None
+            if rescue is not None:
+                self.watch.rescue(rescue, self.out_pub, self.cfg.model)
+                continue
             self._seq += 1
             seq = self._seq
             size = (rgb.shape[1], rgb.shape[0])
+            started = time.monotonic()
             age_ms = (self.get_clock().now() - Time.from_msg(header.stamp)).nanoseconds / 1e6
             try:
-                ms = self.rt.run_frame(seq, rgb, lambda p, h=header, s=size: self._send_q.put((p, h, s)), age_ms)
+                run = self.rt.run_frame(seq, rgb, lambda p, h=header, s=size: self._send_q.put((p, h, s)), age_ms)
+                self.watch.keep(seq, run, header, size, started - age_ms / 1e3)
                 self.counters.inc("frames_processed")
-                self.get_logger().debug(f"frame {seq} ({header.frame_id}): robot share {ms:.1f} ms")
+                self.get_logger().debug(f"frame {seq} ({header.frame_id}): robot share {run.busy_ms:.1f} ms")
             except Exception as e:  # noqa: BLE001 - one bad frame must not stop the robot
                 self.counters.inc("frame_errors")
                 self.get_logger().error(f"frame {seq} ({header.frame_id}) failed on the robot: {e}")
@@ -269,6 +274,22 @@ class RobotNode(Node):
         for t in self._threads:
             t.join(timeout=2.0)
         self.rt.close()
+
+
+def plan_status_msg(status: Status, stamp) -> PlanStatus:
+    msg = PlanStatus()
+    msg.header.stamp = stamp
+    plan = status.plan
+    msg.plan_id, msg.plan_spec = plan.plan_id, plan.spec()
+    msg.bandwidth_mbps = float(status.bandwidth_mbps)
+    msg.settled = status.settled
+    msg.frame_overhead_ms = status.frame_ms
+    msg.predicted_ms = float(status.predicted_ms or 0.0)
+    msg.baseline_names = list(status.baselines)
+    msg.baseline_plan_specs = [p.plan.spec() for p in status.baselines.values()]
+    msg.baseline_predicted_ms = [float(p.latency_ms + status.frame_ms) for p in status.baselines.values()]
+    msg.reason = status.reason
+    return msg
 
 
 def main(args=None):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import enum
 from typing import NamedTuple
 
 import numpy as np
@@ -19,10 +20,24 @@ from ..engine.graph import OpGraph
 from ..engine.plan import Plan, PlanError
 from ..engine.profile import DeviceProfile
 
-__all__ = ["Scales", "Calibration"]
+__all__ = ["Scales", "Calibration", "Drift", "DriftCause"]
 
 MIN_FRAMES = 3          # a ratio is used once this many frames measured it
 MIN_EXPECTED_MS = 5.0   # a plan part the start-up profile prices below this says nothing (timer noise)
+
+
+class DriftCause(enum.Enum):
+    """Why the candidates should be priced again (a search only if a cost halved or doubled: see pricing)."""
+    COMPUTE = "compute"                # the blended calibration moved 20 % from what priced the candidates
+    FIRST_MEASURED = "first measured"  # the plan in force measured for the first time (settles a choice, ends a trial)
+    LATENCY = "latency"                # the plan in force's measured latency moved 10 %
+    SPLIT_EXTRA = "split extra"        # what split plans measure beyond their predictions moved 10 ms
+    OWN_COMPUTE = "own compute"        # the plan in force's own calibration moved
+
+
+class Drift(NamedTuple):
+    cause: DriftCause
+    why: str                           # one line for the log
 
 
 class Scales(NamedTuple):
@@ -124,17 +139,19 @@ class Calibration:
         """:meth:`own` for every plan whose frames measured some part (a snapshot for a planning pass)."""
         return {spec: self.own(spec, default) for spec in {k[1] for k in self._per_plan}}
 
-    def drift(self, planned: Scales | None, rel: float = 0.2) -> str:
-        """Why the blended compute moved enough from ``planned`` to re-plan, or ""."""
+    def drift(self, planned: Scales | None, rel: float = 0.2) -> Drift | None:
+        """The blended compute moved enough from ``planned`` to re-plan, or None."""
         if planned is None:
-            return ""
+            return None
         now = self.scales()
         moved = [p for p, a, b in zip(Scales._fields, now, planned)
                  if len(self._blend[p]) >= MIN_FRAMES and abs(a - b) > rel * b]
         if not moved:
-            return ""
-        return (f"robot / edge compute at {now.whole:.2f}x (tiles {now.tiles:.2f}x) / {now.edge:.2f}x their "
-                f"start-up profiles (planned with {planned.whole:.2f}x / {planned.tiles:.2f}x / {planned.edge:.2f}x)")
+            return None
+        return Drift(DriftCause.COMPUTE,
+                     f"robot / edge compute at {now.whole:.2f}x (tiles {now.tiles:.2f}x) / {now.edge:.2f}x their "
+                     f"start-up profiles (planned with {planned.whole:.2f}x / {planned.tiles:.2f}x / "
+                     f"{planned.edge:.2f}x)")
 
     def robot_profile(self, s: Scales) -> DeviceProfile:
         """The start-up robot profile re-calibrated by ``s`` (tiles relative to whole ops, as compute_ms applies)."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import os
 import threading
 from typing import Callable
 
@@ -28,7 +27,6 @@ from ..engine.graph import OpGraph
 from ..engine.guard import PlanGuard
 from ..engine.plan import Plan, compile_plan
 from ..engine.profile import DeviceProfile
-from ..engine.search import SearchOptions
 from .explorer import Explorer
 from .measurements import FrameRecord, Measurements
 from .planning import parse_plan_choice, Planner
@@ -71,14 +69,13 @@ class PlanController:
         self._planning = False
         self._stop = False
         self._reported_frame_ms: float | None = None
-        self._thread = threading.Thread(target=self._serve, name="planner", daemon=True) if start else None
+        self._edge_alive = True        # until told otherwise (robot_node's EdgeHealth)
+        self._thread = threading.Thread(target=self.planner.serve, name="planner", daemon=True) if start else None
         if self._thread is not None:
             self._thread.start()
 
     # -- reading ------------------------------------------------------------------------------------------------
-    @property
-    def state(self) -> PlanState:
-        return self._state
+    state = property(lambda self: self._state, doc="The plan state in force (immutable; replaced whole).")
 
     @property
     def config(self):
@@ -94,23 +91,21 @@ class PlanController:
         mbps = st.pricing.mbps if st.pricing is not None else self._bandwidth()
         return Status(st, self.measurements.overhead.frame_ms(), mbps, st.plan.describe(self.graph))
 
+    def predicted_total_ms(self, spec: str) -> float | None:
+        """Plan ``spec``'s end-to-end prediction in the pricing in force (frame overhead included), or None."""
+        with self._lock:
+            p = self._state.predicted_ms(spec)
+            return None if p is None else p + self.measurements.overhead.frame_ms()
+
     @property
     def pending(self) -> tuple[str, ...]:
         """Why passes were requested that have not started yet."""
         with self._lock:
             return tuple(self._pending)
 
-    def bandwidth_mbps(self) -> float:
-        with self._lock:
-            return self._bandwidth()
-
     def _bandwidth(self) -> float:
         m = self.measurements.bandwidth.mbps
         return m if self._cfg.bandwidth_source == "measured" and m is not None else self._cfg.bandwidth_mbps
-
-    def search_options(self) -> SearchOptions:
-        encs = tuple(e.strip() for e in self._cfg.encodings.split(",") if e.strip()) or ("raw",)
-        return SearchOptions(encodings=encs, min_split_gain=self._cfg.min_split_gain)
 
     # -- inputs -------------------------------------------------------------------------------------------------
     def configure(self, **settings) -> None:
@@ -139,6 +134,32 @@ class PlanController:
         with self._lock:
             self.measurements.calibration.set_edge_profile(prof)
         self.request("edge profile")
+
+    edge_alive = property(lambda self: self._edge_alive)
+
+    def set_edge_alive(self, alive: bool, why: str) -> None:
+        """The edge stopped answering: all-local from the next frame, a fixed plan included, until it is back. It
+        came back: a new link (nothing measured before or during the outage is used) and a planning pass."""
+        with self._lock:
+            if alive == self._edge_alive:
+                return
+            self._edge_alive = alive
+            st = self._state
+            if not alive:
+                self._replace(PlanState(Plan.local(self.graph, self.model), PlanReason.DEGRADED, st.pricing,
+                                        st.version + 1))
+            else:
+                self.planner.link_mbps = None
+        if alive:
+            self.request(f"edge back ({why})")
+        else:
+            self._warn(f"edge lost ({why}): running all-local until it is back")
+        self._notify()
+
+    def exclude(self, seq: int) -> None:
+        """Frame ``seq`` judges no plan (the robot rescued it: its latency is the deadline's)."""
+        with self._lock:
+            self._disturbed.append(seq)
 
     def set_process_send_cpu(self, small, large) -> tuple[float, float]:
         with self._lock:
@@ -169,9 +190,10 @@ class PlanController:
         with self._lock:
             plan = self._state.plan
             spec = plan.spec()
-            if self._planning:
+            degraded = self._state.reason is PlanReason.DEGRADED
+            if self._planning or degraded:
                 self._during_pass.append(seq)
-            if self._planning or spec != self._last_frame_spec:
+            if self._planning or degraded or spec != self._last_frame_spec:
                 self._disturbed.append(seq)
             self._last_frame_spec = spec
             return plan
@@ -189,10 +211,10 @@ class PlanController:
                 self._disturbed.append(rec.seq)
             if rec.seq not in self._during_pass:       # a pass shares the CPU: its frames compute slower
                 m.record_frame(rec)
-            why = (m.calibration.drift(self.planner.planned_scales)
-                   or m.own_drift(self._state, self._fixed is None, self._frames_since_priced, self.explorer.explored))
-        if why:
-            self.request(why)
+            drift = m.calibration.drift(self.planner.planned_scales) or m.own_drift(
+                self._state, self._fixed is None, self._frames_since_priced, self.explorer.explored)
+        if drift is not None:
+            self.request(drift.why)
 
     def observe_timing(self, seq: int, spec: str, latency_ms: float, edge_ms: float = 0.0,
                        aggregator_ms: float | None = None) -> Plan | None:
@@ -209,7 +231,8 @@ class PlanController:
             undisturbed = seq not in self._disturbed
             if undisturbed:
                 m.record_latency(st, spec, latency_ms)
-            if self._fixed is None and st.pricing is not None and st.reason is not PlanReason.FIXED:
+            if (self._fixed is None and st.pricing is not None
+                    and st.reason not in (PlanReason.FIXED, PlanReason.DEGRADED)):
                 if undisturbed:
                     self.guard.observe(spec, latency_ms)
                 current = st.plan.spec()
@@ -252,22 +275,6 @@ class PlanController:
         if self._thread is not None:
             self._thread.join(timeout=5.0)
 
-    def _serve(self) -> None:
-        _lowest_priority()
-        while True:
-            with self._wake:
-                self._wake.wait_for(lambda: self._pending or self._stop)
-                if self._stop:
-                    return
-                why = "; ".join(dict.fromkeys(self._pending))
-                self._pending.clear()
-            try:
-                self.planner.run_pass(why)
-            except Exception as e:  # noqa: BLE001 - the planner thread must outlive one bad pass
-                self._warn(f"planning failed ({why}): {e!r}; keeping plan {self._state.plan.spec()}")
-            with self._wake:
-                self._wake.notify_all()
-
     def _replace(self, state: PlanState) -> None:
         """Put ``state`` in force (under the lock); the caller calls :meth:`_notify` after releasing it."""
         if state.plan.spec() != self._state.plan.spec():
@@ -281,12 +288,3 @@ class PlanController:
             status = self._status()
             self._reported_frame_ms = status.frame_ms
         self._on_change(status)
-
-
-def _lowest_priority() -> None:
-    """nice 19 for the calling thread (Linux applies nice per thread): on a CPU-capped robot a search takes
-    seconds of wall time, and the frame in progress should not wait for it. Elsewhere nothing."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    except (AttributeError, OSError):
-        pass

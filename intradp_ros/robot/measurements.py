@@ -11,7 +11,7 @@ from ..engine.graph import OpGraph
 from ..engine.link import BandwidthEstimate
 from ..engine.plan import Plan
 from ..engine.profile import DeviceProfile
-from .calibration import Calibration, Scales
+from .calibration import Calibration, Drift, DriftCause, Scales
 from .costs import FrameOverhead, SendCost
 from .latency import LatencyBook
 from .state import PlanState
@@ -50,31 +50,35 @@ class Measurements:
     def link(self, mbps: float, latency_ms: float) -> LinkModel:
         return LinkModel(mbps, latency_ms, send_ms_per_mb=self.send.per_message_and_mb()[1], msg_ms=self.send.msg_ms())
 
-    def own_drift(self, state: PlanState, auto: bool, frames_since_priced: int, trials, rel: float = 0.15) -> str:
-        """Why the candidates should be re-priced, or "": the plan in force was first measured (at once: that
+    def own_drift(self, state: PlanState, auto: bool, frames_since_priced: int, trials,
+                  rel: float = 0.15) -> Drift | None:
+        """Why the candidates should be re-priced, or None: the plan in force was first measured (at once: that
         settles a choice or ends a trial), or, once REPRICE_MIN_FRAMES frames ran since the last pricing, its
         measured latency moved 10 %, its own compute ``rel``, or the split extra 10 ms. The wait matters on a
         CPU-capped robot: medians of overlapping windows move 10 % by noise alone, and every re-price takes CPU
         its frames need."""
         p = state.pricing
         if p is None:
-            return ""
+            return None
         spec = state.plan.spec()
         now = self.latency.measured_one(spec, self.overhead.frame_ms(), spec in trials)
         used = p.measured.get(spec)
         if auto and now is not None and used is None:
-            return f"the plan in force measures {now:.1f} ms (priced with its prediction)"
+            return Drift(DriftCause.FIRST_MEASURED,
+                         f"the plan in force measures {now:.1f} ms (priced with its prediction)")
         if frames_since_priced < self.REPRICE_MIN_FRAMES:
-            return ""
+            return None
         extra = self.latency.split_extra_ms()
         if abs(extra - p.split_extra_ms) > 10.0:
-            return f"split plans measure {extra:.1f} ms beyond their predictions (priced with {p.split_extra_ms:.1f})"
+            return Drift(DriftCause.SPLIT_EXTRA, f"split plans measure {extra:.1f} ms beyond their predictions (priced "
+                                                 f"with {p.split_extra_ms:.1f})")
         if auto and now is not None and abs(now - used) > 0.1 * max(used, 1.0):
-            return f"the plan in force measures {now:.1f} ms (priced with {used:.1f})"
+            return Drift(DriftCause.LATENCY, f"the plan in force measures {now:.1f} ms (priced with {used:.1f})")
         priced = p.own_scales.get(spec)
         if priced is not None and self.calibration.own(spec, priced).moved(priced, rel):
-            return f"the plan in force measures >{rel:.0%} off the compute that priced it"
-        return ""
+            return Drift(DriftCause.OWN_COMPUTE,
+                         f"the plan in force measures >{rel:.0%} off the compute that priced it")
+        return None
 
     def record_latency(self, state: PlanState, spec: str, latency_ms: float) -> None:
         """An undisturbed frame's end-to-end latency, credited to the plan it ran (``spec``), with its split

@@ -7,9 +7,13 @@ inputs without it.
 """
 from __future__ import annotations
 
+import os
+import threading
+
 from ..engine.cost import predict
 from ..engine.graph import OpGraph
 from ..engine.plan import Plan
+from ..engine.search import SearchOptions
 from .calibration import Scales
 from .pricing import PassInputs, PassResult, SearchMemo, on_its_own, run_pass
 from .state import Pricing, PlanReason, PlanState, ReplanKind, frozen_map
@@ -47,6 +51,28 @@ class Planner:
         self.running = 0                            # passes running now (at most 1: see run_pass)
         self.most_running = 0
 
+    def search_options(self) -> SearchOptions:
+        encs = tuple(e.strip() for e in self.c._cfg.encodings.split(",") if e.strip()) or ("raw",)
+        return SearchOptions(encodings=encs, min_split_gain=self.c._cfg.min_split_gain)
+
+    def serve(self) -> None:
+        """The planner thread's loop (see PlanController): one pass per batch of requests."""
+        c = self.c
+        _lowest_priority()
+        while True:
+            with c._wake:
+                c._wake.wait_for(lambda: c._pending or c._stop)
+                if c._stop:
+                    return
+                why = "; ".join(dict.fromkeys(c._pending))
+                c._pending.clear()
+            try:
+                self.run_pass(why)
+            except Exception as e:  # noqa: BLE001 - the planner thread must outlive one bad pass
+                c._warn(f"planning failed ({why}): {e!r}; keeping plan {c._state.plan.spec()}")
+            with c._wake:
+                c._wake.notify_all()
+
     def run_pass(self, why: str) -> None:
         c = self.c
         with c._pass_lock:
@@ -65,8 +91,8 @@ class Planner:
                 with c._lock:
                     c._planning = False
             with c._lock:
-                if gen != c._choice_gen:
-                    return            # the user changed the plan meanwhile: that change asked for another pass
+                if gen != c._choice_gen or not c._edge_alive:
+                    return            # the user changed the plan, or the edge went: priced for what no longer is
                 lines = self._commit(inputs, result, new_link)
             self.passes += 1
         for line in lines:
@@ -76,6 +102,8 @@ class Planner:
     def _snapshot(self):
         """The pass's frozen inputs (None before the edge's profile: the plan is then the user's or all-local)."""
         c, m = self.c, self.c.measurements
+        if not c._edge_alive:
+            return None, False, c._choice_gen       # all-local until the edge is back (set_edge_alive)
         if m.calibration.edge is None:
             plan = c._fixed or Plan.local(c.graph, c.model)
             reason = PlanReason.FIXED if c._fixed else PlanReason.NO_EDGE
@@ -92,8 +120,9 @@ class Planner:
             self.link_mbps = mbps
         scales = m.calibration.scales()
         link = m.link(mbps, c._cfg.link_latency_ms)
-        inputs = PassInputs(c.graph, c.model, c._fixed, c.search_options(), m.robot, m.calibration.edge, link, scales,
-                            m.own_scales(scales), m.latency.measured(m.overhead.frame_ms(), c.explorer.explored),
+        inputs = PassInputs(c.graph, c.model, c._fixed, self.search_options(), m.robot, m.calibration.edge, link,
+                            scales, m.own_scales(scales),
+                            m.latency.measured(m.overhead.frame_ms(), c.explorer.explored),
                             m.latency.split_extra_ms(), self.last_search, self.shortlist)
         self.planned_scales, self.planned_msg_ms = scales, link.msg_ms
         c._frames_since_priced = 0
@@ -171,3 +200,12 @@ class Planner:
             m.calibration.scales())
         new = predict(c.graph, st.plan, robot, edge, m.link(c._bandwidth(), c._cfg.link_latency_ms)).latency_ms
         return why if abs(new - planned) > 0.1 * planned else ""
+
+
+def _lowest_priority() -> None:
+    """nice 19 for the calling thread (Linux applies nice per thread): on a CPU-capped robot a search takes
+    seconds of wall time, and the frame in progress should not wait for it. Elsewhere nothing."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):
+        pass

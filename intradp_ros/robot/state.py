@@ -33,6 +33,7 @@ class PlanReason(enum.Enum):
     CARRIED = "carried on: priced within the choice's margin on this link"
     TRIAL = "trial, to be measured"
     GUARD = "measured-latency guard"
+    DEGRADED = "the edge is gone: all-local until it is back"
 
 
 def frozen_map(d: Mapping | None = None) -> Mapping:
@@ -75,6 +76,8 @@ class PlanState:
         once priced by its own measured latency, with no trial running."""
         if self.reason is PlanReason.FIXED:
             return True
+        if self.reason is PlanReason.DEGRADED:
+            return False
         return (self.pricing is not None and self.reason is not PlanReason.TRIAL
                 and self.plan.spec() in self.pricing.measured)
 
@@ -116,6 +119,8 @@ class Status:
         if s.pricing is None:
             return f"no edge profile yet: {self.describe}"
         chosen = s.pricing.decision.chosen
+        if s.reason is PlanReason.DEGRADED:
+            return f"{self.describe} ({s.reason.value})"
         if s.reason in (PlanReason.TRIAL, PlanReason.GUARD):
             return f"{self.describe} ({s.reason.value}; the planner chose {chosen.name})"
         return self.describe

@@ -1,0 +1,97 @@
+"""robot_node's watch on the edge: its heartbeats, the frames kept until their results are out, and rescues.
+
+Threads: the heartbeat subscription and the 20 Hz tick run on the node's executor; :meth:`keep` runs on the frame
+thread, :meth:`answered` on the executor (FrameTiming). ``_lock`` guards the RescueBook. Frames due for rescue are
+handed to the frame thread through :attr:`due`, under the node's frame condition (``cond``), which also wakes it.
+EdgeHealth is the executor's alone.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+
+from diagnostic_msgs.msg import DiagnosticStatus
+
+from intradp_ros.msg import EdgeStatus
+from intradp_ros.nodes.common import packet_to_msg, topic_qos
+from intradp_ros.robot.health import EdgeHealth, Health
+from intradp_ros.robot.rescue import Kept, RescueBook
+from intradp_ros.topology import TOPICS
+
+__all__ = ["EdgeWatch"]
+
+
+class EdgeWatch:
+    def __init__(self, node, rt, counters, cond: threading.Condition, reachable, timeout_s: float,
+                 deadline_factor: float, deadline_min_s: float):
+        """``reachable()``: the edge's tile subscription is matched (heartbeats alone can come back first); the
+        rest are robot_node's parameters of the same names."""
+        self.node, self.rt, self.counters, self.cond, self.reachable = node, rt, counters, cond, reachable
+        self.factor, self.min_s = float(deadline_factor), float(deadline_min_s)
+        self.health = EdgeHealth(timeout_s=float(timeout_s))
+        self.book = RescueBook()
+        self._lock = threading.Lock()
+        self.due: collections.deque[Kept] = collections.deque()     # guarded by cond
+        node.create_subscription(EdgeStatus, TOPICS["edge_status"].name, self.heartbeat_callback,
+                                 topic_qos(node, "edge_status"))
+        node.create_timer(0.05, self.tick)
+
+    def heartbeat_callback(self, msg: EdgeStatus) -> None:
+        self.health.heard(time.monotonic())
+
+    def keep(self, seq: int, run, header, size: tuple[int, int], started: float) -> None:
+        """Frame thread: keep a frame that depends on the edge until its result is out, or its deadline passes."""
+        if not self.rt.needs_rescue_keeping(run.plan):
+            return
+        predicted = self.rt.controller.predicted_total_ms(run.plan.spec())
+        budget_s = max(self.factor * (predicted or 1000.0) / 1e3, self.min_s)
+        with self._lock:
+            self.book.keep(Kept(seq, run.x, header, size, run.plan.spec(), started + budget_s))
+
+    def answered(self, seq: int) -> None:
+        """Executor: frame ``seq``'s result is out (FrameTiming)."""
+        with self._lock:
+            kept = self.book.done(seq)
+        if kept:
+            self.health.answered()
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            due = self.book.due(now)
+        for k in due:
+            self.health.rescued()
+            self.counters.inc("frames_rescued")
+            self.node.get_logger().warning(f"frame {k.seq}: its edge part is not back by its deadline; computing it "
+                                           "on the robot")
+        if due:
+            with self.cond:
+                self.due.extend(due)
+                self.cond.notify()
+        change = self.health.check(now)
+        if change is Health.LOST:         # every frame kept for the edge is rescued at once: its part won't come
+            with self._lock:
+                lost = self.book.due(float("inf"))
+            self.counters.inc("frames_rescued", len(lost))
+            with self.cond:
+                self.due.extend(lost)
+                self.cond.notify()
+            self.counters.inc("edge_lost")
+            self.counters.set_status(DiagnosticStatus.WARN, f"edge lost ({self.health.why}): all-local")
+            self.rt.controller.set_edge_alive(False, self.health.why)
+        elif change is Health.ALIVE:
+            self.counters.set_status(DiagnosticStatus.OK, "counters")
+        if self.health.state is Health.ALIVE and not self.rt.controller.edge_alive and self.reachable():
+            self.rt.controller.set_edge_alive(True, self.health.why)
+
+    def rescue(self, k: Kept, out_pub, model: str) -> None:
+        """Frame thread: compute a kept frame all-local and send its outputs straight to the aggregator (not behind
+        the sender's queue, which may be stuck on a link that is down)."""
+        clock = self.node.get_clock()
+        try:
+            self.rt.rescue(k.seq, k.x, lambda p: out_pub.publish(packet_to_msg(p, k.header, k.size, model,
+                                                                                clock.now().to_msg())))
+        except Exception as e:  # noqa: BLE001 - one bad frame must not stop the robot
+            self.counters.inc("frame_errors")
+            self.node.get_logger().error(f"rescue of frame {k.seq} failed on the robot: {e}")
