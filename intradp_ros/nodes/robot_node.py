@@ -85,10 +85,10 @@ class RobotNode(Node):
         self._cond = threading.Condition()
         self.watch = EdgeWatch(
             self, self.rt, self.counters, self._cond, lambda: self.tile_pub.get_subscription_count() > 0,
-            declare(self, "edge_timeout_s", 0.8, "no edge heartbeat for this long: all-local until it is back", ro),
-            declare(self, "rescue_deadline_factor", 2.0, "compute a frame all-local when its result is not back "
+            declare(self, "edge_timeout_s", 1.5, "no edge heartbeat for this long: all-local until it is back", ro),
+            declare(self, "rescue_deadline_factor", 4.0, "compute a frame all-local when its result is not back "
                     "after this many times its plan's predicted latency", ro),
-            declare(self, "rescue_deadline_min_s", 0.3, "the rescue deadline is never shorter than this", ro))
+            declare(self, "rescue_deadline_min_s", 1.0, "the rescue deadline is never shorter than this", ro))
         self._seq = 0
         self._send_q: queue.Queue = queue.Queue()
         self._stop = threading.Event()

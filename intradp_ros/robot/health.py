@@ -23,7 +23,7 @@ class EdgeHealth:
     ``max_backoff_s``) each time the edge is lost by rescues while its heartbeats go on, so an edge that beats but
     does not answer costs a few rescued frames per backoff, not every frame; an answered frame resets it."""
 
-    def __init__(self, timeout_s: float = 1.0, max_rescues: int = 2, backoff_s: float = 1.0,
+    def __init__(self, timeout_s: float = 1.5, max_rescues: int = 3, backoff_s: float = 1.0,
                  max_backoff_s: float = 30.0):
         self.timeout_s, self.max_rescues = timeout_s, max_rescues
         self.min_backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
