@@ -204,3 +204,15 @@ def test_exploration_tries_each_segment_once_and_a_few_per_link():
     edge_ms[seg(10).spec()] = 0.05 * 100.0
     assert [(p.seg_start, p.seg_end) for p in trials({})] == [(0, 1), (0, 27)]
     assert explorer.next_trial(decision, {}, price, 0.0) is None           # ... and margin 0 never explores
+
+
+def test_the_bandwidth_in_use_moves_only_for_a_sustained_change(graph):
+    from intradp_ros.robot.measurements import Measurements
+    m = Measurements(graph, _synthetic(graph, 40.0))
+    assert m.observe_bandwidth(25.0, 0.25) and m.bandwidth_in_use == 25.0      # the first estimate is used at once
+    for mbps in (9.0, 40.0, 12.0, 30.0, 25.0, 28.0, 20.0):                      # a noisy fixed link: the median holds
+        assert not m.observe_bandwidth(mbps, 0.25)
+    assert m.bandwidth_in_use == 25.0
+    moved = [m.observe_bandwidth(5.0, 0.25) for _ in range(12)]                 # the link really slowed down
+    assert any(moved) and m.bandwidth_in_use < 0.75 * 25.0
+    assert moved.index(True) >= m.BANDWIDTH_SUSTAIN - 1                         # after a few samples, not one

@@ -104,7 +104,7 @@ class PlanController:
             return tuple(self._pending)
 
     def _bandwidth(self) -> float:
-        m = self.measurements.bandwidth.mbps
+        m = self.measurements.bandwidth_in_use
         return m if self._cfg.bandwidth_source == "measured" and m is not None else self._cfg.bandwidth_mbps
 
     # -- inputs -------------------------------------------------------------------------------------------------
@@ -175,10 +175,10 @@ class PlanController:
 
     def observe_bandwidth(self, mbps: float) -> None:
         with self._lock:
-            self.measurements.bandwidth.add(mbps)
+            changed = self.measurements.observe_bandwidth(mbps, self.LINK_CHANGE)
             planned = self._state.pricing.mbps if self._state.pricing is not None else None
             now = self._bandwidth()
-            moved = (self._cfg.bandwidth_source == "measured" and planned is not None
+            moved = (changed and self._cfg.bandwidth_source == "measured" and planned is not None
                      and abs(now - planned) > self.LINK_CHANGE * planned)
         if moved:
             self.request(f"link measured at {now:.1f} Mbit/s (planned for {planned:.1f})")

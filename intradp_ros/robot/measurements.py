@@ -31,6 +31,22 @@ class FrameRecord:
 
 class Measurements:
     REPRICE_MIN_FRAMES = 10   # a re-price for drift waits for this many frames since the last pricing
+    BANDWIDTH_WINDOW = 15     # link samples in the median: on a fixed 25 Mbit/s tbf link, a median of 5 burst
+                              # samples swung 8.6-24 Mbit/s, and every swing re-planned and restarted the link
+    BANDWIDTH_SUSTAIN = 3     # samples in a row beyond ``band`` before the estimate in use moves
+
+    def observe_bandwidth(self, mbps: float, band: float) -> bool:
+        """Add a link sample; True when the estimate in use moved: the first one, or a median that stayed more than
+        ``band`` (a fraction) away from the estimate in use for BANDWIDTH_SUSTAIN samples in a row."""
+        self.bandwidth.add(mbps)
+        est, ref = self.bandwidth.mbps, self.bandwidth_in_use
+        if est is None:
+            return False
+        self._outside = self._outside + 1 if ref is not None and abs(est - ref) > band * ref else 0
+        if ref is not None and self._outside < self.BANDWIDTH_SUSTAIN:
+            return False
+        self.bandwidth_in_use, self._outside = est, 0
+        return True
 
     def __init__(self, graph: OpGraph, robot: DeviceProfile):
         self.robot = robot
@@ -38,7 +54,9 @@ class Measurements:
         self.send = SendCost(robot.cpu_share)
         self.overhead = FrameOverhead()
         self.latency = LatencyBook()
-        self.bandwidth = BandwidthEstimate()
+        self.bandwidth = BandwidthEstimate(window=self.BANDWIDTH_WINDOW)
+        self.bandwidth_in_use: float | None = None   # the measured estimate the planner uses (see observe_bandwidth)
+        self._outside = 0
 
     def record_frame(self, rec: FrameRecord) -> None:
         """An undisturbed frame's compute: packet building and the robot's calibration."""
