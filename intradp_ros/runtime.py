@@ -137,8 +137,12 @@ class EdgeRuntime:
             raise PlanError(f"tile is for model {plan.model!r}, this edge serves {self.m.spec.name!r}")
         return self.worker.on_packet(pkt)
 
-    def drop_frame(self, seq: int) -> None:
-        self.worker.frames.pop(seq, None)
+    def drop_frame(self, key: tuple[str, int]) -> None:
+        """Forget frame ``key`` = (session, seq)."""
+        self.worker.frames.pop(key, None)
+
+    def in_progress(self, key: tuple[str, int]) -> bool:
+        return key in self.worker.frames
 
 
 class LateOutput(Exception):
@@ -162,6 +166,11 @@ class AggregatorRuntime:
 
     def is_done(self, seq: int) -> bool:
         return seq in self._done
+
+    def reset(self) -> None:
+        """A new session (the robot restarted and counts frames from 1 again): nothing of the old one holds."""
+        self.assembler.frames.clear()
+        self._done.clear()
 
     def add(self, pkt: Packet) -> FrameOutputs | None:
         plan = Plan.parse(pkt.plan_spec)

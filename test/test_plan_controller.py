@@ -441,3 +441,55 @@ def test_an_edge_lost_means_all_local_at_once_and_its_return_a_new_link(make, mo
     c.replan_now()
     assert c.state.reason is not PlanReason.DEGRADED and c.state.pricing.measured == {}   # measured afresh
     assert c.measurements.latency.window(local.spec()) == []
+
+
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory):
+    """The trained detector (its outputs reduce to box candidates, so offloading pays) and its profile."""
+    m = ModelRuntime(RobotConfig())
+    prof = load_or_profile(m.graph, m.profile_input(), tmp_path_factory.mktemp("profiles"), m.task.output_fn,
+                           lambda s: None)
+    return m.graph, prof
+
+
+@pytest.mark.parametrize("mbps", [25.0, 50.0])
+def test_the_plan_in_force_is_not_replaced_by_a_prediction_when_the_choice_moves(detector, mbps):
+    """A re-price whose choice is another plan not yet measured keeps the plan in force (measured), priced as a
+    candidate: on the quarter-core bench, re-prices took turns between unmeasured choices and every one of them
+    replaced the plan in force."""
+    graph, prof = detector
+    c = PlanController(graph, MODEL, prof.scaled(6.0), RobotConfig(bandwidth_source="parameter", bandwidth_mbps=mbps,
+                                                                   explore_margin=0.0), log=lambda s: None, start=False)
+    try:
+        c.set_edge_profile(prof)                  # an edge 6x the robot's speed
+        c.replan_now()
+        running = c.state.plan.spec()
+        assert Plan.parse(running).is_split
+        observe(c, running, predicted(c), c.guard.min_samples)   # measures as predicted
+        c.replan_now()
+        assert c.state.settled
+        for _ in range(6):                        # the edge measures 30 % faster: the choice moves to a plan not run
+            c.measurements.calibration.add("edge", running, 0.7)
+        c.replan_now()
+        assert c.state.pricing.decision.chosen.plan.spec() != running
+        assert c.state.plan.spec() == running and c.state.reason is PlanReason.CARRIED
+        assert running in c.state.pricing.predicted and c.state.settled
+    finally:
+        c.close()
+
+
+def test_a_plan_measured_long_ago_must_win_by_twice_the_margin():
+    from intradp_ros.engine.guard import PlanGuard
+    g = PlanGuard(window=5, min_samples=3, margin=0.1)
+    g.reset({"a": 100.0, "b": 100.0})
+    for _ in range(3):
+        g.observe("a", 100.0)
+    for _ in range(3):
+        g.observe("b", 112.0)           # b runs now: a (100) is fresh and 11 % better
+    assert g.gain("a") == pytest.approx(0.1) and g.pick("b") == "a"
+    for _ in range(g.FRESH_FRAMES):
+        g.observe("b", 112.0)           # b ran on: a's median is of long ago
+    assert g.gain("a") == pytest.approx(0.2) and g.pick("b") == "b"
+    for _ in range(3):
+        g.observe("b", 130.0)           # unless b now measures 23 % worse
+    assert g.pick("b") == "a"

@@ -26,7 +26,7 @@ from intradp_ros.engine.plan import Plan  # noqa: E402
 from intradp_ros.engine.rows import Segment  # noqa: E402
 from intradp_ros.engine.search import split_points  # noqa: E402
 from intradp_ros.launcher import share_dir, start  # noqa: E402
-from intradp_ros.msg import DetectionArray, TensorTile  # noqa: E402
+from intradp_ros.msg import DetectionArray, PlanStatus, TensorTile  # noqa: E402
 from intradp_ros.nodes.common import packet_to_msg, topic_qos  # noqa: E402
 from intradp_ros.runtime import ModelConfig, ModelRuntime  # noqa: E402
 from intradp_ros.tools.params import with_overrides  # noqa: E402
@@ -51,11 +51,17 @@ class Client(Node):
         self.counters: dict[str, dict[str, int]] = {}
         self.camera = self.create_publisher(Image, TOPICS["camera"].name, topic_qos(self, "camera"))
         self.tiles = self.create_publisher(TensorTile, TOPICS["to_edge"].name, topic_qos(self, "to_edge"))
-        self.outputs = self.create_publisher(TensorTile, TOPICS["outputs"].name, topic_qos(self, "outputs"))
+        out_qos = topic_qos(self, "outputs")
+        self.outputs = self.create_publisher(TensorTile, TOPICS["outputs"].name, out_qos)
         self.create_subscription(DetectionArray, TOPICS["detections"].name, self.detections.append,
                                  topic_qos(self, "detections"))
         self.create_subscription(DiagnosticArray, TOPICS["diagnostics"].name, self._diag, 10)
         self.create_subscription(Image, TOPICS["annotated"].name, self.annotated.append, topic_qos(self, "annotated"))
+        self.seen_outputs: list[TensorTile] = []        # what robot and edge sent the aggregator
+        self.create_subscription(TensorTile, TOPICS["outputs"].name, self.seen_outputs.append, out_qos)
+        self.session = ""                               # the robot's, from its PlanStatus
+        self.create_subscription(PlanStatus, TOPICS["plan"].name, lambda m: setattr(self, "session", m.session),
+                                 topic_qos(self, "plan"))
 
     def _diag(self, msg):
         for st in msg.status:
@@ -195,7 +201,7 @@ def test_bad_images_are_logged_counted_and_survived(world):
         client.send_image(kw.pop("image"), **kw)
         client.spin_until(lambda n=before: client.counter("robot_node", "bad_images") > n, "bad_images counter")
     assert launch.poll() is None
-    launch.wait_for_output(r"rejected", node="robot_node", timeout=10)
+    launch.wait_for_output(r"refused", node="robot_node", timeout=10)
     _same(client.detect(bgr), model.reference(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
 
 
@@ -248,11 +254,12 @@ def test_bad_outputs_are_logged_counted_and_survived(world):
     x = model.preprocess(cv2.cvtColor(load_sample("dog.jpg"), cv2.COLOR_BGR2RGB))[0]
     RobotWorker(model.graph, model.task.output_fn).run_frame(10 ** 9 + 10, Plan.local(model.graph, "yolov3_tiny"),
                                                              x, packets.append)
-    m = packet_to_msg(packets[0], header, (768, 576), "yolov3_tiny", now)
+    client.spin_until(lambda: client.session, "the robot's session")
+    m = packet_to_msg(packets[0], header, (768, 576), "yolov3_tiny", now, client.session)
     m.tensor = "not_an_output"
     before = client.counter("aggregator_node", "bad_outputs")
     client.outputs.publish(m)
-    partial = packet_to_msg(packets[0], header, (768, 576), "yolov3_tiny", now)   # one of two outputs only
+    partial = packet_to_msg(packets[0], header, (768, 576), "yolov3_tiny", now, client.session)  # 1 of 2 outputs
     dropped = client.counter("aggregator_node", "frames_dropped_timeout")
     client.outputs.publish(partial)
     client.spin_until(lambda: client.counter("aggregator_node", "bad_outputs") > before, "bad_outputs counter")
@@ -260,3 +267,65 @@ def test_bad_outputs_are_logged_counted_and_survived(world):
     assert launch.poll() is None
     bgr = load_sample("dog.jpg")
     _same(client.detect(bgr), model.reference(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+
+
+def _peak_rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+
+def test_a_decompression_bomb_is_refused_before_it_is_decoded(world):
+    """1.1 MB of lz4 that expands to 256 MiB, as a tile to the edge and as an output to the aggregator: each node
+    decompresses no more than the declared shape needs, refuses it, and its peak memory grows by under 10 MB."""
+    import lz4.frame
+    client, model, plans, launch = world
+    client.spin_until(lambda: client.session, "the robot's session")
+    bomb = lz4.frame.compress(bytes(256 << 20), compression_level=0)
+    header, now = Image().header, client.get_clock().now().to_msg()
+    tile = packet_to_msg(_valid_tiles(model, plans[1], 10 ** 9 + 20)[0], header, (768, 576), "yolov3_tiny", now,
+                         client.session)
+    tile.encoding, tile.dtype, tile.data = "lz4", "float32", bomb
+    out_pkts = []
+    x = model.preprocess(cv2.cvtColor(load_sample("dog.jpg"), cv2.COLOR_BGR2RGB))[0]
+    RobotWorker(model.graph, model.task.output_fn).run_frame(10 ** 9 + 21, Plan.local(model.graph, "yolov3_tiny"),
+                                                             x, out_pkts.append)
+    out = packet_to_msg(out_pkts[0], header, (768, 576), "yolov3_tiny", now, client.session)
+    out.encoding, out.dtype, out.data = "lz4", "float32", bomb
+    pids = {name: launch.processes[name].pid for name in ("edge_node", "aggregator_node")}
+    peak = {name: _peak_rss_kib(pid) for name, pid in pids.items()}
+    before = client.counter("edge_node", "bad_tiles"), client.counter("aggregator_node", "bad_outputs")
+    client.tiles.publish(tile)
+    client.outputs.publish(out)
+    client.spin_until(lambda: client.counter("edge_node", "bad_tiles") > before[0], "the edge to refuse it")
+    client.spin_until(lambda: client.counter("aggregator_node", "bad_outputs") > before[1], "the aggregator, too")
+    for name, pid in pids.items():
+        grown_mib = (_peak_rss_kib(pid) - peak[name]) / 1024
+        assert grown_mib < 10, f"{name}: peak RSS grew {grown_mib:.0f} MiB"
+    launch.wait_for_output(r"does not match|needs", node="edge_node", timeout=10)
+    bgr = load_sample("dog.jpg")
+    _same(client.detect(bgr), model.reference(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+
+
+def test_other_sessions_replays_and_duplicates_never_reach_the_detections(world):
+    """The outputs of a published frame, sent again as they were (a replay: duplicates), and under another session
+    (another robot, or this one before a restart): counted, ignored, and never published."""
+    client, model, _, _ = world
+    bgr = load_sample("horses.jpg")
+    del client.seen_outputs[:]
+    got = client.detect(bgr)
+    client.spin_until(lambda: client.session, "the robot's session")
+    frame = [m for m in client.seen_outputs if m.frame_seq == got.frame_seq]
+    assert frame and all(m.session == client.session for m in frame)
+    n = len(client.detections)      # every detection published so far reached us (reliable QoS)
+    client.spin_until(lambda: client.counter("aggregator_node", "frames_published") == n, "the counters to catch up")
+    late, foreign = (client.counter("aggregator_node", k) for k in ("late_outputs_discarded", "foreign_session"))
+    for m in frame:
+        client.outputs.publish(m)                                  # a replay of the frame just published
+    for m in frame:
+        m.session, m.frame_seq = "0123456789abcdef", m.frame_seq + 1000   # another session's "new" frame
+        client.outputs.publish(m)
+    client.spin_until(lambda: client.counter("aggregator_node", "late_outputs_discarded") >= late + len(frame)
+                      and client.counter("aggregator_node", "foreign_session") >= foreign + len(frame),
+                      "the aggregator to count the replays and the foreign outputs")
+    assert client.counter("aggregator_node", "frames_published") == n and len(client.detections) == n
+    _same(client.detect(bgr), model.reference(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))   # the next is genuine

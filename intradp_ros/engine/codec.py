@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["ENCODINGS", "CodecError", "encode", "decode", "is_u8_exact", "MAX_ELEMENTS"]
+__all__ = ["ENCODINGS", "CodecError", "encode", "decode", "elements", "is_u8_exact", "MAX_ELEMENTS"]
 
 ENCODINGS = ("raw", "fp16", "u8", "lz4", "zstd")
 MAX_ELEMENTS = 1 << 28           # 1 GiB of float32: anything larger is a corrupt or hostile header
@@ -24,6 +24,14 @@ def _compressors():
     import lz4.frame
     import zstandard
     return lz4.frame, zstandard
+
+
+def elements(shape) -> int:
+    """Elements of a tensor of ``shape`` (negative sizes count as 0)."""
+    n = 1
+    for s in shape:
+        n *= max(int(s), 0)
+    return n
 
 
 def is_u8_exact(x: torch.Tensor) -> bool:
@@ -49,6 +57,24 @@ def encode(x: torch.Tensor, encoding: str) -> tuple[bytes, str]:
     return raw, "float32"
 
 
+def _decompress(data: bytes, encoding: str, expected: int) -> bytes:
+    """At most ``expected`` + 1 bytes of the decompressed payload: a small payload that expands to gigabytes (a
+    decompression bomb) costs no more memory or time than an honest one, and one byte over says it is wrong."""
+    import io
+    lz4_frame, zstandard = _compressors()
+    try:
+        if encoding == "lz4":
+            d = lz4_frame.LZ4FrameDecompressor()
+            out = d.decompress(data, max_length=expected + 1)
+            if len(out) == expected and not d.eof:
+                out += d.decompress(b"", max_length=1)      # the frame may still end here, or carry one byte more
+            return out
+        with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)) as r:
+            return r.read(expected + 1)
+    except Exception as e:  # noqa: BLE001 - both libraries raise their own error types
+        raise CodecError(f"{encoding} payload does not decompress: {e}") from e
+
+
 def decode(payload: bytes | memoryview, encoding: str, dtype: str, shape: tuple[int, ...]) -> torch.Tensor:
     """Decode and validate a payload into a float32 tensor of ``shape``.
 
@@ -69,14 +95,7 @@ def decode(payload: bytes | memoryview, encoding: str, dtype: str, shape: tuple[
     itemsize = np.dtype(dtype).itemsize
     data = bytes(payload) if not isinstance(payload, (bytes, bytearray)) else payload
     if encoding in ("lz4", "zstd"):
-        lz4_frame, zstandard = _compressors()
-        try:
-            if encoding == "lz4":
-                data = lz4_frame.decompress(data)
-            else:
-                data = zstandard.ZstdDecompressor().decompress(data, max_output_size=n * itemsize)
-        except Exception as e:  # noqa: BLE001 - both libraries raise their own error types
-            raise CodecError(f"{encoding} payload does not decompress: {e}") from e
+        data = _decompress(data, encoding, n * itemsize)
     if len(data) != n * itemsize:
         raise CodecError(f"payload has {len(data)} bytes, shape {tuple(shape)} x {dtype} needs {n * itemsize}")
     arr = np.frombuffer(data, dtype=dtype).reshape(tuple(int(s) for s in shape))

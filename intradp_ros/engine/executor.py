@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from .codec import decode, encode, is_u8_exact
+from .codec import decode, elements, encode, is_u8_exact
 from .device import synchronize
 from .graph import OpGraph
 from .plan import CompiledPlan, Plan, compile_plan
@@ -57,6 +57,7 @@ class Packet:
     halo_top: int = 0
     halo_bottom: int = 0
     compute_ms: float = 0.0
+    session: str = ""             # the robot's session: with frame_seq, names the frame
 
     def value(self) -> torch.Tensor:
         """Decoded payload (validated against payload_shape/dtype/encoding)."""
@@ -195,7 +196,7 @@ class EdgeWorker:
     def __init__(self, graph: OpGraph, output_fn: OutputFn | None = None, device: str | torch.device = "cpu"):
         self.graph, self.device = graph, torch.device(device)
         self._emit_out = _Emitter(graph, output_fn)
-        self.frames: dict[int, _EdgeFrame] = {}
+        self.frames: dict[tuple[str, int], _EdgeFrame] = {}   # (session, seq) -> state
 
     def on_packet(self, pkt: Packet) -> list[Packet]:
         """Consume one packet from the robot; returns the packets now ready for the aggregator.
@@ -206,17 +207,18 @@ class EdgeWorker:
         cp = compile_plan(g, pkt.plan_spec)
         if pkt.tensor != g.input_name and pkt.tensor not in g.by_name:
             raise ProtocolError(f"tile names tensor {pkt.tensor!r}, which this model does not have")
-        x = pkt.value().to(self.device)
         if tuple(pkt.shape) != tuple(g.value_shape(pkt.tensor)):
             raise ProtocolError(f"{pkt.tensor}: shape {tuple(pkt.shape)} != model's {g.value_shape(pkt.tensor)}")
-        fr = self.frames.get(pkt.frame_seq)
+        self._check_rows(pkt)          # before decoding: a hostile header must not make us allocate for it
+        key = (pkt.session, pkt.frame_seq)      # robots sharing this edge count frames alike
+        fr = self.frames.get(key)
         if fr is None:
-            fr = self.frames[pkt.frame_seq] = _EdgeFrame(cp)
+            fr = self.frames[key] = _EdgeFrame(cp)
         elif fr.cp is not cp:
             raise ProtocolError(f"frame {pkt.frame_seq}: tiles of two plans ({fr.cp.plan.spec()} and {pkt.plan_spec})")
         if fr.done:
             raise ProtocolError(f"frame {pkt.frame_seq} is already complete ({pkt.tensor} tile {pkt.tile_index})")
-        self._check_rows(pkt, x)
+        x = pkt.value().to(self.device)
         out: list[Packet] = []
         with torch.inference_mode():
             if pkt.stage == STAGE_WHOLE:
@@ -241,23 +243,28 @@ class EdgeWorker:
             else:
                 raise ProtocolError(f"stage {pkt.stage} is not valid for plan {pkt.plan_spec}")
         if fr.done:
-            del self.frames[pkt.frame_seq]
+            del self.frames[key]
+        for p in out:
+            p.session = pkt.session
         return out
 
-    def _check_rows(self, pkt: Packet, x: torch.Tensor) -> None:
+    def _check_rows(self, pkt: Packet) -> None:
+        """The declared rows and payload shape fit the model's tensor (the payload is checked against them when
+        decoded, with decompression capped at that size)."""
         g = self.graph
         axis = g.value_row_axis(pkt.tensor)
+        want = list(g.value_shape(pkt.tensor))
         if axis is None:
-            if (pkt.row_start, pkt.row_stop) != (0, 0) or tuple(x.shape) != tuple(g.value_shape(pkt.tensor)):
+            if (pkt.row_start, pkt.row_stop) != (0, 0) or tuple(pkt.payload_shape) != tuple(want):
                 raise ProtocolError(f"{pkt.tensor}: a non-spatial value must travel whole")
             return
-        h = g.value_shape(pkt.tensor)[axis]
+        h = want[axis]
         if not 0 <= pkt.row_start < pkt.row_stop <= h:
             raise ProtocolError(f"{pkt.tensor}: rows [{pkt.row_start}, {pkt.row_stop}) outside 0..{h}")
-        want = list(g.value_shape(pkt.tensor))
         want[axis] = pkt.row_stop - pkt.row_start
-        if tuple(x.shape) != tuple(want):
-            raise ProtocolError(f"{pkt.tensor}: payload shape {tuple(x.shape)} does not match rows {tuple(want)}")
+        if tuple(pkt.payload_shape) != tuple(want):
+            raise ProtocolError(f"{pkt.tensor}: payload shape {tuple(pkt.payload_shape)} does not match rows "
+                                f"{tuple(want)}")
 
     def _edge_tiles(self, seq: int, fr: _EdgeFrame) -> list[Packet]:
         cp, seg, out = fr.cp, fr.cp.segment, []
@@ -329,6 +336,7 @@ class Assembler:
 
     def __init__(self, graph: OpGraph):
         self.outputs = {name: _full_rows(graph, name) for name in graph.outputs}
+        self.shapes = {name: tuple(graph.value_shape(name)) for name in graph.outputs}
         self.frames: dict[int, dict] = {}
 
     def add(self, pkt: Packet) -> FrameOutputs | None:
@@ -338,7 +346,10 @@ class Assembler:
         full = self.outputs[pkt.tensor]
         if full != (0, 0) and not 0 <= pkt.row_start < pkt.row_stop <= full[1]:
             raise ProtocolError(f"{pkt.tensor}: rows [{pkt.row_start}, {pkt.row_stop}) outside 0..{full[1]}")
-        t = pkt.value()
+        if tuple(pkt.shape) != self.shapes[pkt.tensor] or elements(pkt.payload_shape) > elements(pkt.shape):
+            raise ProtocolError(f"{pkt.tensor}: shape {tuple(pkt.shape)}, payload {tuple(pkt.payload_shape)} do not "
+                                f"fit the model's {self.shapes[pkt.tensor]}")
+        t = pkt.value()                # decoded only now: its size is bounded by the output's
         fr = self.frames.setdefault(pkt.frame_seq, {"plan": pkt.plan_spec, "parts": {},
                                                      "robot_ms": 0.0, "edge_ms": 0.0})
         if fr["plan"] != pkt.plan_spec:

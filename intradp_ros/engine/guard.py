@@ -4,7 +4,9 @@ A cost model can be wrong (per-message overheads, a throttled CPU, a busy edge).
 candidate plan (the planner's choice and the baselines) by its measured median latency once it has enough
 frames, else by its prediction plus the measured per-frame overhead no plan changes, and runs the best score,
 switching only for a gain of more than ``margin`` (medians of a few frames under a CPU quota differ by ~10 %), or
-twice that to try a plan not yet measured (split plans' predictions still err by up to ~30 %).
+twice that to try a plan not yet measured (split plans' predictions still err by up to ~30 %) or to go back to a
+plan last measured long ago (its median is of other conditions; next to the fresh median of the plan in force it
+wins by noise as often as by merit, and two plans that measure alike would take turns).
 A plan that measures worse than another candidate's prediction is therefore replaced by that candidate, which
 is then measured too: in steady state the plan in force is never slower than any baseline that was tried,
 i.e. never worse than the best baseline as measured.
@@ -18,11 +20,15 @@ __all__ = ["PlanGuard"]
 
 
 class PlanGuard:
+    FRESH_FRAMES = 30        # a plan's median is fresh while it had a frame among the last this many observed
+
     def __init__(self, window: int = 10, min_samples: int = 5, margin: float = 0.1):
         self.window, self.min_samples, self.margin = window, min_samples, margin
         self.offset = 0.0     # ms added to every prediction: measured per-frame work outside the plans
         self._lat: dict[str, collections.deque] = {}
         self._predicted: dict[str, float] = {}
+        self._frames = 0                            # frames observed
+        self._last: dict[str, int] = {}             # plan -> the frame count when it last observed one
 
     def reset(self, predicted: dict[str, float], keep: bool = False) -> None:
         """New candidates (plan text -> predicted ms) after re-planning. ``keep``: the link is unchanged, so
@@ -32,7 +38,15 @@ class PlanGuard:
 
     def observe(self, spec: str, latency_ms: float) -> None:
         if spec in self._predicted:
+            self._frames += 1
+            self._last[spec] = self._frames
             self._lat.setdefault(spec, collections.deque(maxlen=self.window)).append(latency_ms)
+
+    def gain(self, spec: str) -> float:
+        """The advantage ``spec`` must show to replace the plan in force: the margin for a fresh median, twice it
+        for a prediction or a median measured long ago."""
+        fresh = self.measured(spec) is not None and self._frames - self._last.get(spec, -10**9) < self.FRESH_FRAMES
+        return self.margin if fresh else 2 * self.margin
 
     def measured(self, spec: str) -> float | None:
         d = self._lat.get(spec)
@@ -48,7 +62,5 @@ class PlanGuard:
             return current
         if self.measured(current) is None:
             return current                      # let the plan in force collect its samples first
-        def gain(spec: str) -> float:     # required advantage: an untried plan must promise twice the margin,
-            return self.margin if self.measured(spec) is not None else 2 * self.margin   # as predictions err more
-        best = min(self._predicted, key=lambda s: self.score(s) / (1 - gain(s)))
-        return best if self.score(best) < (1 - gain(best)) * self.score(current) else current
+        best = min(self._predicted, key=lambda s: self.score(s) / (1 - self.gain(s)))
+        return best if self.score(best) < (1 - self.gain(best)) * self.score(current) else current

@@ -12,11 +12,13 @@ import time
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
+from intradp_ros.engine.admission import Admission, Refusal
 from intradp_ros.engine.codec import CodecError
 from intradp_ros.engine.executor import ProtocolError
 from intradp_ros.engine.plan import Plan, PlanError
-from intradp_ros.msg import Classification, Detection, DetectionArray, FrameTiming, TensorTile
+from intradp_ros.msg import Classification, Detection, DetectionArray, FrameTiming, PlanStatus, TensorTile
 from intradp_ros.nodes.common import Counters, declare, msg_to_packet, run_node, stamp_ms, topic_qos
+from intradp_ros.nodes.log_limit import LogLimiter
 from intradp_ros.runtime import AggregatorRuntime, LateOutput, ModelConfig
 from intradp_ros.topology import TOPICS
 from intradp_ros.vision.image_convert import ImageConversionError, array_to_image_fields, image_to_array, to_rgb8
@@ -36,10 +38,17 @@ class AggregatorNode(Node):
         self.frame_timeout_s = declare(self, "frame_timeout_s", 5.0, "drop a frame whose parts stop arriving")
         self.max_result_age_s = declare(self, "max_result_age_s", 5.0, "never publish a result whose camera "
                                         "frame is older than this (its timing still goes to the robot)")
+        max_age = declare(self, "max_tile_age_s", 2.0, "ignore outputs that took this much longer than the fastest "
+                          "of their sender (queued by an outage); 0 = off")
         annotated = declare(self, "publish_annotated", False, "publish an annotated image (needs the camera)", ro)
         self.counters = Counters(self, ["outputs_received", "bad_outputs", "frames_published",
                                         "frames_dropped_timeout", "annotate_misses", "late_outputs_discarded",
-                                        "frames_rescued", "stale_results_dropped"])
+                                        "frames_rescued", "stale_results_dropped",
+                                        *(r.value for r in Refusal if r is not Refusal.DUPLICATE)])
+        # outputs of our robot's session only (from its PlanStatus; none before it): another robot's, or an
+        # earlier run's, never reach the detections
+        self.admission = Admission(max_age, expected="")
+        self.report = LogLimiter(self.get_logger().warning)
         self.rt = AggregatorRuntime(cfg)
         self.cfg = cfg
         self.detection = self.rt.m.spec.task == "detection"
@@ -48,6 +57,7 @@ class AggregatorNode(Node):
                                                 TOPICS[key].name, topic_qos(self, key))
         self.timing_pub = self.create_publisher(FrameTiming, TOPICS["timing"].name, topic_qos(self, "timing"))
         self.create_subscription(TensorTile, TOPICS["outputs"].name, self.output_callback, topic_qos(self, "outputs"))
+        self.create_subscription(PlanStatus, TOPICS["plan"].name, self.plan_callback, topic_qos(self, "plan"))
         self._frames: dict[int, dict] = {}     # seq -> header, size, first arrival, bytes
         self._images: dict[tuple, object] = {}
         self.annotated_pub = None
@@ -58,8 +68,15 @@ class AggregatorNode(Node):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._work_loop, daemon=True, name="aggregate")
         self._thread.start()
-        self.create_timer(0.5, lambda: self._q.put(None))
+        self.create_timer(0.5, self.tick_callback)
         self.get_logger().info(f"aggregator_node: model {cfg.model}, publishing {TOPICS[key].name}")
+
+    def tick_callback(self):
+        self._q.put(None)
+        self.report.flush()
+
+    def plan_callback(self, msg: PlanStatus):
+        self._q.put(("session", msg.session))     # frame state is the work thread's alone
 
     def output_callback(self, msg: TensorTile):
         self.counters.inc("outputs_received")
@@ -80,10 +97,19 @@ class AggregatorNode(Node):
             if item is None:
                 self._drop_stale()
                 continue
+            if item[0] == "session":
+                self._new_session(item[1])
+                continue
             msg, arrived = item
             seq = msg.frame_seq
-            if self.rt.is_done(seq):
-                self.counters.inc("late_outputs_discarded")   # its frame was published (or rescued) already
+            refused = self.admission.check(msg.session, seq, msg.sender, stamp_ms(msg.sent) / 1e3,
+                                           time.time() - (time.monotonic() - arrived))
+            if refused is not None or self.rt.is_done(seq):
+                name = "late_outputs_discarded" if refused in (None, Refusal.DUPLICATE) else refused.value
+                self.counters.inc(name)    # late: its frame was published (or rescued) already
+                if name != "late_outputs_discarded":
+                    self.report(name, f"output {msg.tensor} of frame {seq} from {msg.sender} (session "
+                                f"{msg.session or '?'}) ignored: {name.replace('_', ' ')}")
                 continue
             info = self._frames.setdefault(seq, {"header": msg.header, "size": (msg.image_width, msg.image_height),
                                                  "t0": time.monotonic(), "bytes": 0})
@@ -101,11 +127,22 @@ class AggregatorNode(Node):
                 self.counters.inc("bad_outputs")
                 self._frames.pop(seq, None)
                 self.rt.assembler.frames.pop(seq, None)
-                self.get_logger().error(f"frame {seq} ({msg.header.frame_id}) output {msg.tensor} from {msg.sender} "
-                                        f"rejected, frame dropped: {e}")
+                self.report("bad_outputs", f"frame {seq} ({msg.header.frame_id}) output {msg.tensor} from "
+                            f"{msg.sender} rejected, frame dropped: {e}")
                 continue
             if fo is not None:
+                self.admission.finish(msg.session, seq)
                 self._publish(fo, self._frames.pop(seq))
+
+    def _new_session(self, session: str):
+        if session == self.admission.expected:
+            return
+        if self.admission.expected:
+            self.get_logger().info(f"robot session {session} (was {self.admission.expected}): frames of the old one "
+                                   "are dropped")
+        self.admission.expect(session)
+        self.rt.reset()
+        self._frames.clear()
 
     def _publish(self, fo, info):
         header, (w, h) = info["header"], info["size"]
@@ -113,7 +150,7 @@ class AggregatorNode(Node):
             result = self.rt.finalize(fo, w, h)
         except Exception as e:  # noqa: BLE001 - a bad frame must not stop the aggregator
             self.counters.inc("bad_outputs")
-            self.get_logger().error(f"frame {fo.frame_seq} ({header.frame_id}): post-processing failed: {e}")
+            self.report("bad_outputs", f"frame {fo.frame_seq} ({header.frame_id}): post-processing failed: {e}")
             return
         if self.detection:
             msg = DetectionArray(header=header, frame_seq=fo.frame_seq, plan_spec=fo.plan_spec)
@@ -131,8 +168,8 @@ class AggregatorNode(Node):
             self.result_pub.publish(msg)
         else:
             self.counters.inc("stale_results_dropped")
-            self.get_logger().warning(f"frame {fo.frame_seq} ({header.frame_id}): result {age_s:.1f} s old "
-                                      f"(max_result_age_s {self.max_result_age_s:.1f}): not published")
+            self.report("stale_results_dropped", f"frame {fo.frame_seq} ({header.frame_id}): result {age_s:.1f} s "
+                        f"old (max_result_age_s {self.max_result_age_s:.1f}): not published")
         timing = FrameTiming(header=header, frame_seq=fo.frame_seq, plan_spec=fo.plan_spec,
                              latency_ms=stamp_ms(now) - stamp_ms(header.stamp), robot_compute_ms=float(fo.robot_ms),
                              edge_compute_ms=float(fo.edge_ms), bytes_to_aggregator=int(info["bytes"]),
@@ -141,7 +178,7 @@ class AggregatorNode(Node):
         self.counters.inc("frames_published")
         summary = ", ".join(f"{d.class_name} {d.score:.2f}" for d in result[:8]) if self.detection else \
             ", ".join(f"{c.class_name} {c.score:.2f}" for c in result[:3])
-        self.get_logger().info(f"frame {fo.frame_seq} ({header.frame_id}): {timing.latency_ms:.1f} ms, "
+        self.get_logger().debug(f"frame {fo.frame_seq} ({header.frame_id}): {timing.latency_ms:.1f} ms, "
                                f"plan {Plan.parse(fo.plan_spec).kind(len(self.rt.m.graph.ops))}: {summary}")
         if self.annotated_pub is not None and self.detection:
             self._annotate(header, result)
@@ -168,8 +205,8 @@ class AggregatorNode(Node):
                 self._frames.pop(seq)
                 self.rt.assembler.frames.pop(seq, None)
                 self.counters.inc("frames_dropped_timeout")
-                self.get_logger().warning(f"frame {seq} ({info['header'].frame_id}): outputs incomplete after "
-                                          f"{self.frame_timeout_s:.1f} s; dropped")
+                self.report("frames_dropped_timeout", f"frame {seq} ({info['header'].frame_id}): outputs incomplete "
+                            f"after {self.frame_timeout_s:.1f} s; dropped")
 
     def close(self):
         self._stop.set()

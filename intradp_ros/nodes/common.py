@@ -85,9 +85,12 @@ def stamp_ms(t: Time) -> float:
     return t.sec * 1e3 + t.nanosec / 1e6
 
 
-def packet_to_msg(p: Packet, header, image_size: tuple[int, int], model: str, now: Time) -> TensorTile:
+def packet_to_msg(p: Packet, header, image_size: tuple[int, int], model: str, now: Time,
+                  session: str | None = None) -> TensorTile:
+    """``session``: the sender's session (robot_node's), else the packet's own (the edge answers in its robot's)."""
     m = TensorTile()
     m.header = header
+    m.session = p.session if session is None else session
     m.frame_seq = p.frame_seq
     m.plan_spec = p.plan_spec
     m.plan_id = zlib.crc32(p.plan_spec.encode())     # == Plan.plan_id of the (canonical) plan text
@@ -114,7 +117,7 @@ def msg_to_packet(m: TensorTile, dest: str) -> Packet:
     return Packet(m.frame_seq, m.plan_spec, m.tensor, m.stage, m.tile_index, m.tile_count, m.sender, dest,
                   m.row_start, m.row_stop, tuple(m.shape), tuple(m.payload_shape), m.dtype, m.encoding,
                   m.data.tobytes() if hasattr(m.data, "tobytes") else bytes(m.data), m.halo_top, m.halo_bottom,
-                  m.compute_ms)
+                  m.compute_ms, m.session)
 
 
 EXECUTORS = ("single", "multi")

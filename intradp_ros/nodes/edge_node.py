@@ -12,12 +12,14 @@ import time
 
 from rclpy.node import Node
 
+from intradp_ros.engine.admission import Admission, Refusal
 from intradp_ros.engine.codec import CodecError
 from intradp_ros.engine.executor import STAGE_PROBE, STAGE_SPLIT, ProtocolError
 from intradp_ros.engine.link import ChunkTimer
 from intradp_ros.engine.plan import PlanError, compile_plan
 from intradp_ros.msg import EdgeProfile, EdgeStatus, LinkEstimate, TensorTile
-from intradp_ros.nodes.common import Counters, declare, msg_to_packet, packet_to_msg, run_node, topic_qos
+from intradp_ros.nodes.common import Counters, declare, msg_to_packet, packet_to_msg, run_node, stamp_ms, topic_qos
+from intradp_ros.nodes.log_limit import LogLimiter
 from intradp_ros.runtime import EdgeRuntime, ModelConfig
 from intradp_ros.topology import TOPICS
 
@@ -39,8 +41,12 @@ class EdgeNode(Node):
         cache = declare(self, "profile_cache_dir", "", "profile cache, '' = default", ro)
         heartbeat_hz = declare(self, "heartbeat_hz", 10.0, "EdgeStatus heartbeats per second (robots time out on "
                                "them: keep well above 1 / their edge_timeout_s)", ro)
+        max_age = declare(self, "max_tile_age_s", 2.0, "ignore tiles that took this much longer than the fastest "
+                          "of their robot (queued by an outage: the robot has answered those frames itself); 0 = off")
         self.counters = Counters(self, ["tiles_received", "bad_tiles", "frames_done", "frames_dropped_timeout",
-                                        "outputs_sent", "link_samples"])
+                                        "outputs_sent", "link_samples", *(r.value for r in Refusal)])
+        self.admission = Admission(max_age)       # any robot's session: a fleet may share this edge
+        self.report = LogLimiter(self.get_logger().warning)
         self.chunks = ChunkTimer()
         self.rt = EdgeRuntime(cfg, cache, log=self.get_logger().info)
         self.cfg = cfg
@@ -50,8 +56,8 @@ class EdgeNode(Node):
         self.create_subscription(TensorTile, TOPICS["to_edge"].name, self.tile_callback, topic_qos(self, "to_edge"))
         self.link_pub = self.create_publisher(LinkEstimate, TOPICS["link"].name, topic_qos(self, "link"))
         self._q: queue.Queue = queue.Queue()
-        self._headers: dict[int, tuple] = {}
-        self._last_seen: dict[int, float] = {}
+        self._headers: dict[tuple, tuple] = {}      # (session, seq) -> header, image size: compute thread's
+        self._last_seen: dict[tuple, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._work_loop, daemon=True, name="edge-compute")
         self._thread.start()
@@ -103,36 +109,50 @@ class EdgeNode(Node):
                 self._drop_stale()
                 continue
             msg, arrived = msg
-            seq = msg.frame_seq
             if msg.stage == STAGE_PROBE:
-                self._time_chunk(("probe", seq), msg, arrived)
+                self._time_chunk(("probe", msg.session, msg.frame_seq), msg, arrived)
                 continue
             t0 = time.monotonic()
             try:
-                pkt = msg_to_packet(msg, "edge")
-                self._headers[seq] = (msg.header, (msg.image_width, msg.image_height))
-                self._last_seen[seq] = time.monotonic()
-                outs = self.rt.on_packet(pkt)
-                seg = compile_plan(self.rt.m.graph, pkt.plan_spec).segment
-                if msg.stage == STAGE_SPLIT and seg is not None and msg.tensor == seg.input:
-                    self._time_chunk(seq, msg, arrived)
-            except (PlanError, CodecError, ProtocolError, RuntimeError) as e:
-                self.counters.inc("bad_tiles")
-                self.rt.drop_frame(seq)
-                self._forget(seq)
-                self.get_logger().error(f"frame {seq} ({msg.header.frame_id}) tile {msg.tensor}[{msg.tile_index}/"
-                                        f"{msg.tile_count}] rows [{msg.row_start},{msg.row_stop}) rejected, frame "
-                                        f"dropped: {e}")
-                continue
+                self._take(msg, arrived)
             finally:
                 self._busy_s += time.monotonic() - t0
-            header, size = self._headers[seq]
-            for p in outs:
-                self.out_pub.publish(packet_to_msg(p, header, size, self.cfg.model, self.get_clock().now().to_msg()))
-                self.counters.inc("outputs_sent")
-            if seq not in self.rt.worker.frames:      # complete
-                self.counters.inc("frames_done")
-                self._forget(seq)
+
+    def _take(self, msg: TensorTile, arrived: float):
+        """One tile from a robot, on the compute thread: admitted, computed, its outputs published."""
+        key = (msg.session, msg.frame_seq)
+        refused = self.admission.check(msg.session, msg.frame_seq, msg.sender, stamp_ms(msg.sent) / 1e3,
+                                       time.time() - (time.monotonic() - arrived))
+        if refused is not None:
+            self.counters.inc(refused.value)
+            self.report(refused.value, f"tile {msg.tensor}[{msg.tile_index}] of frame {msg.frame_seq} (session "
+                        f"{msg.session or '?'}) ignored: {refused.value.replace('_', ' ')}")
+            return
+        try:
+            pkt = msg_to_packet(msg, "edge")
+            self._headers[key] = (msg.header, (msg.image_width, msg.image_height))
+            self._last_seen[key] = time.monotonic()
+            outs = self.rt.on_packet(pkt)
+            seg = compile_plan(self.rt.m.graph, pkt.plan_spec).segment
+            if msg.stage == STAGE_SPLIT and seg is not None and msg.tensor == seg.input:
+                self._time_chunk(key, msg, arrived)
+        except (PlanError, CodecError, ProtocolError, RuntimeError) as e:
+            self.counters.inc("bad_tiles")
+            self.rt.drop_frame(key)
+            self.admission.finish(*key)          # its other tiles are refused as duplicates, not re-started
+            self._forget(key)
+            self.report("bad_tiles", f"frame {msg.frame_seq} ({msg.header.frame_id}) tile {msg.tensor}["
+                        f"{msg.tile_index}/{msg.tile_count}] rows [{msg.row_start},{msg.row_stop}) rejected, frame "
+                        f"dropped: {e}")
+            return
+        header, size = self._headers[key]
+        for p in outs:
+            self.out_pub.publish(packet_to_msg(p, header, size, self.cfg.model, self.get_clock().now().to_msg()))
+            self.counters.inc("outputs_sent")
+        if not self.rt.in_progress(key):      # complete
+            self.counters.inc("frames_done")
+            self.admission.finish(*key)
+            self._forget(key)
 
     def _time_chunk(self, key, msg: TensorTile, arrived: float):
         sample = self.chunks.arrived(key, msg.tile_index, msg.tile_count, len(msg.data), arrived)
@@ -145,22 +165,24 @@ class EdgeNode(Node):
         self.link_pub.publish(est)
         self.counters.inc("link_samples")
 
-    def _forget(self, seq: int):
-        self._headers.pop(seq, None)
-        self._last_seen.pop(seq, None)
+    def _forget(self, key: tuple):
+        self._headers.pop(key, None)
+        self._last_seen.pop(key, None)
 
     def timeout_callback(self):
         self._q.put(None)
+        self.report.flush()
 
     def _drop_stale(self):
         now = time.monotonic()
-        for seq, t in list(self._last_seen.items()):
-            if now - t > self.frame_timeout_s and seq in self.rt.worker.frames:
-                self.rt.drop_frame(seq)
-                self._forget(seq)
+        for key, t in list(self._last_seen.items()):
+            if now - t > self.frame_timeout_s and self.rt.in_progress(key):
+                self.rt.drop_frame(key)
+                self.admission.finish(*key)
+                self._forget(key)
                 self.counters.inc("frames_dropped_timeout")
-                self.get_logger().warning(f"frame {seq}: tiles stopped arriving for {self.frame_timeout_s:.1f} s; "
-                                          "dropped")
+                self.report("frames_dropped_timeout", f"frame {key[1]} (session {key[0]}): tiles stopped arriving "
+                            f"for {self.frame_timeout_s:.1f} s; dropped")
 
     def close(self):
         self._stop.set()

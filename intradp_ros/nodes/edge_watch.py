@@ -91,7 +91,8 @@ class EdgeWatch:
         clock = self.node.get_clock()
         try:
             self.rt.rescue(k.seq, k.x, lambda p: out_pub.publish(packet_to_msg(p, k.header, k.size, model,
-                                                                                clock.now().to_msg())))
+                                                                                clock.now().to_msg(),
+                                                                                self.node.session)))
         except Exception as e:  # noqa: BLE001 - one bad frame must not stop the robot
             self.counters.inc("frame_errors")
             self.node.get_logger().error(f"rescue of frame {k.seq} failed on the robot: {e}")

@@ -8,6 +8,7 @@ intradp_ros.robot.controller for who owns what). The node reads the controller's
 from __future__ import annotations
 
 import queue
+import secrets
 import threading
 import time
 
@@ -22,6 +23,7 @@ from intradp_ros.msg import EdgeProfile, FrameTiming, LinkEstimate, PlanStatus, 
 from intradp_ros.nodes.common import Counters, declare, packet_to_msg, run_node, topic_qos
 from intradp_ros.nodes.edge_watch import EdgeWatch
 from intradp_ros.nodes.link_probe import ProbeSender
+from intradp_ros.nodes.log_limit import LogLimiter
 from intradp_ros.robot.controller import LIVE_SETTINGS
 from intradp_ros.robot.runtime import RobotRuntime
 from intradp_ros.robot.state import Status
@@ -34,28 +36,11 @@ class RobotNode(Node):
 
     def __init__(self):
         super().__init__("robot_node")
-        d = RobotConfig()
+        self.cfg = declare_config(self)
+        self.session = secrets.token_hex(8)   # names this run's frames: receivers ignore other sessions' tiles
         ro = True
-        self.cfg = RobotConfig(
-            model=declare(self, "model", d.model, "model to run (see intradp_ros.models)", ro),
-            weights=declare(self, "weights", d.weights, "detector weights: auto (installed) or a file path", ro),
-            input_size=declare(self, "input_size", d.input_size, "network input side in px, 0 = model default", ro),
-            device=declare(self, "device", d.device, "torch device for the robot's share", ro),
-            threads=declare(self, "threads", d.threads, "torch CPU threads, 0 = torch default", ro),
-            plan=declare(self, "plan", d.plan, "auto | local | offload | cut:<op> | a plan text"),
-            bandwidth_mbps=declare(self, "bandwidth_mbps", d.bandwidth_mbps, "robot-edge bandwidth for planning"),
-            link_latency_ms=declare(self, "link_latency_ms", d.link_latency_ms, "one-way message latency"),
-            encodings=declare(self, "encodings", d.encodings, "tile encodings the planner may use (raw,fp16,lz4,zstd)"),
-            min_split_gain=declare(self, "min_split_gain", d.min_split_gain,
-                                   "choose a split plan only if predicted this fraction faster than every baseline"),
-            explore_margin=declare(self, "explore_margin", d.explore_margin,
-                                   "once per link, measure the best split of each of the 3 best segments for a few "
-                                   "frames when priced within this fraction of the choice and the edge's share is "
-                                   "worth this fraction of it (0 = never)"),
-            profile_cache_dir=declare(self, "profile_cache_dir", d.profile_cache_dir, "'' = ~/.cache/intradp_ros", ro),
-        )
-        self.cfg.bandwidth_source = declare(self, "bandwidth_source", d.bandwidth_source,
-                                            "measured (from real transfers) | parameter (bandwidth_mbps)")
+        self.max_image_pixels = declare(self, "max_image_pixels", 4096 * 4096, "refuse camera images larger than "
+                                        "this many pixels (a corrupt or hostile header must not cost a conversion)")
         self.edge_wait_s = declare(self, "edge_wait_s", 30.0, "wait this long for the edge before running alone", ro)
         self.probe_period_s = declare(self, "probe_period_s", 10.0,
                                       "measure the link with a small probe this often when no frame does (0 = off)")
@@ -68,6 +53,8 @@ class RobotNode(Node):
                                         "probes_sent", "guard_switches", "send_errors", "plan_changes",
                                         "frames_rescued", "edge_lost"])
         log = self.get_logger()
+        self.report = LogLimiter(log.warning)
+        self.create_timer(1.0, self.report.flush)
         self.plan_pub = self.create_publisher(PlanStatus, TOPICS["plan"].name, topic_qos(self, "plan"))
         self.rt = RobotRuntime(self.cfg, log=log.info, warn=log.warning, on_change=self.publish_plan)
         self.controller = self.rt.controller
@@ -136,7 +123,7 @@ class RobotNode(Node):
             self.get_logger().info(f"edge profile received ({msg.device}, whole model {sum(prof.op_ms):.1f} ms)")
             self.controller.set_edge_profile(prof)
         except (ValueError, TypeError, KeyError) as e:
-            self.get_logger().error(f"edge profile from {msg.device} rejected: {e}")
+            self.report("bad_edge_profiles", f"edge profile from {msg.device} rejected: {e}")
             return
         self._edge_profile_seen = True
 
@@ -185,18 +172,21 @@ class RobotNode(Node):
         """PlanStatus for the plan the next frame runs (trials, guard switches, degraded mode included): the
         controller calls this after every change, from whichever thread made it."""
         self.counters.inc("plan_changes")
-        self.plan_pub.publish(plan_status_msg(status, self.get_clock().now().to_msg()))
+        self.plan_pub.publish(plan_status_msg(status, self.get_clock().now().to_msg(), self.session))
 
     # -- frames -------------------------------------------------------------------------------------------------
     def image_callback(self, msg: Image):
         self.counters.inc("frames_received")
         try:
+            if msg.width * msg.height > self.max_image_pixels:
+                raise ImageConversionError(f"{msg.width}x{msg.height} is over max_image_pixels "
+                                           f"({self.max_image_pixels}); raise it if your camera is that large")
             arr = image_to_array(msg.encoding, msg.height, msg.width, msg.step, msg.data, bool(msg.is_bigendian))
             rgb = to_rgb8(arr, msg.encoding)
         except ImageConversionError as e:
             self.counters.inc("bad_images")
-            self.get_logger().error(f"frame {msg.header.frame_id}@{msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}"
-                                    f" rejected: {e}")
+            self.report("bad_images", f"camera image {msg.header.frame_id}@{msg.header.stamp.sec}."
+                        f"{msg.header.stamp.nanosec:09d} refused: {e}")
             return
         with self._cond:
             if self._frame is not None:
@@ -231,7 +221,7 @@ class RobotNode(Node):
                 self.get_logger().debug(f"frame {seq} ({header.frame_id}): robot share {run.busy_ms:.1f} ms")
             except Exception as e:  # noqa: BLE001 - one bad frame must not stop the robot
                 self.counters.inc("frame_errors")
-                self.get_logger().error(f"frame {seq} ({header.frame_id}) failed on the robot: {e}")
+                self.report("frame_errors", f"frame {seq} ({header.frame_id}) failed on the robot: {e}")
 
     def _send_loop(self):
         while not self._stop.is_set():
@@ -245,19 +235,19 @@ class RobotNode(Node):
                 if self._stop.is_set():
                     return
                 self.counters.inc("send_errors")
-                self.get_logger().error(f"sending {getattr(item[0], 'tensor', '?')} of frame "
-                                        f"{getattr(item[0], 'frame_seq', '?')} failed: {e!r}")
+                self.report("send_errors", f"sending {getattr(item[0], 'tensor', '?')} of frame "
+                            f"{getattr(item[0], 'frame_seq', '?')} failed: {e!r}")
 
     def _send_one(self, pkt, header, size):
         if callable(pkt):                          # a marker: everything queued before it has been sent
             pkt()
             return
         if isinstance(pkt, TensorTile):            # a ready message (link probe)
-            pkt.sent = self.get_clock().now().to_msg()
+            pkt.session, pkt.sent = self.session, self.get_clock().now().to_msg()
             self.tile_pub.publish(pkt)
             return
         cpu0 = time.thread_time()
-        msg = packet_to_msg(pkt, header, size, self.cfg.model, self.get_clock().now().to_msg())
+        msg = packet_to_msg(pkt, header, size, self.cfg.model, self.get_clock().now().to_msg(), self.session)
         if pkt.dest == "edge":
             self.tile_pub.publish(msg)
             self.counters.inc("tiles_sent")
@@ -276,8 +266,34 @@ class RobotNode(Node):
         self.rt.close()
 
 
-def plan_status_msg(status: Status, stamp) -> PlanStatus:
-    msg = PlanStatus()
+def declare_config(node: Node) -> RobotConfig:
+    """The robot's parameters (model, planner settings) as a RobotConfig."""
+    d, ro = RobotConfig(), True
+    cfg = RobotConfig(
+        model=declare(node, "model", d.model, "model to run (see intradp_ros.models)", ro),
+        weights=declare(node, "weights", d.weights, "detector weights: auto (installed) or a file path", ro),
+        input_size=declare(node, "input_size", d.input_size, "network input side in px, 0 = model default", ro),
+        device=declare(node, "device", d.device, "torch device for the robot's share", ro),
+        threads=declare(node, "threads", d.threads, "torch CPU threads, 0 = torch default", ro),
+        plan=declare(node, "plan", d.plan, "auto | local | offload | cut:<op> | a plan text"),
+        bandwidth_mbps=declare(node, "bandwidth_mbps", d.bandwidth_mbps, "robot-edge bandwidth for planning"),
+        link_latency_ms=declare(node, "link_latency_ms", d.link_latency_ms, "one-way message latency"),
+        encodings=declare(node, "encodings", d.encodings, "tile encodings the planner may use (raw,fp16,lz4,zstd)"),
+        min_split_gain=declare(node, "min_split_gain", d.min_split_gain,
+                               "choose a split plan only if predicted this fraction faster than every baseline"),
+        explore_margin=declare(node, "explore_margin", d.explore_margin,
+                               "once per link, measure the best split of each of the 3 best segments for a few "
+                               "frames when priced within this fraction of the choice and the edge's share is "
+                               "worth this fraction of it (0 = never)"),
+        profile_cache_dir=declare(node, "profile_cache_dir", d.profile_cache_dir, "'' = ~/.cache/intradp_ros", ro),
+    )
+    cfg.bandwidth_source = declare(node, "bandwidth_source", d.bandwidth_source,
+                                   "measured (from real transfers) | parameter (bandwidth_mbps)")
+    return cfg
+
+
+def plan_status_msg(status: Status, stamp, session: str = "") -> PlanStatus:
+    msg = PlanStatus(session=session)
     msg.header.stamp = stamp
     plan = status.plan
     msg.plan_id, msg.plan_spec = plan.plan_id, plan.spec()

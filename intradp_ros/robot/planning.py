@@ -20,6 +20,8 @@ from .state import Pricing, PlanReason, PlanState, ReplanKind, frozen_map
 
 __all__ = ["Planner", "parse_plan_choice"]
 
+_AUTO_REASONS = (PlanReason.CHOSEN, PlanReason.CARRIED, PlanReason.GUARD, PlanReason.TRIAL)
+
 
 def parse_plan_choice(choice: str, graph: OpGraph, model: str) -> Plan | None:
     """'auto' -> None (planner decides); 'local' | 'offload' | 'cut:<k>' | a plan text -> that plan."""
@@ -136,6 +138,13 @@ class Planner:
         candidates = [d.chosen, *d.baselines.values()]
         own = dict(result.own_scales)
         trial = None
+        prev = c._state
+        if inputs.fixed is None and prev.pricing is not None and prev.reason in _AUTO_REASONS:
+            # the plan in force stays a candidate, priced like the rest: else a choice that moves to another plan
+            # not yet measured would replace it unseen, and re-prices would take turns between such plans
+            if prev.plan.spec() not in {p.plan.spec() for p in candidates} and prev.plan.model == inputs.model:
+                p, own[prev.plan.spec()] = on_its_own(inputs, result.evidence, result.price(inputs, prev.plan))
+                candidates.append(p)
         if inputs.fixed is None:
             self.shortlist = tuple(d.shortlist)
             t = c.explorer.next_trial(d, dict(inputs.measured), lambda plan: result.price(inputs, plan),
@@ -149,7 +158,6 @@ class Planner:
         pricing = Pricing(result.kind, d, self.link_epoch, inputs.link.bandwidth_mbps, inputs.link.msg_ms,
                           inputs.scales, ev.split_extra_ms, frozen_map(ev.family_extra_ms), frozen_map(inputs.measured),
                           frozen_map(own), frozen_map(predicted))
-        prev = c._state
         chosen = d.chosen.plan.spec()
         if inputs.fixed is not None:
             # a plan the user fixed runs as given; the guard keeps auto's candidates and what it measured of them,
@@ -165,7 +173,7 @@ class Planner:
             measured, now = inputs.measured, prev.plan.spec()
             carry_on = (not new_link and now in predicted and prev.reason is not PlanReason.FIXED
                         and (chosen not in measured
-                             or (now in measured and measured[chosen] > (1.0 - c.guard.margin) * measured[now])))
+                             or (now in measured and measured[chosen] > (1.0 - c.guard.gain(chosen)) * measured[now])))
             start = trial or (now if carry_on else chosen)
             picked = c.guard.pick(start)
             reason = (PlanReason.TRIAL if trial and picked == trial else PlanReason.GUARD if picked != start
