@@ -19,6 +19,8 @@ class QosDefaults:
     reliability: str      # "reliable" | "best_effort"
     depth: int            # history depth (keep_last)
     durability: str       # "volatile" | "transient_local"
+    lease_s: float = 0.0  # DDS liveliness lease (automatic), seconds: a writer silent this long is not alive to its
+                          # readers, judged by the middleware's own threads; 0 = infinite (no liveliness)
 
 
 QOS = {
@@ -30,6 +32,9 @@ QOS = {
     "results": QosDefaults("reliable", 10, "volatile"),
     # state a late joiner needs (the edge's profile, the plan in force)
     "latched": QosDefaults("reliable", 1, "transient_local"),
+    # the edge's heartbeat: newest wins; the middleware tells the robot within the lease that the edge's process
+    # or the link is gone, even while the robot's Python threads are busy (its own timeout needs the executor)
+    "heartbeat": QosDefaults("best_effort", 1, "volatile", 0.5),
 }
 
 
@@ -54,7 +59,7 @@ TOPICS = {
     "plan": Topic("intradp/plan", "intradp_ros/msg/PlanStatus", "latched"),
     "link": Topic("intradp/link", "intradp_ros/msg/LinkEstimate", "results"),
     # the edge's heartbeat: newest wins, a late one is worthless
-    "edge_status": Topic("intradp/edge_status", "intradp_ros/msg/EdgeStatus", "sensor_data"),
+    "edge_status": Topic("intradp/edge_status", "intradp_ros/msg/EdgeStatus", "heartbeat"),
     "diagnostics": Topic("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", "results"),
 }
 

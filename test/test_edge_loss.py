@@ -21,6 +21,18 @@ def test_heartbeats_make_the_edge_alive_and_silence_loses_it():
     assert h.check(3.2) is Health.ALIVE
 
 
+def test_a_lapsed_lease_loses_the_edge_at_once_and_only_new_heartbeats_bring_it_back():
+    h = EdgeHealth(timeout_s=1.5, backoff_s=1.0)
+    assert h.lease_lost(0.0) is None                        # no edge yet: nothing to lose
+    h.heard(0.0)
+    assert h.check(0.1) is Health.ALIVE
+    h.heard(0.5)
+    assert h.lease_lost(0.6) is Health.LOST and "liveliness" in h.why   # long before the 1.5 s timeout
+    assert h.lease_lost(0.7) is None and h.check(2.0) is None           # heartbeats from before do not count
+    h.heard(2.1)
+    assert h.check(2.1) is Health.ALIVE
+
+
 def test_an_edge_that_beats_but_does_not_answer_is_lost_with_a_growing_backoff():
     h = EdgeHealth(timeout_s=1.0, max_rescues=2, backoff_s=1.0)
     t = 0.0

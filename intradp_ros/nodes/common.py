@@ -11,7 +11,8 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.duration import Duration
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, LivelinessPolicy, QoSProfile, ReliabilityPolicy
 
 from intradp_ros.engine.executor import Packet
 from intradp_ros.engine.plan import Plan, PlanError
@@ -35,14 +36,18 @@ def topic_qos(node: Node, key: str) -> QoSProfile:
     depth = declare(node, f"qos.{key}.depth", d.depth, f"{TOPICS[key].name}: history depth (keep_last)", True)
     dur = declare(node, f"qos.{key}.durability", d.durability, f"{TOPICS[key].name}: volatile | transient_local",
                   True)
+    lease = declare(node, f"qos.{key}.lease_s", float(d.lease_s), f"{TOPICS[key].name}: DDS liveliness lease, s "
+                    "(0 = infinite)", True)
     try:
+        liveliness = {} if not float(lease) > 0 else {
+            "liveliness": LivelinessPolicy.AUTOMATIC, "liveliness_lease_duration": Duration(seconds=float(lease))}
         return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(depth),
                           reliability={"reliable": ReliabilityPolicy.RELIABLE,
                                        "best_effort": ReliabilityPolicy.BEST_EFFORT}[rel],
                           durability={"volatile": DurabilityPolicy.VOLATILE,
-                                      "transient_local": DurabilityPolicy.TRANSIENT_LOCAL}[dur])
-    except (KeyError, ValueError) as e:
-        node.get_logger().error(f"bad QoS parameters for {TOPICS[key].name} ({rel}, {depth}, {dur}): {e}; "
+                                      "transient_local": DurabilityPolicy.TRANSIENT_LOCAL}[dur], **liveliness)
+    except (KeyError, ValueError, TypeError) as e:
+        node.get_logger().error(f"bad QoS parameters for {TOPICS[key].name} ({rel}, {depth}, {dur}, {lease}): {e}; "
                                 f"using the defaults {d}")
         return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=d.depth,
                           reliability=ReliabilityPolicy[d.reliability.upper()],

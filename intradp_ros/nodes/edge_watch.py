@@ -1,9 +1,9 @@
 """robot_node's watch on the edge: its heartbeats, the frames kept until their results are out, and rescues.
 
-Threads: the heartbeat subscription and the 20 Hz tick run on the node's executor; :meth:`keep` runs on the frame
-thread, :meth:`answered` on the executor (FrameTiming). ``_lock`` guards the RescueBook. Frames due for rescue are
-handed to the frame thread through :attr:`due`, under the node's frame condition (``cond``), which also wakes it.
-EdgeHealth is the executor's alone.
+Threads: the heartbeat subscription, its liveliness events and the 20 Hz tick run on the node's executor;
+:meth:`keep` runs on the frame thread, :meth:`answered` on the executor (FrameTiming). ``_lock`` guards the
+RescueBook. Frames due for rescue are handed to the frame thread through :attr:`due`, under the node's frame
+condition (``cond``), which also wakes it. EdgeHealth is the executor's alone.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticStatus
+from rclpy.event_handler import SubscriptionEventCallbacks
 
 from intradp_ros.msg import EdgeStatus
 from intradp_ros.nodes.common import packet_to_msg, topic_qos
@@ -34,11 +35,17 @@ class EdgeWatch:
         self._lock = threading.Lock()
         self.due: collections.deque[Kept] = collections.deque()     # guarded by cond
         node.create_subscription(EdgeStatus, TOPICS["edge_status"].name, self.heartbeat_callback,
-                                 topic_qos(node, "edge_status"))
+                                 topic_qos(node, "edge_status"),
+                                 event_callbacks=SubscriptionEventCallbacks(liveliness=self.liveliness_callback))
         node.create_timer(0.05, self.tick)
 
     def heartbeat_callback(self, msg: EdgeStatus) -> None:
         self.health.heard(time.monotonic())
+
+    def liveliness_callback(self, info) -> None:
+        """Executor: the middleware's verdict on the edges' heartbeat writers (lease_s in qos.edge_status)."""
+        if info.alive_count == 0 and info.not_alive_count_change > 0:
+            self._lost(self.health.lease_lost(time.monotonic()))
 
     def keep(self, seq: int, run, header, size: tuple[int, int], started: float) -> None:
         """Frame thread: keep a frame that depends on the edge until its result is out, or its deadline passes."""
@@ -70,20 +77,24 @@ class EdgeWatch:
                 self.due.extend(due)
                 self.cond.notify()
         change = self.health.check(now)
-        if change is Health.LOST:         # every frame kept for the edge is rescued at once: its part won't come
-            with self._lock:
-                lost = self.book.due(float("inf"))
-            self.counters.inc("frames_rescued", len(lost))
-            with self.cond:
-                self.due.extend(lost)
-                self.cond.notify()
-            self.counters.inc("edge_lost")
-            self.counters.set_status(DiagnosticStatus.WARN, f"edge lost ({self.health.why}): all-local")
-            self.rt.controller.set_edge_alive(False, self.health.why)
-        elif change is Health.ALIVE:
+        self._lost(change)
+        if change is Health.ALIVE:
             self.counters.set_status(DiagnosticStatus.OK, "counters")
         if self.health.state is Health.ALIVE and not self.rt.controller.edge_alive and self.reachable():
             self.rt.controller.set_edge_alive(True, self.health.why)
+
+    def _lost(self, change) -> None:
+        if change is not Health.LOST:
+            return
+        with self._lock:                # every frame kept for the edge is rescued at once: its part won't come
+            lost = self.book.due(float("inf"))
+        self.counters.inc("frames_rescued", len(lost))
+        with self.cond:
+            self.due.extend(lost)
+            self.cond.notify()
+        self.counters.inc("edge_lost")
+        self.counters.set_status(DiagnosticStatus.WARN, f"edge lost ({self.health.why}): all-local")
+        self.rt.controller.set_edge_alive(False, self.health.why)
 
     def rescue(self, k: Kept, out_pub, model: str) -> None:
         """Frame thread: compute a kept frame all-local and send its outputs straight to the aggregator (not behind

@@ -37,6 +37,15 @@ class EdgeHealth:
     def heard(self, now: float) -> None:
         self._last = now
 
+    def lease_lost(self, now: float) -> Health | None:
+        """The middleware says the edge's heartbeat writer is not alive (its lease lapsed: the process or the link
+        is gone). Lost at once, without waiting for the heartbeat timeout; heartbeats heard before do not count."""
+        self._last = None
+        if self.state is not Health.ALIVE:
+            return None
+        self.state, self.lost_at, self._rescues, self.why = Health.LOST, now, 0, "DDS liveliness lease lapsed"
+        return self.state
+
     def answered(self) -> None:
         """A frame the edge took part in came back in time."""
         self._rescues = 0

@@ -47,7 +47,10 @@ class Run:
         tqdm.write(f"[bench] {text}", file=sys.stderr)
 
     # ------------------------------------------------------------------ start / stop
-    def start(self) -> None:
+    def start_nodes(self, robot_updates: dict | None = None, edge_updates: dict | None = None,
+                    camera: bool = False) -> None:
+        """The testbed and the three nodes in it, one at a time (``*_updates``: more parameters per node;
+        ``camera``: camera_player too, in the robot's namespace and CPU cap, last)."""
         cfg, out, tb = self.cfg, self.out, self.tb
         netem.cleanup_stale(self.log)
         tb.setup()
@@ -56,7 +59,7 @@ class Run:
         prof = Path(cfg.get("profile_cache") or out / "profiles")
         r, e = cfg["robot"], cfg["edge"]
         executor = cfg.get("executor", "single")
-        robot_yaml = write_params("robot.yaml", out / "params" / "robot.yaml", {
+        robot_yaml = write_params("robot.yaml", out / "params" / "robot.yaml", _merged({
             "robot_node": {"model": cfg["model"], "input_size": int(cfg["input_size"]), "threads": int(r["threads"]),
                            "device": r["device"], "plan": "auto", "bandwidth_mbps": float(cfg["bandwidths_mbps"][0]),
                            "link_latency_ms": float(cfg["link_latency_ms"]), "encodings": cfg["encodings"],
@@ -65,12 +68,14 @@ class Run:
                            "profile_cache_dir": str(prof / f"robot-q{r['cpu_quota_us']}-p{r['cpu_period_us']}")},
             "aggregator_node": {"model": cfg["model"], "input_size": int(cfg["input_size"]),
                                 "executor": executor,
-                                "frame_timeout_s": float(cfg["frame_timeout_s"])}})
-        edge_yaml = write_params("edge.yaml", out / "params" / "edge.yaml", {
+                                "frame_timeout_s": float(cfg["frame_timeout_s"])},
+            }, robot_updates))
+        edge_yaml = write_params("edge.yaml", out / "params" / "edge.yaml", _merged({
             "edge_node": {"model": cfg["model"], "input_size": int(cfg["input_size"]), "threads": int(e["threads"]),
                           "device": e["device"], "frame_timeout_s": float(cfg["frame_timeout_s"]),
                           "executor": executor,
-                          "profile_cache_dir": str(prof / "edge")}})
+                          "profile_cache_dir": str(prof / "edge")},
+            }, edge_updates))
         dds = config_file("fastdds_udp.xml")
         env = dict(os.environ, ROS_DOMAIN_ID=str(cfg["domain_id"]), FASTRTPS_DEFAULT_PROFILES_FILE=str(dds),
                    RMW_IMPLEMENTATION="rmw_fastrtps_cpp", ROS_AUTOMATIC_DISCOVERY_RANGE="SUBNET",
@@ -80,19 +85,25 @@ class Run:
         cmds = []
         for host, params, cgroup in (("edge", edge_yaml, None), ("robot", robot_yaml, "nodes")):
             values = resolve_arguments(host, {"params_file": str(params), "dds_profile": str(dds),
-                                              "model": cfg["model"]})
+                                              "model": cfg["model"],
+                                              **({"start_camera": "true"} if camera and host == "robot" else {})})
             cmds += [(host, spec, tb.wrap(argv, host, cgroup)) for spec, argv in node_commands(host, values)]
         # One node at a time, each once the previous one is up: edge_node and robot_node profile their operators
         # while starting, and a profile taken while another node starts on the same CPU (the aggregator shares the
         # robot's quota) would price every op for a CPU share the run never sees again.
-        order = {"edge_node": 0, "aggregator_node": 1, "robot_node": 2}
-        for host, spec, argv in sorted(cmds, key=lambda c: order.get(c[1].name, 1)):
-            launch = Launch(host, [(spec, argv)], env, echo=self.echo, log_dir=out / "logs")
-            self.launches.append(launch)
-            if spec.name != "robot_node":
+        order = {"edge_node": 0, "aggregator_node": 1, "robot_node": 2, "camera_player": 3}
+        self.commands = {spec.name: (host, spec, argv) for host, spec, argv in cmds}
+        for _, spec, _ in sorted(cmds, key=lambda c: order.get(c[1].name, 1)):
+            launch = self.launch_node(spec.name)
+            if spec.name not in ("robot_node", "camera_player"):
                 self.log(f"started {spec.name}; waiting until it is up")
                 launch.wait_for_output(rf"{spec.name}: model ", node=spec.name, timeout=900)
         self.log("started robot_node; waiting for it to profile itself under the CPU cap")
+
+    def start(self) -> None:
+        """The nodes, then the bench client."""
+        self.start_nodes()
+        cfg, out, tb, env = self.cfg, self.out, self.tb, self.env
         client_cfg = out / "params" / "client.json"
         fds = [os.open(tb.acct_file(g), os.O_RDONLY) for g in ("nodes", "client")]
         client_cfg.write_text(json.dumps({
@@ -112,6 +123,13 @@ class Run:
         for fd in fds:
             os.close(fd)
         threading.Thread(target=self._read_client, daemon=True, name="client output").start()
+
+    def launch_node(self, name: str) -> Launch:
+        """Start node ``name`` (again: after a fault killed it) with the command line of the run."""
+        host, spec, argv = self.commands[name]
+        launch = Launch(host, [(spec, argv)], self.env, echo=self.echo, log_dir=self.out / "logs")
+        self.launches.append(launch)
+        return launch
 
     def _read_client(self) -> None:
         for line in self.client.stdout:
@@ -157,6 +175,14 @@ class Run:
             if status not in (None, 0) or any(c is not None for c in launch.returncodes().values()):
                 tail = "\n".join(list(launch.lines)[-30:])
                 raise RuntimeError(f"a {launch.host} node stopped (status {status}); last lines:\n{tail}")
+
+
+def _merged(base: dict[str, dict], more: dict[str, dict] | None) -> dict[str, dict]:
+    """{node: parameters} of ``base`` with ``more``'s parameters added node by node."""
+    out = {node: dict(params) for node, params in base.items()}
+    for node, params in (more or {}).items():
+        out.setdefault(node, {}).update(params)
+    return out
 
 
 def die_with_parent() -> None:
