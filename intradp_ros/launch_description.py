@@ -12,6 +12,8 @@ from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 from intradp_ros.launcher import launch_arguments, node_overrides, params_argument
+from intradp_ros.launching.commands import enclave_arguments
+from intradp_ros.launching.dds_profile import discovery_environment, profile_for
 from intradp_ros.topology import PACKAGE, TOPICS, nodes_for
 
 __all__ = ["generate_for"]
@@ -20,9 +22,12 @@ __all__ = ["generate_for"]
 def _launch_nodes(context, host):
     """The DDS profile and the nodes; model/device are passed only when set (else the params file's)."""
     actions = []
-    dds_profile = LaunchConfiguration('dds_profile').perform(context)
+    dds_profile = profile_for(LaunchConfiguration('dds_profile').perform(context),
+                              LaunchConfiguration('dds_interfaces').perform(context))
     if dds_profile:
         actions.append(SetEnvironmentVariable('FASTRTPS_DEFAULT_PROFILES_FILE', dds_profile))
+    for name, value in discovery_environment(LaunchConfiguration('dds_peers').perform(context)).items():
+        actions.append(SetEnvironmentVariable(name, value))
     values = {arg.name: LaunchConfiguration(arg.name).perform(context) for arg in launch_arguments(host)}
     for spec in nodes_for(host):
         actions.append(Node(
@@ -36,6 +41,7 @@ def _launch_nodes(context, host):
                 node_overrides(spec.name, values),
             ],
             remappings=[(TOPICS['camera'].name, LaunchConfiguration('camera_topic'))],
+            ros_arguments=enclave_arguments(spec, values),
             condition=IfCondition(LaunchConfiguration(spec.optional)) if spec.optional else None,
             output='screen',
         ))

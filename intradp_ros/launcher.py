@@ -36,6 +36,7 @@ from typing import Iterable
 from intradp_ros.launching.arguments import (HOSTS, LAUNCH_ARGS, LaunchArg, LaunchError, launch_arguments,
                                              node_overrides, params_argument, resolve_arguments, share_dir)
 from intradp_ros.launching.commands import node_commands
+from intradp_ros.launching.dds_profile import discovery_environment, profile_for
 from intradp_ros.launching.supervisor import Launch, emit
 
 __all__ = ["LaunchArg", "LAUNCH_ARGS", "HOSTS", "LaunchError", "Launch", "launch_arguments", "params_argument",
@@ -65,10 +66,19 @@ def start(host: str, args: dict[str, str] | None = None, env: dict[str, str] | N
     values = resolve_arguments(host, args)
     child_env = dict(os.environ)
     child_env.update(env or {})
-    if values["dds_profile"]:
-        child_env["FASTRTPS_DEFAULT_PROFILES_FILE"] = values["dds_profile"]
+    if dds_profile(values):
+        child_env["FASTRTPS_DEFAULT_PROFILES_FILE"] = dds_profile(values)
+    child_env.update(discovery_environment(values["dds_peers"]))
     child_env.setdefault("PYTHONUNBUFFERED", "1")
     return Launch(host, node_commands(host, values), child_env, echo=echo, log_dir=log_dir)
+
+
+def dds_profile(values: dict[str, str]) -> str:
+    """The Fast DDS profile to export (see :mod:`intradp_ros.launching.dds_profile`); "" = the environment's."""
+    try:
+        return profile_for(values["dds_profile"], values["dds_interfaces"])
+    except (OSError, ValueError) as e:
+        raise LaunchError(f"dds_interfaces: {e}") from e
 
 
 def _usage(host: str | None = None) -> str:
@@ -112,8 +122,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         values = resolve_arguments(host, args)
         if "--dry-run" in flags:
-            if values["dds_profile"]:
-                print(f"FASTRTPS_DEFAULT_PROFILES_FILE={values['dds_profile']}")
+            if dds_profile(values):
+                print(f"FASTRTPS_DEFAULT_PROFILES_FILE={dds_profile(values)}")
+            for k, v in discovery_environment(values["dds_peers"]).items():
+                print(f"{k}={v}")
             for spec, command in node_commands(host, values):
                 print(f"[{spec.name}] {subprocess.list2cmdline(command)}")
             return 0

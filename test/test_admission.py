@@ -66,3 +66,17 @@ def test_log_lines_are_one_per_cause_and_period_with_a_summary():
     n = len(lines)
     log.flush()
     assert len(lines) == n                     # nothing new: nothing written
+
+
+def test_the_session_is_read_from_a_serialized_tile_without_deserializing_it():
+    pytest.importorskip("rclpy")
+    from rclpy.serialization import serialize_message
+
+    from intradp_ros.msg import TensorTile
+    from intradp_ros.nodes.common import tile_session
+    for frame_id in ("", "c", "cam", "camera", "x" * 33):         # every alignment of the field after it
+        for session in ("", "a", "abcdef0123456789"):
+            m = TensorTile(session=session, data=bytes(10))
+            m.header.frame_id = frame_id
+            assert tile_session(serialize_message(m)) == session
+    assert tile_session(b"garbage") is None and tile_session(b"\x00\x01\x00\x00" + b"\xff" * 40) is None

@@ -215,20 +215,25 @@ def _valid_tiles(model, plan, seq):
 
 def test_bad_tiles_are_logged_counted_and_survived(world):
     client, model, plans, launch = world
+    client.spin_until(lambda: client.session, "the robot's session")   # the edge takes announced sessions only
     header = Image().header
     now = client.get_clock().now().to_msg()
-    good = packet_to_msg(_valid_tiles(model, plans[0], 10 ** 9)[0], header, (768, 576), "yolov3_tiny", now)
+
+    def tile(seq):
+        return packet_to_msg(_valid_tiles(model, plans[0], seq)[0], header, (768, 576), "yolov3_tiny", now,
+                             client.session)
+    good = tile(10 ** 9)
     bad = []
-    m = packet_to_msg(_valid_tiles(model, plans[0], 10 ** 9 + 1)[0], header, (768, 576), "yolov3_tiny", now)
+    m = tile(10 ** 9 + 1)
     m.data = bytes(m.data)[:-7]                                   # payload disagrees with shape x dtype
     bad.append(m)
-    m = packet_to_msg(_valid_tiles(model, plans[0], 10 ** 9 + 2)[0], header, (768, 576), "yolov3_tiny", now)
+    m = tile(10 ** 9 + 2)
     m.payload_shape = [1, 3, 10 ** 6, 10 ** 6]                     # 3e12 elements
     bad.append(m)
-    m = packet_to_msg(_valid_tiles(model, plans[0], 10 ** 9 + 3)[0], header, (768, 576), "yolov3_tiny", now)
+    m = tile(10 ** 9 + 3)
     m.plan_spec, m.plan_id = "no-such-plan", 12345                 # unknown plan id
     bad.append(m)
-    m = packet_to_msg(_valid_tiles(model, plans[0], 10 ** 9 + 4)[0], header, (768, 576), "yolov3_tiny", now)
+    m = tile(10 ** 9 + 4)
     m.plan_spec = m.plan_spec.replace("yolov3_tiny", "resnet18")   # a plan for another model
     m.plan_id = Plan.parse(m.plan_spec).plan_id
     bad.append(m)

@@ -51,6 +51,13 @@ LAUNCH_ARGS = (
     LaunchArg("start_camera", "true", "start camera_player (the sample images)", hosts=("all",)),
     LaunchArg("dds_profile", "config/fastdds.xml", "Fast DDS XML profile, exported as "
               "FASTRTPS_DEFAULT_PROFILES_FILE; empty = leave the environment's", share_path=True),
+    LaunchArg("enclaves", "", "SROS2: every node runs with --enclave <enclaves>/<node name> (e.g. /intradp: "
+              "/intradp/robot_node); empty = the keystore's root enclave, or no security"),
+    LaunchArg("dds_interfaces", "", "comma list of this host's addresses DDS may use besides loopback (Fast DDS "
+              "interface whitelist); empty = all"),
+    LaunchArg("dds_peers", "", "comma list of the other hosts' addresses (the edge's, on the robot): discovery "
+              "with them and this host only (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, ROS_STATIC_PEERS; Jazzy+); "
+              "empty = the environment's"),
 )
 
 

@@ -13,7 +13,7 @@ import sys
 from intradp_ros.launching.arguments import node_overrides, params_argument, truthy
 from intradp_ros.topology import PACKAGE, TOPICS, NodeSpec, nodes_for
 
-__all__ = ["executable", "node_commands"]
+__all__ = ["executable", "node_commands", "enclave_arguments"]
 
 
 def executable(spec: NodeSpec) -> list[str]:
@@ -28,6 +28,12 @@ def executable(spec: NodeSpec) -> list[str]:
         pass
     module = f"{PACKAGE}.nodes.{spec.executable}"
     return [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main())"]
+
+
+def enclave_arguments(spec: NodeSpec, values: dict[str, str]) -> list[str]:
+    """``--enclave <enclaves>/<node>`` (SROS2: one enclave per node) when the ``enclaves`` argument is set."""
+    root = values.get("enclaves", "").strip().rstrip("/")
+    return ["--enclave", f"{root if root.startswith('/') else '/' + root}/{spec.name}"] if root else []
 
 
 def node_commands(host: str, values: dict[str, str]) -> list[tuple[NodeSpec, list[str]]]:
@@ -46,5 +52,6 @@ def node_commands(host: str, values: dict[str, str]) -> list[tuple[NodeSpec, lis
         for name, value in node_overrides(spec.name, values).items():
             argv += ["-p", f"{name}:={value}"]
         argv += ["-r", f"{TOPICS['camera'].name}:={values['camera_topic']}"]
+        argv += enclave_arguments(spec, values)
         commands.append((spec, argv))
     return commands

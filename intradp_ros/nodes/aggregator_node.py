@@ -10,6 +10,7 @@ import threading
 import time
 
 from rclpy.node import Node
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Image
 
 from intradp_ros.engine.admission import Admission, Refusal
@@ -17,8 +18,9 @@ from intradp_ros.engine.codec import CodecError
 from intradp_ros.engine.executor import ProtocolError
 from intradp_ros.engine.plan import Plan, PlanError
 from intradp_ros.msg import Classification, Detection, DetectionArray, FrameTiming, PlanStatus, TensorTile
-from intradp_ros.nodes.common import Counters, declare, msg_to_packet, run_node, stamp_ms, topic_qos
+from intradp_ros.nodes.common import Counters, declare, msg_to_packet, run_node, stamp_ms, tile_session, topic_qos
 from intradp_ros.nodes.log_limit import LogLimiter
+from intradp_ros.nodes.receiver import Receiver
 from intradp_ros.runtime import AggregatorRuntime, LateOutput, ModelConfig
 from intradp_ros.topology import TOPICS
 from intradp_ros.vision.image_convert import ImageConversionError, array_to_image_fields, image_to_array, to_rgb8
@@ -31,15 +33,19 @@ class AggregatorNode(Node):
         ro = True
         cfg = ModelConfig(
             model=declare(self, "model", "yolov3_tiny", "model whose outputs arrive (must match robot/edge)", ro),
-            input_size=declare(self, "input_size", 0, "network input side in px, 0 = model default", ro))
-        self.conf = declare(self, "conf_threshold", 0.25, "detections: objectness x class score threshold")
-        self.nms = declare(self, "nms_threshold", 0.45, "detections: per-class NMS IoU threshold")
-        self.top_k = declare(self, "top_k", 5, "classification: classes published per frame")
-        self.frame_timeout_s = declare(self, "frame_timeout_s", 5.0, "drop a frame whose parts stop arriving")
+            input_size=declare(self, "input_size", 0, "network input side in px, 0 = model default", ro,
+                               limits=(0, 8192)))
+        self.conf = declare(self, "conf_threshold", 0.25, "detections: objectness x class score threshold",
+                            limits=(0.0, 1.0))
+        self.nms = declare(self, "nms_threshold", 0.45, "detections: per-class NMS IoU threshold", limits=(0.0, 1.0))
+        self.top_k = declare(self, "top_k", 5, "classification: classes published per frame", limits=(1, 1000))
+        self.frame_timeout_s = declare(self, "frame_timeout_s", 5.0, "drop a frame whose parts stop arriving",
+                                       limits=(0.1, 3600.0))
         self.max_result_age_s = declare(self, "max_result_age_s", 5.0, "never publish a result whose camera "
-                                        "frame is older than this (its timing still goes to the robot)")
+                                        "frame is older than this (its timing still goes to the robot)",
+                                        limits=(0.1, 3600.0))
         max_age = declare(self, "max_tile_age_s", 2.0, "ignore outputs that took this much longer than the fastest "
-                          "of their sender (queued by an outage); 0 = off")
+                          "of their sender (queued by an outage); 0 = off", limits=(0.0, 3600.0))
         annotated = declare(self, "publish_annotated", False, "publish an annotated image (needs the camera)", ro)
         self.counters = Counters(self, ["outputs_received", "bad_outputs", "frames_published",
                                         "frames_dropped_timeout", "annotate_misses", "late_outputs_discarded",
@@ -56,7 +62,10 @@ class AggregatorNode(Node):
         self.result_pub = self.create_publisher(DetectionArray if self.detection else Classification,
                                                 TOPICS[key].name, topic_qos(self, key))
         self.timing_pub = self.create_publisher(FrameTiming, TOPICS["timing"].name, topic_qos(self, "timing"))
-        self.create_subscription(TensorTile, TOPICS["outputs"].name, self.output_callback, topic_qos(self, "outputs"))
+        # outputs on their own thread (see Receiver), serialized: the session is read before deserializing, and
+        # only our robot's are deserialized (see tile_session). ``_session`` is written by the executor (PlanStatus)
+        # and read by the receiver (one str, replaced whole); the work thread's Admission has its own copy
+        self._session = ""
         self.create_subscription(PlanStatus, TOPICS["plan"].name, self.plan_callback, topic_qos(self, "plan"))
         self._frames: dict[int, dict] = {}     # seq -> header, size, first arrival, bytes
         self._images: dict[tuple, object] = {}
@@ -68,6 +77,8 @@ class AggregatorNode(Node):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._work_loop, daemon=True, name="aggregate")
         self._thread.start()
+        self._rx = Receiver(self, TensorTile, TOPICS["outputs"].name, topic_qos(self, "outputs"), self._take_output,
+                            "outputs")
         self.create_timer(0.5, self.tick_callback)
         self.get_logger().info(f"aggregator_node: model {cfg.model}, publishing {TOPICS[key].name}")
 
@@ -76,10 +87,23 @@ class AggregatorNode(Node):
         self.report.flush()
 
     def plan_callback(self, msg: PlanStatus):
+        self._session = msg.session
         self._q.put(("session", msg.session))     # frame state is the work thread's alone
 
-    def output_callback(self, msg: TensorTile):
+    def _take_output(self, raw: bytes):
+        """Receiver thread: one serialized output."""
         self.counters.inc("outputs_received")
+        session = tile_session(raw)
+        if session is not None and session != self._session:
+            self.counters.inc(Refusal.FOREIGN.value)
+            self.report(Refusal.FOREIGN.value, f"output of session {session} ignored (ours: {self._session or '?'})")
+            return
+        try:
+            msg = deserialize_message(raw, TensorTile)
+        except Exception as e:  # noqa: BLE001 - a message that does not deserialize is garbage, not a crash
+            self.counters.inc("bad_outputs")
+            self.report("bad_outputs", f"output that does not deserialize ignored: {e}")
+            return
         self._q.put((msg, time.monotonic()))
 
     def image_callback(self, msg: Image):
@@ -209,6 +233,7 @@ class AggregatorNode(Node):
                             f"after {self.frame_timeout_s:.1f} s; dropped")
 
     def close(self):
+        self._rx.close()
         self._stop.set()
         self._thread.join(timeout=2.0)
 

@@ -150,7 +150,8 @@ class CameraPlayer(Node):
         super().__init__("camera_player", **kwargs)
         self.source = declare(self, "source", "samples",
                               "'samples', 'pattern', or a path: image folder, image, or video file", True)
-        self.rate_hz = declare(self, "rate_hz", 2.0, "frames per second (> 0; may be changed live)")
+        self.rate_hz = declare(self, "rate_hz", 2.0, "frames per second (> 0; may be changed live)",
+                               limits=(0.01, 1000.0))
         self.encoding = declare(self, "encoding", "bgr8", f"published encoding: {' | '.join(ENCODINGS)}", True)
         self.loop = declare(self, "loop", False, "with count == 0: cycle through the source forever", True)
         self.count = declare(self, "count", 0,

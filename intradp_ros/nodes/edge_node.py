@@ -6,20 +6,24 @@ load (EdgeStatus), by which robots tell a live edge from a dead one.
 """
 from __future__ import annotations
 
+import collections
 import queue
 import threading
 import time
 
 from rclpy.node import Node
+from rclpy.serialization import deserialize_message
 
 from intradp_ros.engine.admission import Admission, Refusal
 from intradp_ros.engine.codec import CodecError
 from intradp_ros.engine.executor import STAGE_PROBE, STAGE_SPLIT, ProtocolError
 from intradp_ros.engine.link import ChunkTimer
 from intradp_ros.engine.plan import PlanError, compile_plan
-from intradp_ros.msg import EdgeProfile, EdgeStatus, LinkEstimate, TensorTile
-from intradp_ros.nodes.common import Counters, declare, msg_to_packet, packet_to_msg, run_node, stamp_ms, topic_qos
+from intradp_ros.msg import EdgeProfile, EdgeStatus, LinkEstimate, PlanStatus, TensorTile
+from intradp_ros.nodes.common import (Counters, declare, msg_to_packet, packet_to_msg, run_node, stamp_ms,
+                                      tile_session, topic_qos)
 from intradp_ros.nodes.log_limit import LogLimiter
+from intradp_ros.nodes.receiver import Receiver
 from intradp_ros.runtime import EdgeRuntime, ModelConfig
 from intradp_ros.topology import TOPICS
 
@@ -33,16 +37,19 @@ class EdgeNode(Node):
         cfg = ModelConfig(
             model=declare(self, "model", d.model, "model to serve (must match the robot's)", ro),
             weights=declare(self, "weights", d.weights, "detector weights: auto (installed) or a file path", ro),
-            input_size=declare(self, "input_size", d.input_size, "network input side in px, 0 = model default", ro),
+            input_size=declare(self, "input_size", d.input_size, "network input side in px, 0 = model default", ro,
+                               limits=(0, 8192)),
             device=declare(self, "device", d.device, "auto (cuda when available) | cpu | cuda:N", ro),
-            threads=declare(self, "threads", d.threads, "torch CPU threads, 0 = torch default", ro),
+            threads=declare(self, "threads", d.threads, "torch CPU threads, 0 = torch default", ro, limits=(0, 1024)),
         )
-        self.frame_timeout_s = declare(self, "frame_timeout_s", 5.0, "drop a frame whose tiles stop arriving")
+        self.frame_timeout_s = declare(self, "frame_timeout_s", 5.0, "drop a frame whose tiles stop arriving",
+                                       limits=(0.1, 3600.0))
         cache = declare(self, "profile_cache_dir", "", "profile cache, '' = default", ro)
         heartbeat_hz = declare(self, "heartbeat_hz", 10.0, "EdgeStatus heartbeats per second (robots time out on "
-                               "them: keep well above 1 / their edge_timeout_s)", ro)
+                               "them: keep well above 1 / their edge_timeout_s)", ro, limits=(0.5, 1000.0))
         max_age = declare(self, "max_tile_age_s", 2.0, "ignore tiles that took this much longer than the fastest "
-                          "of their robot (queued by an outage: the robot has answered those frames itself); 0 = off")
+                          "of their robot (queued by an outage: the robot has answered those frames itself); 0 = off",
+                          limits=(0.0, 3600.0))
         self.counters = Counters(self, ["tiles_received", "bad_tiles", "frames_done", "frames_dropped_timeout",
                                         "outputs_sent", "link_samples", *(r.value for r in Refusal)])
         self.admission = Admission(max_age)       # any robot's session: a fleet may share this edge
@@ -53,7 +60,12 @@ class EdgeNode(Node):
         self.out_pub = self.create_publisher(TensorTile, TOPICS["outputs"].name, topic_qos(self, "outputs"))
         self.profile_pub = self.create_publisher(EdgeProfile, TOPICS["edge_profile"].name,
                                                  topic_qos(self, "edge_profile"))
-        self.create_subscription(TensorTile, TOPICS["to_edge"].name, self.tile_callback, topic_qos(self, "to_edge"))
+        # tiles only of robots that announced their session on /intradp/plan, on their own thread (see Receiver),
+        # the session read before deserializing (see tile_session). ``_announced`` is the executor's (PlanStatus);
+        # the receiver reads ``announced``, a frozen copy replaced whole
+        self._announced: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self.announced: frozenset[str] = frozenset()
+        self.create_subscription(PlanStatus, TOPICS["plan"].name, self.plan_callback, topic_qos(self, "plan"))
         self.link_pub = self.create_publisher(LinkEstimate, TOPICS["link"].name, topic_qos(self, "link"))
         self._q: queue.Queue = queue.Queue()
         self._headers: dict[tuple, tuple] = {}      # (session, seq) -> header, image size: compute thread's
@@ -61,6 +73,8 @@ class EdgeNode(Node):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._work_loop, daemon=True, name="edge-compute")
         self._thread.start()
+        self._rx = Receiver(self, TensorTile, TOPICS["to_edge"].name, topic_qos(self, "to_edge"), self._take_tile,
+                            "tiles")
         self.status_pub = self.create_publisher(EdgeStatus, TOPICS["edge_status"].name, topic_qos(self, "edge_status"))
         self._busy_s = 0.0               # compute thread busy time since start: written by it alone
         self._beat = (time.monotonic(), 0.0)   # (time, busy_s) at the last heartbeat: the executor's alone
@@ -95,9 +109,29 @@ class EdgeNode(Node):
         msg.header.stamp = self.get_clock().now().to_msg()
         self.status_pub.publish(msg)
 
-    def tile_callback(self, msg: TensorTile):
+    def plan_callback(self, msg: PlanStatus):
+        self._announced[msg.session] = None
+        self._announced.move_to_end(msg.session)
+        while len(self._announced) > Admission.MAX_SESSIONS:
+            self._announced.popitem(last=False)
+        self.announced = frozenset(self._announced)
+
+    def _take_tile(self, raw: bytes):
+        """Receiver thread: one serialized tile, queued for the compute thread."""
+        arrived = time.monotonic()                 # for measuring the link
         self.counters.inc("tiles_received")
-        self._q.put((msg, time.monotonic()))       # arrival time, for measuring the link
+        session = tile_session(raw)
+        if session is not None and session not in self.announced:
+            self.counters.inc(Refusal.FOREIGN.value)
+            self.report(Refusal.FOREIGN.value, f"tile of session {session} ignored: no robot announced it")
+            return
+        try:
+            msg = deserialize_message(raw, TensorTile)
+        except Exception as e:  # noqa: BLE001 - a message that does not deserialize is garbage, not a crash
+            self.counters.inc("bad_tiles")
+            self.report("bad_tiles", f"tile that does not deserialize ignored: {e}")
+            return
+        self._q.put((msg, arrived))
 
     def _work_loop(self):
         while not self._stop.is_set():
@@ -185,6 +219,7 @@ class EdgeNode(Node):
                             f"for {self.frame_timeout_s:.1f} s; dropped")
 
     def close(self):
+        self._rx.close()
         self._stop.set()
         self._thread.join(timeout=2.0)
 

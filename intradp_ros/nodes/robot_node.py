@@ -40,11 +40,15 @@ class RobotNode(Node):
         self.session = secrets.token_hex(8)   # names this run's frames: receivers ignore other sessions' tiles
         ro = True
         self.max_image_pixels = declare(self, "max_image_pixels", 4096 * 4096, "refuse camera images larger than "
-                                        "this many pixels (a corrupt or hostile header must not cost a conversion)")
-        self.edge_wait_s = declare(self, "edge_wait_s", 30.0, "wait this long for the edge before running alone", ro)
+                                        "this many pixels (a corrupt or hostile header must not cost a conversion)",
+                                        limits=(1, 1 << 30))
+        self.edge_wait_s = declare(self, "edge_wait_s", 30.0, "wait this long for the edge before running alone", ro,
+                                   (0.0, 86400.0))
         self.probe_period_s = declare(self, "probe_period_s", 10.0,
-                                      "measure the link with a small probe this often when no frame does (0 = off)")
-        self.probe_kib = declare(self, "probe_kib", 128, "probe size, KiB (sent as 4 back-to-back chunks)", ro)
+                                      "measure the link with a small probe this often when no frame does (0 = off)",
+                                      limits=(0.0, 3600.0))
+        self.probe_kib = declare(self, "probe_kib", 128, "probe size, KiB (sent as 4 back-to-back chunks)", ro,
+                                 (1, 65536))
         self.send_selftest = declare(self, "send_selftest", True,
                                      "at start-up, measure this process's CPU per message sent to the edge (two "
                                      "bursts of 12 probe messages, ~1 s) for the planner", ro)
@@ -72,10 +76,12 @@ class RobotNode(Node):
         self._cond = threading.Condition()
         self.watch = EdgeWatch(
             self, self.rt, self.counters, self._cond, lambda: self.tile_pub.get_subscription_count() > 0,
-            declare(self, "edge_timeout_s", 1.5, "no edge heartbeat for this long: all-local until it is back", ro),
+            declare(self, "edge_timeout_s", 1.5, "no edge heartbeat for this long: all-local until it is back", ro,
+                    (0.05, 60.0)),
             declare(self, "rescue_deadline_factor", 4.0, "compute a frame all-local when its result is not back "
-                    "after this many times its plan's predicted latency", ro),
-            declare(self, "rescue_deadline_min_s", 1.0, "the rescue deadline is never shorter than this", ro))
+                    "after this many times its plan's predicted latency", ro, (1.0, 100.0)),
+            declare(self, "rescue_deadline_min_s", 1.0, "the rescue deadline is never shorter than this", ro,
+                    (0.05, 60.0)))
         self._seq = 0
         self._send_q: queue.Queue = queue.Queue()
         self._stop = threading.Event()
@@ -272,19 +278,23 @@ def declare_config(node: Node) -> RobotConfig:
     cfg = RobotConfig(
         model=declare(node, "model", d.model, "model to run (see intradp_ros.models)", ro),
         weights=declare(node, "weights", d.weights, "detector weights: auto (installed) or a file path", ro),
-        input_size=declare(node, "input_size", d.input_size, "network input side in px, 0 = model default", ro),
+        input_size=declare(node, "input_size", d.input_size, "network input side in px, 0 = model default", ro,
+                           (0, 8192)),
         device=declare(node, "device", d.device, "torch device for the robot's share", ro),
-        threads=declare(node, "threads", d.threads, "torch CPU threads, 0 = torch default", ro),
+        threads=declare(node, "threads", d.threads, "torch CPU threads, 0 = torch default", ro, (0, 1024)),
         plan=declare(node, "plan", d.plan, "auto | local | offload | cut:<op> | a plan text"),
-        bandwidth_mbps=declare(node, "bandwidth_mbps", d.bandwidth_mbps, "robot-edge bandwidth for planning"),
-        link_latency_ms=declare(node, "link_latency_ms", d.link_latency_ms, "one-way message latency"),
+        bandwidth_mbps=declare(node, "bandwidth_mbps", d.bandwidth_mbps, "robot-edge bandwidth for planning",
+                               limits=(0.01, 1e5)),
+        link_latency_ms=declare(node, "link_latency_ms", d.link_latency_ms, "one-way message latency",
+                                limits=(0.0, 1e4)),
         encodings=declare(node, "encodings", d.encodings, "tile encodings the planner may use (raw,fp16,lz4,zstd)"),
         min_split_gain=declare(node, "min_split_gain", d.min_split_gain,
-                               "choose a split plan only if predicted this fraction faster than every baseline"),
+                               "choose a split plan only if predicted this fraction faster than every baseline",
+                               limits=(0.0, 0.99)),
         explore_margin=declare(node, "explore_margin", d.explore_margin,
                                "once per link, measure the best split of each of the 3 best segments for a few "
                                "frames when priced within this fraction of the choice and the edge's share is "
-                               "worth this fraction of it (0 = never)"),
+                               "worth this fraction of it (0 = never)", limits=(0.0, 0.99)),
         profile_cache_dir=declare(node, "profile_cache_dir", d.profile_cache_dir, "'' = ~/.cache/intradp_ros", ro),
     )
     cfg.bandwidth_source = declare(node, "bandwidth_source", d.bandwidth_source,

@@ -27,13 +27,14 @@ from intradp_ros.topology import TOPICS
 
 
 class Injector(Node):
-    def __init__(self):
+    def __init__(self, listen: bool):
         super().__init__("intradp_faults_injector")
         out_qos = topic_qos(self, "outputs")
         self.tiles = self.create_publisher(TensorTile, TOPICS["to_edge"].name, topic_qos(self, "to_edge"))
         self.outputs = self.create_publisher(TensorTile, TOPICS["outputs"].name, out_qos)
         self.seen: list[TensorTile] = []
-        self.create_subscription(TensorTile, TOPICS["outputs"].name, self.seen.append, out_qos)
+        if listen:                      # replay only: else the robot and the edge would send it their outputs too
+            self.create_subscription(TensorTile, TOPICS["outputs"].name, self.seen.append, out_qos)
 
     def wait_matched(self, timeout: float = 30.0) -> None:
         end = time.monotonic() + timeout
@@ -99,7 +100,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="yolov3_tiny")
     a = ap.parse_args(argv)
     rclpy.init()
-    node = Injector()
+    node = Injector(listen=a.mode == "replay")
     try:
         node.wait_matched()
         t0 = time.time()
