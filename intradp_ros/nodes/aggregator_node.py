@@ -10,7 +10,6 @@ import threading
 import time
 
 from rclpy.node import Node
-from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Image
 
 from intradp_ros.engine.admission import Admission, Refusal
@@ -18,7 +17,7 @@ from intradp_ros.engine.codec import CodecError
 from intradp_ros.engine.executor import ProtocolError
 from intradp_ros.engine.plan import Plan, PlanError
 from intradp_ros.msg import Classification, Detection, DetectionArray, FrameTiming, PlanStatus, TensorTile
-from intradp_ros.nodes.common import Counters, declare, msg_to_packet, run_node, stamp_ms, tile_session, topic_qos
+from intradp_ros.nodes.common import Counters, declare, msg_to_packet, run_node, stamp_ms, topic_qos
 from intradp_ros.nodes.log_limit import LogLimiter
 from intradp_ros.nodes.receiver import Receiver
 from intradp_ros.runtime import AggregatorRuntime, LateOutput, ModelConfig
@@ -77,8 +76,10 @@ class AggregatorNode(Node):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._work_loop, daemon=True, name="aggregate")
         self._thread.start()
-        self._rx = Receiver(self, TensorTile, TOPICS["outputs"].name, topic_qos(self, "outputs"), self._take_output,
-                            "outputs")
+        self._rx = Receiver(self, TensorTile, TOPICS["outputs"].name, topic_qos(self, "outputs"), "outputs",
+                            admit=lambda session: session == self._session, refuse=self._refuse, bad="bad_outputs",
+                            handle=lambda msg, arrived: (self.counters.inc("outputs_received"),
+                                                         self._q.put((msg, arrived))))
         self.create_timer(0.5, self.tick_callback)
         self.get_logger().info(f"aggregator_node: model {cfg.model}, publishing {TOPICS[key].name}")
 
@@ -90,21 +91,9 @@ class AggregatorNode(Node):
         self._session = msg.session
         self._q.put(("session", msg.session))     # frame state is the work thread's alone
 
-    def _take_output(self, raw: bytes):
-        """Receiver thread: one serialized output."""
-        self.counters.inc("outputs_received")
-        session = tile_session(raw)
-        if session is not None and session != self._session:
-            self.counters.inc(Refusal.FOREIGN.value)
-            self.report(Refusal.FOREIGN.value, f"output of session {session} ignored (ours: {self._session or '?'})")
-            return
-        try:
-            msg = deserialize_message(raw, TensorTile)
-        except Exception as e:  # noqa: BLE001 - a message that does not deserialize is garbage, not a crash
-            self.counters.inc("bad_outputs")
-            self.report("bad_outputs", f"output that does not deserialize ignored: {e}")
-            return
-        self._q.put((msg, time.monotonic()))
+    def _refuse(self, counter: str, line: str):
+        self.counters.inc(counter)
+        self.report(counter, line)
 
     def image_callback(self, msg: Image):
         key = (msg.header.stamp.sec, msg.header.stamp.nanosec)

@@ -12,7 +12,6 @@ import threading
 import time
 
 from rclpy.node import Node
-from rclpy.serialization import deserialize_message
 
 from intradp_ros.engine.admission import Admission, Refusal
 from intradp_ros.engine.codec import CodecError
@@ -20,8 +19,7 @@ from intradp_ros.engine.executor import STAGE_PROBE, STAGE_SPLIT, ProtocolError
 from intradp_ros.engine.link import ChunkTimer
 from intradp_ros.engine.plan import PlanError, compile_plan
 from intradp_ros.msg import EdgeProfile, EdgeStatus, LinkEstimate, PlanStatus, TensorTile
-from intradp_ros.nodes.common import (Counters, declare, msg_to_packet, packet_to_msg, run_node, stamp_ms,
-                                      tile_session, topic_qos)
+from intradp_ros.nodes.common import Counters, declare, msg_to_packet, packet_to_msg, run_node, stamp_ms, topic_qos
 from intradp_ros.nodes.log_limit import LogLimiter
 from intradp_ros.nodes.receiver import Receiver
 from intradp_ros.runtime import EdgeRuntime, ModelConfig
@@ -73,8 +71,9 @@ class EdgeNode(Node):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._work_loop, daemon=True, name="edge-compute")
         self._thread.start()
-        self._rx = Receiver(self, TensorTile, TOPICS["to_edge"].name, topic_qos(self, "to_edge"), self._take_tile,
-                            "tiles")
+        self._rx = Receiver(self, TensorTile, TOPICS["to_edge"].name, topic_qos(self, "to_edge"), "tiles",
+                            admit=lambda session: session in self.announced, handle=self._queue_tile,
+                            refuse=self._refuse, bad="bad_tiles")
         self.status_pub = self.create_publisher(EdgeStatus, TOPICS["edge_status"].name, topic_qos(self, "edge_status"))
         self._busy_s = 0.0               # compute thread busy time since start: written by it alone
         self._beat = (time.monotonic(), 0.0)   # (time, busy_s) at the last heartbeat: the executor's alone
@@ -116,21 +115,13 @@ class EdgeNode(Node):
             self._announced.popitem(last=False)
         self.announced = frozenset(self._announced)
 
-    def _take_tile(self, raw: bytes):
-        """Receiver thread: one serialized tile, queued for the compute thread."""
-        arrived = time.monotonic()                 # for measuring the link
+    def _refuse(self, counter: str, line: str):
+        self.counters.inc(counter)
+        self.report(counter, line)
+
+    def _queue_tile(self, msg: TensorTile, arrived: float):
+        """Receiver thread: a tile of an announced robot, for the compute thread (arrival: to time the link)."""
         self.counters.inc("tiles_received")
-        session = tile_session(raw)
-        if session is not None and session not in self.announced:
-            self.counters.inc(Refusal.FOREIGN.value)
-            self.report(Refusal.FOREIGN.value, f"tile of session {session} ignored: no robot announced it")
-            return
-        try:
-            msg = deserialize_message(raw, TensorTile)
-        except Exception as e:  # noqa: BLE001 - a message that does not deserialize is garbage, not a crash
-            self.counters.inc("bad_tiles")
-            self.report("bad_tiles", f"tile that does not deserialize ignored: {e}")
-            return
         self._q.put((msg, arrived))
 
     def _work_loop(self):
