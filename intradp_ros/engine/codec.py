@@ -6,6 +6,8 @@
 """
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import torch
 
@@ -60,7 +62,6 @@ def encode(x: torch.Tensor, encoding: str) -> tuple[bytes, str]:
 def _decompress(data: bytes, encoding: str, expected: int) -> bytes:
     """At most ``expected`` + 1 bytes of the decompressed payload: a small payload that expands to gigabytes (a
     decompression bomb) costs no more memory or time than an honest one, and one byte over says it is wrong."""
-    import io
     lz4_frame, zstandard = _compressors()
     try:
         if encoding == "lz4":

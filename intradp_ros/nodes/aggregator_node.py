@@ -117,9 +117,9 @@ class AggregatorNode(Node):
             seq = msg.frame_seq
             refused = self.admission.check(msg.session, seq, msg.sender, stamp_ms(msg.sent) / 1e3,
                                            time.time() - (time.monotonic() - arrived))
-            if refused is not None or self.rt.is_done(seq):
-                name = "late_outputs_discarded" if refused in (None, Refusal.DUPLICATE) else refused.value
-                self.counters.inc(name)    # late: its frame was published (or rescued) already
+            if refused is not None:        # a duplicate is late: its frame was published (or rescued) already
+                name = "late_outputs_discarded" if refused is Refusal.DUPLICATE else refused.value
+                self.counters.inc(name)
                 if name != "late_outputs_discarded":
                     self.report(name, f"output {msg.tensor} of frame {seq} from {msg.sender} (session "
                                 f"{msg.session or '?'}) ignored: {name.replace('_', ' ')}")

@@ -20,8 +20,8 @@ from intradp_ros.engine.plan import Plan, PlanError
 from intradp_ros.msg import TensorTile
 from intradp_ros.topology import QOS, TOPICS
 
-__all__ = ["declare", "topic_qos", "Counters", "packet_to_msg", "msg_to_packet", "tile_session", "drain",
-           "make_executor", "run_node", "stamp_ms"]
+__all__ = ["declare", "topic_qos", "Counters", "packet_to_msg", "msg_to_packet", "tile_session", "make_executor",
+           "run_node", "stamp_ms"]
 
 
 def declare(node: Node, name: str, default, description: str, read_only: bool = False,
@@ -146,25 +146,6 @@ def tile_session(raw: bytes) -> str | None:
         return bytes(raw[off + 4:off + 3 + n]).decode("ascii")
     except (struct.error, UnicodeDecodeError):
         return None
-
-
-def drain(sub, handle: Callable, limit: int = 256) -> None:
-    """Hand ``handle`` the messages already waiting on subscription ``sub`` (at most ``limit``), from its callback.
-
-    rclpy's executor wraps every message in a task (~100 us of Python each): a burst of 500 garbage messages a
-    second then costs a quarter-core robot a third of its CPU before a byte is checked. Taking what is queued in one
-    wake-up costs a few us per message (``take_message``, what the executor itself calls; the executor runs the
-    callback again for what is left).
-    """
-    for _ in range(limit):
-        try:
-            with sub.handle:
-                got = sub.handle.take_message(sub.msg_type, sub.raw)
-        except Exception:  # noqa: BLE001 - a destroyed subscription (shutdown) or an rclpy without this call
-            return
-        if got is None:
-            return
-        handle(got[0])
 
 
 def msg_to_packet(m: TensorTile, dest: str) -> Packet:

@@ -23,7 +23,7 @@ import rclpy
 from rclpy.serialization import deserialize_message
 
 from intradp_ros.engine.admission import Refusal
-from intradp_ros.nodes.common import drain, tile_session
+from intradp_ros.nodes.common import tile_session
 
 __all__ = ["Receiver"]
 
@@ -50,7 +50,20 @@ class Receiver:
                 wait()
             except Exception:  # noqa: BLE001 - the context shut down under us: stop quietly
                 return
-            drain(self.subscription, self._take, limit=4096)
+            self._drain()
+
+    def _drain(self, limit: int = 4096) -> None:
+        """Take every message already queued (at most ``limit``): ``take_message``, what rclpy's executor calls."""
+        sub = self.subscription
+        for _ in range(limit):
+            try:
+                with sub.handle:
+                    got = sub.handle.take_message(sub.msg_type, sub.raw)
+            except Exception:  # noqa: BLE001 - the subscription was destroyed (shutdown)
+                return
+            if got is None:
+                return
+            self._take(got[0])
 
     def _take(self, raw: bytes) -> None:
         arrived = time.monotonic()
