@@ -59,9 +59,11 @@ class Client(Node):
         self.create_subscription(Image, TOPICS["annotated"].name, self.annotated.append, topic_qos(self, "annotated"))
         self.seen_outputs: list[TensorTile] = []        # what robot and edge sent the aggregator
         self.create_subscription(TensorTile, TOPICS["outputs"].name, self.seen_outputs.append, out_qos)
-        self.session = ""                               # the robot's, from its PlanStatus
-        self.create_subscription(PlanStatus, TOPICS["plan"].name, lambda m: setattr(self, "session", m.session),
-                                 topic_qos(self, "plan"))
+        self.session = self.plan_spec = ""              # the robot's, from its PlanStatus
+        self.create_subscription(PlanStatus, TOPICS["plan"].name, self._plan, topic_qos(self, "plan"))
+
+    def _plan(self, m: PlanStatus):
+        self.session, self.plan_spec = m.session, m.plan_spec
 
     def _diag(self, msg):
         for st in msg.status:
@@ -181,6 +183,9 @@ def test_plan_changes_at_run_time_lose_no_frame(world):
         fut = params.set_parameters([Parameter("plan", value=plan.spec())])
         client.spin_until(fut.done, "set_parameters")
         assert fut.result().results[0].successful
+        # the new plan runs from the first frame after it is priced: PlanStatus says when
+        spec = plan.spec()
+        client.spin_until(lambda: client.plan_spec == spec, "PlanStatus naming the new plan")
         got = client.detect(bgr)
         assert got.plan_spec == plan.spec()
         _same(got, ref)
