@@ -185,7 +185,7 @@ def test_plan_changes_at_run_time_lose_no_frame(world):
         assert fut.result().results[0].successful
         # the new plan runs from the first frame after it is priced: PlanStatus says when
         spec = plan.spec()
-        client.spin_until(lambda: client.plan_spec == spec, "PlanStatus naming the new plan")
+        client.spin_until(lambda s=spec: client.plan_spec == s, "PlanStatus naming the new plan")
         got = client.detect(bgr)
         assert got.plan_spec == plan.spec()
         _same(got, ref)
