@@ -417,6 +417,27 @@ def test_a_re_price_keeps_the_plan_in_force_unless_another_measured_better_by_th
     assert c.state.plan.spec() in others
 
 
+def test_back_to_auto_resumes_the_plan_auto_ran_not_the_prediction(make, model):
+    """A bench takes turns between plan auto and fixed baselines: each turn of auto resumes the plan it ran, kept
+    over a choice that measured alike, instead of restarting from the prediction."""
+    c = make(bandwidth_mbps=50.0, explore_margin=0.0)
+    spec, off = c.state.plan.spec(), c.measurements.overhead.frame_ms()
+    others = [s for s in c.state.pricing.predicted if s != spec]
+    observe(c, spec, 100.0 + off, 5)
+    for s in others:
+        observe(c, s, 95.0 + off, 5)
+    c.replan_now()
+    assert c.state.plan.spec() == spec and c.state.pricing.decision.chosen.plan.spec() in others
+    for fixed in (Plan.offload(model[0], MODEL).spec(), "local"):
+        c.configure(plan=fixed)
+        c.replan_now()
+        assert c.state.reason is PlanReason.FIXED
+        c.configure(plan="auto")
+        c.replan_now()
+        assert c.state.pricing.decision.chosen.plan.spec() in others
+        assert c.state.plan.spec() == spec and c.state.reason is PlanReason.CARRIED and c.state.settled
+
+
 def test_an_edge_lost_means_all_local_at_once_and_its_return_a_new_link(make, model):
     c = make(bandwidth_mbps=50.0, explore_margin=0.0)
     seen = []

@@ -70,6 +70,7 @@ class PlanController:
         self._stop = False
         self._reported_frame_ms: float | None = None
         self._edge_alive = True        # until told otherwise (robot_node's EdgeHealth)
+        self.last_auto: PlanState | None = None     # the last state plan auto put in force (see Planner._commit)
         self._thread = threading.Thread(target=self.planner.serve, name="planner", daemon=True) if start else None
         if self._thread is not None:
             self._thread.start()
@@ -280,6 +281,8 @@ class PlanController:
         if state.plan.spec() != self._state.plan.spec():
             compile_plan(self.graph, state.plan)
         self._state = state
+        if state.reason.auto:
+            self.last_auto = state
 
     def _notify(self) -> None:
         if self._on_change is None:

@@ -20,8 +20,6 @@ from .state import Pricing, PlanReason, PlanState, ReplanKind, frozen_map
 
 __all__ = ["Planner", "parse_plan_choice"]
 
-_AUTO_REASONS = (PlanReason.CHOSEN, PlanReason.CARRIED, PlanReason.GUARD, PlanReason.TRIAL)
-
 
 def parse_plan_choice(choice: str, graph: OpGraph, model: str) -> Plan | None:
     """'auto' -> None (planner decides); 'local' | 'offload' | 'cut:<k>' | a plan text -> that plan."""
@@ -139,11 +137,15 @@ class Planner:
         own = dict(result.own_scales)
         trial = None
         prev = c._state
-        if inputs.fixed is None and prev.pricing is not None and prev.reason in _AUTO_REASONS:
-            # the plan in force stays a candidate, priced like the rest: else a choice that moves to another plan
+        # the incumbent: the plan auto ran last on this link, the plan in force or, back from a fixed plan, the one
+        # it replaced (a bench takes turns with fixed baselines; each turn must resume, not restart, plan auto)
+        incumbent = prev if prev.reason.auto else c.last_auto if not new_link else None
+        if inputs.fixed is None and incumbent is not None and incumbent.pricing is not None:
+            # the incumbent stays a candidate, priced like the rest: else a choice that moves to another plan
             # not yet measured would replace it unseen, and re-prices would take turns between such plans
-            if prev.plan.spec() not in {p.plan.spec() for p in candidates} and prev.plan.model == inputs.model:
-                p, own[prev.plan.spec()] = on_its_own(inputs, result.evidence, result.price(inputs, prev.plan))
+            plan = incumbent.plan
+            if plan.spec() not in {p.plan.spec() for p in candidates} and plan.model == inputs.model:
+                p, own[plan.spec()] = on_its_own(inputs, result.evidence, result.price(inputs, plan))
                 candidates.append(p)
         if inputs.fixed is None:
             self.shortlist = tuple(d.shortlist)
@@ -170,8 +172,8 @@ class Planner:
             # the plan in force carries on if the planner put it there and the choice is a prediction, or a
             # measurement no better than the plan in force measured by the guard's margin: medians of a few frames
             # differ by noise alone, and two plans that measure alike must not take turns at every re-price
-            measured, now = inputs.measured, prev.plan.spec()
-            carry_on = (not new_link and now in predicted and prev.reason is not PlanReason.FIXED
+            measured, now = inputs.measured, incumbent.plan.spec() if incumbent is not None else ""
+            carry_on = (not new_link and now in predicted
                         and (chosen not in measured
                              or (now in measured and measured[chosen] > (1.0 - c.guard.gain(chosen)) * measured[now])))
             start = trial or (now if carry_on else chosen)

@@ -35,6 +35,11 @@ class PlanReason(enum.Enum):
     GUARD = "measured-latency guard"
     DEGRADED = "the edge is gone: all-local until it is back"
 
+    @property
+    def auto(self) -> bool:
+        """Plan auto put this plan in force (the planner, the guard or a trial)."""
+        return self in (PlanReason.CHOSEN, PlanReason.CARRIED, PlanReason.GUARD, PlanReason.TRIAL)
+
 
 def frozen_map(d: Mapping | None = None) -> Mapping:
     return types.MappingProxyType(dict(d or {}))
