@@ -14,6 +14,7 @@ from launch_ros.substitutions import FindPackageShare
 from intradp_ros.launcher import launch_arguments, node_overrides, params_argument
 from intradp_ros.launching.commands import enclave_arguments
 from intradp_ros.launching.dds_profile import discovery_environment, profile_for
+from intradp_ros.launching.qos_file import qos_file_for
 from intradp_ros.topology import PACKAGE, TOPICS, nodes_for
 
 __all__ = ["generate_for"]
@@ -37,10 +38,11 @@ def _launch_nodes(context, host):
             namespace=LaunchConfiguration('namespace'),
             parameters=[
                 LaunchConfiguration(params_argument(host, spec)),
-                LaunchConfiguration('qos_file'),
+                qos_file_for(values['qos_file'], values['namespace'],
+                             values.get('camera_topic', TOPICS['camera'].name)),
                 node_overrides(spec.name, values),
             ],
-            remappings=[(TOPICS['camera'].name, LaunchConfiguration('camera_topic'))],
+            remappings=[(TOPICS['camera'].name, values['camera_topic'])] if 'camera_topic' in values else [],
             ros_arguments=enclave_arguments(spec, values),
             condition=IfCondition(LaunchConfiguration(spec.optional)) if spec.optional else None,
             output='screen',

@@ -42,9 +42,18 @@ class ModelConfig:
 
 
 def resolve_device(device: str) -> str:
+    """``device`` as torch names it ("auto": CUDA when present); ValueError, naming the choices, for one this
+    machine does not have."""
     if device in ("", "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    choices = ", ".join(["cpu", "auto", *(["cuda"] if n else []), *(f"cuda:{i}" for i in range(n))])
+    if device == "cpu" or (device == "cuda" and n) or (device.startswith("cuda:") and device[5:].isdigit()
+                                                       and int(device[5:]) < n):
+        return device
+    why = (f"torch {torch.__version__} sees no CUDA device here" if device.startswith("cuda") and not n
+           else "not a device this machine has")
+    raise ValueError(f"device {device!r}: {why}; choose one of: {choices}")
 
 
 class ModelRuntime:

@@ -14,8 +14,8 @@ PACKAGE = "intradp_ros"
 
 @dataclasses.dataclass(frozen=True)
 class QosDefaults:
-    """Default QoS of a class of topics; every field is overridable per topic by the ``qos.<topic>.*``
-    parameters (see ``config/qos.yaml``)."""
+    """Default QoS of a class of topics; every policy is overridable per topic and entity by rclpy's
+    ``qos_overrides.<topic>.<publisher|subscription>.<policy>`` parameters (see ``config/qos.yaml``)."""
     reliability: str      # "reliable" | "best_effort"
     depth: int            # history depth (keep_last)
     durability: str       # "volatile" | "transient_local"
@@ -51,7 +51,9 @@ TOPICS = {
     "camera": Topic("camera/image_raw", "sensor_msgs/msg/Image", "sensor_data"),
     "to_edge": Topic("intradp/tiles/to_edge", "intradp_ros/msg/TensorTile", "tiles"),
     "outputs": Topic("intradp/tiles/outputs", "intradp_ros/msg/TensorTile", "tiles"),
-    "detections": Topic("intradp/detections", "intradp_ros/msg/DetectionArray", "results"),
+    # aggregator_node's detections_type: vision_msgs' type where vision_msgs is installed (auto), else ours
+    "detections": Topic("intradp/detections", "vision_msgs/msg/Detection2DArray (or intradp_ros/msg/DetectionArray)",
+                        "results"),
     "classifications": Topic("intradp/classifications", "intradp_ros/msg/Classification", "results"),
     "annotated": Topic("intradp/annotated_image", "sensor_msgs/msg/Image", "sensor_data"),
     "timing": Topic("intradp/frame_timing", "intradp_ros/msg/FrameTiming", "results"),

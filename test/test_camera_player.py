@@ -29,13 +29,22 @@ INSTALLED = REPO / '.colcon' / 'install' / 'lib' / 'intradp_ros' / 'camera_playe
 SPEC = next(n for n in NODES if n.name == 'camera_player')
 # Not the default domain, and not another test run's: pytest-xdist workers and parallel CI jobs differ in pid.
 DOMAIN_ID = 20 + os.getpid() % 80
-RELIABLE = ['-p', 'qos.camera.reliability:=reliable', '-p', 'qos.camera.depth:=10']
 
 
 def _command(*params):
     exe = [str(INSTALLED)] if os.access(INSTALLED, os.X_OK) else [
         sys.executable, '-c', 'import sys; from intradp_ros.nodes.camera_player import main; sys.exit(main())']
     return exe + ['--ros-args', '-p', 'rate_hz:=20.0', *params]
+
+
+@pytest.fixture(scope='module')
+def reliable(tmp_path_factory):
+    """--ros-args making the camera's publisher reliable, depth 10, through rclpy's standard QoS override
+    parameters (``qos_overrides./camera/image_raw.publisher.*``), as a deployment's qos_file would."""
+    path = tmp_path_factory.mktemp('qos') / 'reliable.yaml'
+    path.write_text(yaml.safe_dump({'/**': {'ros__parameters': {'qos_overrides': {
+        '/' + TOPICS['camera'].name: {'publisher': {'reliability': 'reliable', 'depth': 10}}}}}}))
+    return ['--params-file', str(path)]
 
 
 @pytest.fixture
@@ -104,13 +113,16 @@ def receiver():
         r.close()
 
 
-def test_pattern_count_waits_for_subscriber(player, receiver):
+def test_pattern_count_waits_for_subscriber(player, receiver, reliable):
     """count=3 frames, published only once the subscription is matched (started before it exists)."""
     launch = player('-p', 'source:=pattern', '-p', 'count:=3', '-p', 'width:=320', '-p', 'height:=240',
-                    '-p', 'encoding:=rgb8', '-p', 'frame_id:=test_cam', '-p', 'exit_when_done:=true', *RELIABLE)
+                    '-p', 'encoding:=rgb8', '-p', 'frame_id:=test_cam', '-p', 'exit_when_done:=true', *reliable)
     launch.wait_for_output(r'waiting for 1 subscriber', timeout=30)
     sub = receiver(QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
     assert sub.spin_until(lambda: len(sub.frames) >= 3, timeout=30, launch=launch), launch.lines
+    # the override reached the middleware: the publisher is discovered as reliable (the default is best effort)
+    info = sub.node.get_publishers_info_by_topic('/' + TOPICS['camera'].name)
+    assert [i.qos_profile.reliability for i in info] == [ReliabilityPolicy.RELIABLE]
     launch.wait_for_output(r'done: published 3 frame', timeout=10)
     sub.spin_until(lambda: False, timeout=0.3)       # a 4th frame, if one were (wrongly) sent, would arrive here
     sub.unsubscribe()
@@ -125,7 +137,7 @@ def test_pattern_count_waits_for_subscriber(player, receiver):
     assert stamps == sorted(stamps) and len(set(stamps)) == 3
 
 
-def test_image_folder_each_frame_once(player, receiver, tmp_path):
+def test_image_folder_each_frame_once(player, receiver, tmp_path, reliable):
     cv2 = pytest.importorskip('cv2')
     rng = np.random.default_rng(3)
     images = [rng.integers(0, 256, size=(48, 64, 3), dtype=np.uint8) for _ in range(3)]
@@ -133,7 +145,7 @@ def test_image_folder_each_frame_once(player, receiver, tmp_path):
         assert cv2.imwrite(str(tmp_path / f'frame_{i}.png'), img)
     (tmp_path / 'notes.txt').write_text('not an image')
     sub = receiver(QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-    launch = player('-p', f'source:={tmp_path}', '-p', 'exit_when_done:=true', *RELIABLE)
+    launch = player('-p', f'source:={tmp_path}', '-p', 'exit_when_done:=true', *reliable)
     assert sub.spin_until(lambda: len(sub.frames) >= 3, timeout=30, launch=launch), launch.lines
     sub.unsubscribe()
     assert launch.processes['camera_player'].wait(timeout=15) == 0
@@ -143,14 +155,14 @@ def test_image_folder_each_frame_once(player, receiver, tmp_path):
         np.testing.assert_array_equal(image_to_array(msg.encoding, msg.height, msg.width, msg.step, msg.data), img)
 
 
-def test_single_image_mono16_cycles_to_count(player, receiver, tmp_path):
+def test_single_image_mono16_cycles_to_count(player, receiver, tmp_path, reliable):
     cv2 = pytest.importorskip('cv2')
     path = tmp_path / 'one.png'
     grey = np.full((10, 12, 3), 128, np.uint8)
     assert cv2.imwrite(str(path), grey)
     sub = receiver(QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
     launch = player('-p', f'source:={path}', '-p', 'count:=4', '-p', 'encoding:=mono16',
-                    '-p', 'exit_when_done:=true', *RELIABLE)
+                    '-p', 'exit_when_done:=true', *reliable)
     assert sub.spin_until(lambda: len(sub.frames) >= 4, timeout=30, launch=launch), launch.lines
     sub.unsubscribe()
     assert launch.processes['camera_player'].wait(timeout=15) == 0
@@ -159,7 +171,7 @@ def test_single_image_mono16_cycles_to_count(player, receiver, tmp_path):
     assert arr.dtype == np.uint16 and int(arr[0, 0]) == 128 * 257
 
 
-def test_video_file(player, receiver, tmp_path):
+def test_video_file(player, receiver, tmp_path, reliable):
     cv2 = pytest.importorskip('cv2')
     path = tmp_path / 'clip.avi'
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'MJPG'), 10, (64, 48))
@@ -169,7 +181,7 @@ def test_video_file(player, receiver, tmp_path):
         writer.write(np.full((48, 64, 3), 40 * i, np.uint8))
     writer.release()
     sub = receiver(QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-    launch = player('-p', f'source:={path}', '-p', 'encoding:=bgra8', '-p', 'exit_when_done:=true', *RELIABLE)
+    launch = player('-p', f'source:={path}', '-p', 'encoding:=bgra8', '-p', 'exit_when_done:=true', *reliable)
     assert sub.spin_until(lambda: len(sub.frames) >= 5, timeout=30, launch=launch), launch.lines
     sub.unsubscribe()
     assert launch.processes['camera_player'].wait(timeout=15) == 0
@@ -186,6 +198,8 @@ def test_default_qos_best_effort_stream_and_clean_sigint(player, receiver):
     launch = player('-p', 'source:=pattern', '-p', 'width:=64', '-p', 'height:=48')
     assert sub.spin_until(lambda: len(sub.frames) >= 3, timeout=30, launch=launch), launch.lines
     assert all((m.width, m.height, m.encoding) == (64, 48, 'bgr8') for m in sub.frames)
+    info = sub.node.get_publishers_info_by_topic('/' + TOPICS['camera'].name)
+    assert [i.qos_profile.reliability for i in info] == [ReliabilityPolicy.BEST_EFFORT]
     proc = launch.processes['camera_player']
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=15) == 0
@@ -229,7 +243,7 @@ def test_declared_parameters_match_robot_yaml():
         try:
             make_executor(node)         # run_node declares every node's `executor` parameter
             declared = {name: p.value for name, p in node.get_parameters_by_prefix('').items()
-                        if not name.startswith('qos.') and name not in builtin}
+                        if not name.startswith('qos_overrides.') and name not in builtin}
             assert declared == yaml_params
             assert node.describe_parameter('source').description   # declared with a description
         finally:

@@ -35,13 +35,13 @@ class User(Node):
         self.beats: list[float] = []
         self.counters: dict[str, dict[str, str]] = {}
         self.diag_at = 0.0
-        self.camera = self.create_publisher(Image, TOPICS["camera"].name, topic_qos(self, "camera"))
+        self.camera = self.create_publisher(Image, TOPICS["camera"].name, topic_qos("camera"))
         self.create_subscription(DetectionArray, TOPICS["detections"].name,
-                                 lambda m: self.detections.append((time.monotonic(), m)), topic_qos(self, "detections"))
+                                 lambda m: self.detections.append((time.monotonic(), m)), topic_qos("detections"))
         self.create_subscription(PlanStatus, TOPICS["plan"].name, lambda m: self.plans.append((time.monotonic(), m)),
-                                 topic_qos(self, "plan"))
+                                 topic_qos("plan"))
         self.create_subscription(EdgeStatus, TOPICS["edge_status"].name, lambda m: self.beats.append(time.monotonic()),
-                                 topic_qos(self, "edge_status"))
+                                 topic_qos("edge_status"))
         self.create_subscription(DiagnosticArray, TOPICS["diagnostics"].name, self._diag, 10)
 
     def _diag(self, msg):

@@ -11,7 +11,6 @@
 and the launcher itself: command lines, argument errors, supervision and signal forwarding (fake nodes).
 """
 import ast
-import dataclasses
 import importlib
 import importlib.util
 import os
@@ -27,6 +26,7 @@ yaml = pytest.importorskip('yaml')
 
 from intradp_ros import launcher  # noqa: E402
 from intradp_ros.launcher import HOSTS, LAUNCH_ARGS, Launch, LaunchError, launch_arguments, params_argument  # noqa: E402
+from intradp_ros.launching.qos_file import qos_file_for, resolve  # noqa: E402
 from intradp_ros.topology import NODES, PACKAGE, QOS, QOS_FILE, TOPICS, NodeSpec, nodes_for  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -140,7 +140,8 @@ def test_argument_table(host):
     args = launch_arguments(host)
     names = [a.name for a in args]
     assert len(names) == len(set(names)), f'{host}: duplicate arguments {names}'
-    assert {'namespace', 'qos_file', 'model', 'device', 'camera_topic', 'dds_profile'} <= set(names)
+    assert {'namespace', 'qos_file', 'model', 'device', 'dds_profile'} <= set(names)
+    assert ('camera_topic' in names) == (host != 'edge')         # the edge has no camera
     for spec in nodes_for(host):
         assert params_argument(host, spec) in names
         if spec.optional:
@@ -149,7 +150,7 @@ def test_argument_table(host):
         assert a.description, f'{a.name} has no description'
         if a.share_path and a.default:
             assert (REPO / a.default).is_file(), f'default of {a.name}: {a.default} is not in the repository'
-    assert next(a for a in args if a.name == 'camera_topic').default == TOPICS['camera'].name
+    assert all(a.default == TOPICS['camera'].name for a in args if a.name == 'camera_topic')
     assert next(a for a in args if a.name == 'qos_file').default == f'config/{QOS_FILE}'
 
 
@@ -206,11 +207,22 @@ def _declared_parameters(spec):
     for fn in (n for n in ast.walk(common) if isinstance(n, ast.FunctionDef) and n.name == 'make_executor'):
         for call in _calls(fn, 'declare'):
             params[call.args[1].value] = ast.literal_eval(call.args[2])
+    # and what the node modules it imports declare on it (the lifecycle base, robot_node's edge watch)
+    for imp in (n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)):
+        part = (imp.module or '').rpartition('.')[2]
+        if imp.module == f'{PACKAGE}.nodes.{part}' and part != 'common':
+            helper = ast.parse((REPO / 'intradp_ros' / 'nodes' / f'{part}.py').read_text())
+            for call in _calls(helper, 'declare'):
+                params[call.args[1].value] = ast.literal_eval(call.args[2])
     return params
 
 
 def _yaml(name):
-    return yaml.safe_load((REPO / 'config' / name).read_text())
+    return _yaml_at(REPO / 'config' / name)
+
+
+def _yaml_at(path):
+    return yaml.safe_load(pathlib.Path(path).read_text())
 
 
 def _block(blocks, node):
@@ -245,12 +257,40 @@ def test_params_file_lists_the_declared_parameters(spec):
 
 
 def test_qos_yaml_matches_topology():
+    """config/qos.yaml is in rclpy's qos_overrides form, both ends of every topic, equal to topology's defaults."""
     blocks = _yaml(QOS_FILE)
     assert list(blocks) == ['/**']
-    qos = blocks['/**']['ros__parameters']['qos']
-    assert set(qos) == set(TOPICS)
-    for key, topic in TOPICS.items():
-        assert qos[key] == dataclasses.asdict(QOS[topic.qos]), key
+    qos = blocks['/**']['ros__parameters']['qos_overrides']
+    assert set(qos) == {resolve(t.name, '') for t in TOPICS.values()}
+    for topic in TOPICS.values():
+        d = QOS[topic.qos]
+        want = {'history': 'keep_last', 'depth': d.depth, 'reliability': d.reliability, 'durability': d.durability}
+        if d.lease_s:
+            want.update(liveliness='automatic', liveliness_lease_duration=round(d.lease_s * 1e9))
+        assert qos[resolve(topic.name, '')] == {'publisher': want, 'subscription': want}, topic.name
+
+
+def test_qos_file_is_re_keyed_for_the_namespace_and_the_camera_topic(tmp_path, monkeypatch):
+    monkeypatch.setenv('ROS_HOME', str(tmp_path))
+    path = str(REPO / 'config' / QOS_FILE)
+    assert qos_file_for(path, '', TOPICS['camera'].name) == path == qos_file_for(path, '/', '/camera/image_raw')
+    keyed = _yaml_at(qos_file_for(path, 'robot1', '/cam/img'))['/**']['ros__parameters']['qos_overrides']
+    plain = _yaml(QOS_FILE)['/**']['ros__parameters']['qos_overrides']
+    assert keyed['/robot1/intradp/tiles/to_edge'] == plain['/intradp/tiles/to_edge']
+    assert keyed['/cam/img'] == plain['/camera/image_raw'] and keyed['/diagnostics'] == plain['/diagnostics']
+    assert len(keyed) == len(plain) and '/intradp/tiles/to_edge' not in keyed
+    relative = _yaml_at(qos_file_for(path, 'robot1', 'camera/image_raw'))['/**']['ros__parameters']
+    assert '/robot1/camera/image_raw' in relative['qos_overrides']
+
+
+def test_camera_launch_arguments_are_typed_as_the_parameters():
+    values = launcher.resolve_arguments('robot', {'loop': 'TRUE', 'rate_hz': '2'})
+    assert launcher.node_overrides('camera_player', values) == {'loop': 'true', 'rate_hz': '2.0'}
+    assert launcher.node_overrides('robot_node', values) == {'autostart': 'true'}
+    with pytest.raises(launcher.LaunchError, match='rate_hz.*not a number'):
+        launcher.resolve_arguments('robot', {'rate_hz': 'fast'})
+    with pytest.raises(launcher.LaunchError, match='unknown launch argument'):
+        launcher.resolve_arguments('edge', {'camera_topic': '/cam'})
 
 
 def test_launch_overrides_go_to_nodes_that_declare_them():
@@ -327,7 +367,8 @@ def test_launch_description_builds(host):
 @needs_install
 @pytest.mark.parametrize('host,args', [
     ('robot', {}), ('robot', {'start_camera': 'true', 'namespace': 'r1', 'device': 'cuda', 'dds_profile': ''}),
-    ('edge', {'model': 'resnet18', 'camera_topic': '/cam/img'}), ('all', {}), ('all', {'start_camera': 'False'}),
+    ('edge', {'model': 'resnet18', 'namespace': 'r2'}), ('all', {}),
+    ('all', {'start_camera': 'False', 'camera_topic': '/cam/img', 'namespace': 'r3', 'rate_hz': '5'}),
 ])
 def test_launch_nodes_match_launcher(host, args):
     """The launch file's Node actions carry what the launcher puts on its command lines."""
@@ -351,9 +392,11 @@ def test_launch_nodes_match_launcher(host, args):
         assert node.node_name.rsplit('/', 1)[-1] == spec.name
         namespace = values['namespace']
         assert node.expanded_node_namespace.strip('/') == namespace.strip('/')
-        assert node.expanded_remapping_rules == [(TOPICS['camera'].name, values['camera_topic'])]
+        assert node.expanded_remapping_rules == ([(TOPICS['camera'].name, values['camera_topic'])]
+                                                 if host != 'edge' else [])
         files = [p for p, is_file in node._Node__expanded_parameter_arguments if is_file]
-        assert files[:2] == [values[params_argument(host, spec)], values['qos_file']]
+        qos = argv[[i for i, a in enumerate(argv) if a == '--params-file'][1] + 1]
+        assert files[:2] == [values[params_argument(host, spec)], qos]
         overrides = {}
         for extra in files[2:]:
             for block in yaml.safe_load(pathlib.Path(extra).read_text()).values():
@@ -375,7 +418,9 @@ def test_launcher_commands_default_robot():
         files = [ros[i + 1] for i, a in enumerate(ros) if a == '--params-file']
         assert [pathlib.Path(f).name for f in files] == ['robot.yaml', QOS_FILE]
         assert all(pathlib.Path(f).is_file() for f in files)
-        assert '-p' not in ros                                  # model/device empty: the params file decides
+        overrides = [ros[i + 1] for i, a in enumerate(ros) if a == '-p']
+        assert overrides == (['autostart:=true'] if spec.name == 'robot_node' else [])   # model/device empty: the
+        #                                                                                  params file decides
         assert ros[-2:] == ['-r', f"{TOPICS['camera'].name}:={TOPICS['camera'].name}"]
 
 

@@ -2,13 +2,16 @@
 test measures reaches another."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import pathlib
 import random
 import threading
 
 import pytest
 
 from intradp_ros.engine.plan import Plan, compile_plan
+from intradp_ros.engine.profile import DeviceProfile
 from intradp_ros.engine.profiler import load_or_profile
 from intradp_ros.engine.search import family
 from intradp_ros.robot import planning
@@ -465,12 +468,12 @@ def test_an_edge_lost_means_all_local_at_once_and_its_return_a_new_link(make, mo
 
 
 @pytest.fixture(scope="module")
-def detector(tmp_path_factory):
-    """The trained detector (its outputs reduce to box candidates, so offloading pays) and its profile."""
+def detector():
+    """The trained detector (its outputs reduce to box candidates, so offloading pays) and a profile of it recorded
+    once (test/data/README.md): which plans win must not depend on how fast or busy this machine is."""
     m = ModelRuntime(RobotConfig())
-    prof = load_or_profile(m.graph, m.profile_input(), tmp_path_factory.mktemp("profiles"), m.task.output_fn,
-                           lambda s: None)
-    return m.graph, prof
+    prof = DeviceProfile.from_json((pathlib.Path(__file__).parent / "data" / "yolov3_tiny_profile.json").read_text())
+    return m.graph, dataclasses.replace(prof, key=m.graph.key)
 
 
 @pytest.mark.parametrize("mbps", [25.0, 50.0])
@@ -479,8 +482,8 @@ def test_the_plan_in_force_is_not_replaced_by_a_prediction_when_the_choice_moves
     candidate: on the quarter-core bench, re-prices took turns between unmeasured choices and every one of them
     replaced the plan in force."""
     graph, prof = detector
-    c = PlanController(graph, MODEL, prof.scaled(6.0), RobotConfig(bandwidth_source="parameter", bandwidth_mbps=mbps,
-                                                                   explore_margin=0.0), log=lambda s: None, start=False)
+    cfg = RobotConfig(bandwidth_source="parameter", bandwidth_mbps=mbps, explore_margin=0.0, min_split_gain=0.0)
+    c = PlanController(graph, MODEL, prof.scaled(6.0), cfg, log=lambda s: None, start=False)
     try:
         c.set_edge_profile(prof)                  # an edge 6x the robot's speed
         c.replan_now()
@@ -493,8 +496,13 @@ def test_the_plan_in_force_is_not_replaced_by_a_prediction_when_the_choice_moves
             c.measurements.calibration.add("edge", running, 0.7)
         c.replan_now()
         assert c.state.pricing.decision.chosen.plan.spec() != running
-        assert c.state.plan.spec() == running and c.state.reason is PlanReason.CARRIED
-        assert running in c.state.pricing.predicted and c.state.settled
+        assert running in c.state.pricing.predicted
+        now = c.state.plan.spec()
+        if now == running:
+            assert c.state.reason is PlanReason.CARRIED and c.state.settled
+        else:      # only a prediction better than the measured plan by twice the guard's margin replaces it
+            assert c.state.reason is PlanReason.GUARD
+            assert c.guard.score(now) < (1 - 2 * c.guard.margin) * c.guard.score(running)
     finally:
         c.close()
 

@@ -49,18 +49,18 @@ class Client(Node):
         self.detections: list[DetectionArray] = []
         self.annotated: list[Image] = []
         self.counters: dict[str, dict[str, int]] = {}
-        self.camera = self.create_publisher(Image, TOPICS["camera"].name, topic_qos(self, "camera"))
-        self.tiles = self.create_publisher(TensorTile, TOPICS["to_edge"].name, topic_qos(self, "to_edge"))
-        out_qos = topic_qos(self, "outputs")
+        self.camera = self.create_publisher(Image, TOPICS["camera"].name, topic_qos("camera"))
+        self.tiles = self.create_publisher(TensorTile, TOPICS["to_edge"].name, topic_qos("to_edge"))
+        out_qos = topic_qos("outputs")
         self.outputs = self.create_publisher(TensorTile, TOPICS["outputs"].name, out_qos)
         self.create_subscription(DetectionArray, TOPICS["detections"].name, self.detections.append,
-                                 topic_qos(self, "detections"))
+                                 topic_qos("detections"))
         self.create_subscription(DiagnosticArray, TOPICS["diagnostics"].name, self._diag, 10)
-        self.create_subscription(Image, TOPICS["annotated"].name, self.annotated.append, topic_qos(self, "annotated"))
+        self.create_subscription(Image, TOPICS["annotated"].name, self.annotated.append, topic_qos("annotated"))
         self.seen_outputs: list[TensorTile] = []        # what robot and edge sent the aggregator
         self.create_subscription(TensorTile, TOPICS["outputs"].name, self.seen_outputs.append, out_qos)
         self.session = self.plan_spec = ""              # the robot's, from its PlanStatus
-        self.create_subscription(PlanStatus, TOPICS["plan"].name, self._plan, topic_qos(self, "plan"))
+        self.create_subscription(PlanStatus, TOPICS["plan"].name, self._plan, topic_qos("plan"))
 
     def _plan(self, m: PlanStatus):
         self.session, self.plan_spec = m.session, m.plan_spec
@@ -339,3 +339,21 @@ def test_other_sessions_replays_and_duplicates_never_reach_the_detections(world)
                       "the aggregator to count the replays and the foreign outputs")
     assert client.counter("aggregator_node", "frames_published") == n and len(client.detections) == n
     _same(client.detect(bgr), model.reference(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))   # the next is genuine
+
+
+def test_ctrl_c_with_frames_in_flight_is_quiet(world):
+    """Last in this module (it stops the nodes): SIGINT, as ros2 launch sends it, while frames are on their way
+    through robot, edge and aggregator; every node exits 0 without a traceback or an error line."""
+    client, _model, _plans, launch = world
+    bgr = load_sample("dog.jpg")
+    n = len(client.detections)
+    for _ in range(3):
+        client.send_image(bgr)
+        rclpy.spin_once(client, timeout_sec=0.05)
+    client.spin_until(lambda: len(client.detections) > n, "a first result (the others are still in flight)")
+    client.send_image(bgr)
+    start_line = len(launch.lines)
+    codes = launch.stop(timeout=15.0)
+    assert all(code == 0 for code in codes.values()), codes
+    after = list(launch.lines)[start_line:]
+    assert not [ln for ln in after if "Traceback" in ln or "Error" in ln or "ERROR" in ln], after

@@ -95,24 +95,31 @@ class Plan:
         return "offload" if self.seg_start == 0 else "cut"
 
     def describe(self, graph: OpGraph) -> str:
+        """The plan in words, for users (logs, PlanStatus.description, the demo): ops counted from 1 as
+        `./intradp plan-report` lists them, rows of the split segment's output."""
         n = len(graph.ops)
-        kind = self.kind(n)
+        kind, enc = self.kind(n), {"raw": "uncompressed"}.get(self.encoding, self.encoding)
         if kind == "local":
-            return "all-local"
+            return f"all {n} ops on the robot"
         if kind == "offload":
-            return f"all-offload ({self.encoding})"
-        name = lambda k: graph.ops[k].name if k < n else "end"  # noqa: E731
+            return f"all {n} ops on the edge; the image is sent {enc}"
         if kind == "cut":
-            return f"layer-wise cut before {name(self.seg_start)} (op {self.seg_start}/{n}, {self.encoding})"
+            k = self.seg_start
+            return (f"ops 1-{k} ({graph.ops[0].name}..{graph.ops[k - 1].name}) on the robot, ops {k + 1}-{n} on "
+                    f"the edge; {graph.ops[k - 1].name}'s output is sent {enc}")
         start, end, rows = self.seg_start, self.seg_end, self.robot_rows
         grid = Segment(graph, start, end).grid
-        parts = [f"robot ops [0,{start})"] if start else []
-        parts.append(f"split ops [{start},{end}) ({name(start)}..{graph.ops[end - 1].name}): "
-                     f"robot {rows}/{grid} rows in {self.robot_tiles} tile(s), edge {grid - rows}/{grid} "
-                     f"in {self.edge_tiles}")
-        if end < n:
-            parts.append(f"edge ops [{end},{n})")
-        return f"intra-dp: {', '.join(parts)}, {self.encoding}"
+        parts = [f"ops 1-{start} on the robot"] if start else []
+        ops = f"ops {start + 1}-{end} ({graph.ops[start].name}..{graph.ops[end - 1].name})"
+        if rows:
+            parts.append(f"rows 0-{rows - 1} of {grid} of {ops} on the robot in {self.robot_tiles} tile(s), the "
+                         f"other {grid - rows} rows on the edge in {self.edge_tiles} tile(s)")
+        else:
+            sent = "the image" if start == 0 else f"{graph.ops[start - 1].name}'s output"
+            parts.append(f"{sent} streamed to the edge in {self.edge_tiles} row tiles, {ops} computed on each "
+                         "tile as it arrives")
+        parts.append(f"ops {end + 1}-{n} on the edge" if end < n else "the outputs gathered at the aggregator")
+        return "; ".join(parts) + f"; tiles sent {enc}"
 
 
 @dataclasses.dataclass(frozen=True)

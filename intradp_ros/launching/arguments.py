@@ -12,7 +12,7 @@ import pathlib
 from intradp_ros.topology import NODES, PACKAGE, QOS_FILE, TOPICS, NodeSpec
 
 __all__ = ["LaunchArg", "LAUNCH_ARGS", "HOSTS", "LaunchError", "launch_arguments", "params_argument",
-           "node_overrides", "truthy", "share_dir", "resolve_arguments"]
+           "node_overrides", "typed", "truthy", "share_dir", "resolve_arguments"]
 
 HOSTS = ("robot", "edge", "all")
 HOST_PARAMS = {spec.host: spec.params_file for spec in NODES}       # {"robot": "robot.yaml", "edge": ...}
@@ -29,6 +29,8 @@ class LaunchArg:
     hosts: tuple[str, ...] = HOSTS        # launch files ("robot", "edge", "all") that declare it
     share_path: bool = False              # default is a path relative to share/intradp_ros ("" stays "")
     parameter_of: tuple[str, ...] = ()    # nodes that get it as the parameter `name` when non-empty
+    kind: type = str                      # the parameter's type (bool, float): the value is checked and written so
+                                          # that rcl's YAML reading gives that type ("2" would be an integer)
 
 
 LAUNCH_ARGS = (
@@ -39,16 +41,24 @@ LAUNCH_ARGS = (
               share_path=True),
     *(LaunchArg(f"{host}_params_file", f"config/{file}", f"parameters of the {host}'s nodes", hosts=("all",),
                 share_path=True) for host, file in HOST_PARAMS.items()),
-    LaunchArg("qos_file", f"config/{QOS_FILE}", "QoS of every topic (qos.<topic>.* parameters), given to every node",
+    LaunchArg("qos_file", f"config/{QOS_FILE}", "QoS of every topic (qos_overrides. parameters, written for the root "
+              "namespace), given to every node",
               share_path=True),
     LaunchArg("model", "", "model of robot_node, edge_node and aggregator_node; empty = as in the params files",
               parameter_of=MODEL_NODES),
     LaunchArg("device", "", "torch device of robot_node and edge_node (cpu | cuda | cuda:N | auto); "
               "empty = as in the params files", parameter_of=DEVICE_NODES),
-    LaunchArg("camera_topic", TOPICS["camera"].name, f"camera image topic (remaps {TOPICS['camera'].name})"),
+    LaunchArg("autostart", "true", "robot_node and edge_node configure and activate themselves (false: they wait "
+              "for `ros2 lifecycle set <node> configure`, then activate)", parameter_of=DEVICE_NODES, kind=bool),
+    LaunchArg("camera_topic", TOPICS["camera"].name, f"camera image topic (remaps {TOPICS['camera'].name})",
+              hosts=("robot", "all")),
     LaunchArg("start_camera", "false", "start camera_player (false: a real camera driver publishes "
               "camera_topic)", hosts=("robot",)),
     LaunchArg("start_camera", "true", "start camera_player (the sample images)", hosts=("all",)),
+    LaunchArg("loop", "", "camera_player: cycle through its source forever (true | false); empty = as in the "
+              "params file", hosts=("robot", "all"), parameter_of=("camera_player",), kind=bool),
+    LaunchArg("rate_hz", "", "camera_player: frames per second; empty = as in the params file",
+              hosts=("robot", "all"), parameter_of=("camera_player",), kind=float),
     LaunchArg("dds_profile", "config/fastdds.xml", "Fast DDS XML profile, exported as "
               "FASTRTPS_DEFAULT_PROFILES_FILE; empty = leave the environment's", share_path=True),
     LaunchArg("enclaves", "", "SROS2: every node runs with --enclave <enclaves>/<node name> (e.g. /intradp: "
@@ -78,9 +88,25 @@ def params_argument(host: str, spec: NodeSpec) -> str:
 
 
 def node_overrides(node: str, values: dict[str, str]) -> dict[str, str]:
-    """Parameters that the launch argument values set on ``node`` (only the non-empty ones)."""
-    return {a.name: values[a.name] for a in LAUNCH_ARGS
+    """Parameters that the launch argument values set on ``node`` (only the non-empty ones), each written as its
+    type reads.
+
+    Raises:
+        LaunchError: a value that is not of its argument's type.
+    """
+    return {a.name: typed(a, values[a.name]) for a in LAUNCH_ARGS
             if node in a.parameter_of and values.get(a.name, "") != ""}
+
+
+def typed(arg: LaunchArg, value: str) -> str:
+    if arg.kind is bool:
+        return "true" if truthy(arg.name, value) else "false"
+    if arg.kind is float:
+        try:
+            return repr(float(value))
+        except ValueError:
+            raise LaunchError(f"{arg.name}:={value!r} is not a number") from None
+    return value
 
 
 def truthy(name: str, value: str) -> bool:
@@ -126,4 +152,7 @@ def resolve_arguments(host: str, args: dict[str, str] | None = None) -> dict[str
             raise LaunchError(f"{name}:={values[name]} does not exist")
     if "start_camera" in values:
         truthy("start_camera", values["start_camera"])
+    for arg in declared.values():
+        if arg.parameter_of and values[arg.name] != "":
+            typed(arg, values[arg.name])
     return values

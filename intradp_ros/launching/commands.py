@@ -2,7 +2,8 @@
 
 Each node runs as the installed executable ``<prefix>/lib/intradp_ros/<exe>`` (or ``python -c 'from
 intradp_ros.nodes.<exe> import main ...'`` without a colcon install) with ``--ros-args``: node name, namespace,
-the params file, the QoS file, ``-p`` overrides and the camera topic remapping.
+the params file, the QoS file (re-keyed for the namespace: launching.qos_file), ``-p`` overrides and the camera
+topic remapping.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pathlib
 import sys
 
 from intradp_ros.launching.arguments import node_overrides, params_argument, truthy
+from intradp_ros.launching.qos_file import qos_file_for
 from intradp_ros.topology import PACKAGE, TOPICS, NodeSpec, nodes_for
 
 __all__ = ["executable", "node_commands", "enclave_arguments"]
@@ -41,6 +43,7 @@ def node_commands(host: str, values: dict[str, str]) -> list[tuple[NodeSpec, lis
     namespace = values["namespace"].strip()
     if namespace and not namespace.startswith("/"):
         namespace = "/" + namespace
+    qos = qos_file_for(values["qos_file"], namespace, values.get("camera_topic", TOPICS["camera"].name))
     commands = []
     for spec in nodes_for(host):
         if spec.optional and not truthy(spec.optional, values[spec.optional]):
@@ -48,10 +51,11 @@ def node_commands(host: str, values: dict[str, str]) -> list[tuple[NodeSpec, lis
         argv = executable(spec) + ["--ros-args", "-r", f"__node:={spec.name}"]
         if namespace and namespace != "/":
             argv += ["-r", f"__ns:={namespace}"]
-        argv += ["--params-file", values[params_argument(host, spec)], "--params-file", values["qos_file"]]
+        argv += ["--params-file", values[params_argument(host, spec)], "--params-file", qos]
         for name, value in node_overrides(spec.name, values).items():
             argv += ["-p", f"{name}:={value}"]
-        argv += ["-r", f"{TOPICS['camera'].name}:={values['camera_topic']}"]
+        if "camera_topic" in values:
+            argv += ["-r", f"{TOPICS['camera'].name}:={values['camera_topic']}"]
         argv += enclave_arguments(spec, values)
         commands.append((spec, argv))
     return commands

@@ -15,11 +15,10 @@ Used by the launch files and by the pip-only launcher alike; writes the rendered
 """
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
+
+from intradp_ros.launching.scratch import write_derived
 
 __all__ = ["restricted_profile", "profile_for", "discovery_environment"]
 
@@ -59,16 +58,7 @@ def profile_for(base: str, interfaces: str) -> str:
         return base
     if not base:
         raise ValueError("dds_interfaces needs a base dds_profile (config/fastdds.xml)")
-    xml = restricted_profile(Path(base).read_text(), ifs)
-    home = Path(os.environ.get("ROS_HOME") or Path.home() / ".ros") / "intradp"
-    try:
-        home.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        home = Path(tempfile.gettempdir())
-    path = home / f"fastdds-{hashlib.sha1(xml.encode()).hexdigest()[:12]}.xml"
-    if not path.is_file():
-        path.write_text(xml)
-    return str(path)
+    return write_derived(restricted_profile(Path(base).read_text(), ifs), "fastdds", ".xml")
 
 
 def discovery_environment(peers: str) -> dict[str, str]:

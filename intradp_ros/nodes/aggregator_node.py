@@ -16,8 +16,10 @@ from intradp_ros.engine.admission import Admission, Refusal
 from intradp_ros.engine.codec import CodecError
 from intradp_ros.engine.executor import ProtocolError
 from intradp_ros.engine.plan import Plan, PlanError
-from intradp_ros.msg import Classification, Detection, DetectionArray, FrameTiming, PlanStatus, TensorTile
-from intradp_ros.nodes.common import Counters, declare, msg_to_packet, run_node, stamp_ms, topic_qos
+from intradp_ros.msg import Classification, FrameTiming, PlanStatus, TensorTile
+from intradp_ros.nodes.common import (Counters, declare, msg_to_packet, publisher, run_node, shutting_down, stamp_ms,
+                                      subscription, subscription_qos)
+from intradp_ros.nodes.detections_out import CHOICES, detections_message, detections_type, type_name
 from intradp_ros.nodes.log_limit import LogLimiter
 from intradp_ros.nodes.receiver import Receiver
 from intradp_ros.runtime import AggregatorRuntime, LateOutput, ModelConfig
@@ -46,6 +48,10 @@ class AggregatorNode(Node):
         max_age = declare(self, "max_tile_age_s", 2.0, "ignore outputs that took this much longer than the fastest "
                           "of their sender (queued by an outage); 0 = off", limits=(0.0, 3600.0))
         annotated = declare(self, "publish_annotated", False, "publish an annotated image (needs the camera)", ro)
+        # the detections' message class (a ValueError saying what to do when vision_msgs is asked for but missing)
+        self.detections_type = detections_type(declare(
+            self, "detections_type", "auto", f"detections message: {' | '.join(CHOICES)} (auto: vision_msgs/msg/"
+            "Detection2DArray where vision_msgs is installed, else intradp_ros/msg/DetectionArray)", ro))
         self.counters = Counters(self, ["outputs_received", "bad_outputs", "frames_published",
                                         "frames_dropped_timeout", "annotate_misses", "late_outputs_discarded",
                                         "frames_rescued", "stale_results_dropped",
@@ -58,30 +64,30 @@ class AggregatorNode(Node):
         self.cfg = cfg
         self.detection = self.rt.m.spec.task == "detection"
         key = "detections" if self.detection else "classifications"
-        self.result_pub = self.create_publisher(DetectionArray if self.detection else Classification,
-                                                TOPICS[key].name, topic_qos(self, key))
-        self.timing_pub = self.create_publisher(FrameTiming, TOPICS["timing"].name, topic_qos(self, "timing"))
+        self.result_pub = publisher(self, self.detections_type if self.detection else Classification, key)
+        self.timing_pub = publisher(self, FrameTiming, "timing")
         # outputs on their own thread (see Receiver), serialized: the session is read before deserializing, and
         # only our robot's are deserialized (see tile_session). ``_session`` is written by the executor (PlanStatus)
         # and read by the receiver (one str, replaced whole); the work thread's Admission has its own copy
         self._session = ""
-        self.create_subscription(PlanStatus, TOPICS["plan"].name, self.plan_callback, topic_qos(self, "plan"))
+        subscription(self, PlanStatus, "plan", self.plan_callback)
         self._frames: dict[int, dict] = {}     # seq -> header, size, first arrival, bytes
         self._images: dict[tuple, object] = {}
         self.annotated_pub = None
         if annotated:
-            self.annotated_pub = self.create_publisher(Image, TOPICS["annotated"].name, topic_qos(self, "annotated"))
-            self.create_subscription(Image, TOPICS["camera"].name, self.image_callback, topic_qos(self, "camera"))
+            self.annotated_pub = publisher(self, Image, "annotated")
+            subscription(self, Image, "camera", self.image_callback)
         self._q: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._work_loop, daemon=True, name="aggregate")
         self._thread.start()
-        self._rx = Receiver(self, TensorTile, TOPICS["outputs"].name, topic_qos(self, "outputs"), "outputs",
+        self._rx = Receiver(self, TensorTile, TOPICS["outputs"].name, subscription_qos(self, "outputs"), "outputs",
                             admit=lambda session: session == self._session, refuse=self._refuse, bad="bad_outputs",
                             handle=lambda msg, arrived: (self.counters.inc("outputs_received"),
                                                          self._q.put((msg, arrived))))
         self.create_timer(0.5, self.tick_callback)
-        self.get_logger().info(f"aggregator_node: model {cfg.model}, publishing {TOPICS[key].name}")
+        kind = type_name(self.detections_type) if self.detection else "intradp_ros/msg/Classification"
+        self.get_logger().info(f"aggregator_node: model {cfg.model}, publishing {TOPICS[key].name} ({kind})")
 
     def tick_callback(self):
         self._q.put(None)
@@ -145,7 +151,12 @@ class AggregatorNode(Node):
                 continue
             if fo is not None:
                 self.admission.finish(msg.session, seq)
-                self._publish(fo, self._frames.pop(seq))
+                try:
+                    self._publish(fo, self._frames.pop(seq))
+                except Exception:
+                    if shutting_down(self):
+                        return             # Ctrl-C: the context went under a publish
+                    raise
 
     def _new_session(self, session: str):
         if session == self.admission.expected:
@@ -166,10 +177,7 @@ class AggregatorNode(Node):
             self.report("bad_outputs", f"frame {fo.frame_seq} ({header.frame_id}): post-processing failed: {e}")
             return
         if self.detection:
-            msg = DetectionArray(header=header, frame_seq=fo.frame_seq, plan_spec=fo.plan_spec)
-            msg.detections = [Detection(class_id=int(d.class_id), class_name=d.class_name, score=float(d.score),
-                                        center_x=float(d.center_x), center_y=float(d.center_y),
-                                        size_x=float(d.size_x), size_y=float(d.size_y)) for d in result]
+            msg = detections_message(self.detections_type, header, fo.frame_seq, fo.plan_spec, result)
         else:
             top = result[: int(self.top_k)]
             msg = Classification(header=header, frame_seq=fo.frame_seq, plan_spec=fo.plan_spec,
@@ -227,9 +235,9 @@ class AggregatorNode(Node):
         self._thread.join(timeout=2.0)
 
 
-def main(args=None):
-    run_node(AggregatorNode, args)
+def main(args=None) -> int:
+    return run_node(AggregatorNode, args, "aggregator_node")
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

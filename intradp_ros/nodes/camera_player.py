@@ -1,7 +1,7 @@
 """camera_player: publishes frames from an image folder, an image, a video or a generated pattern.
 
 A stand-in for a camera driver, for demos and tests: ``sensor_msgs/Image`` on ``TOPICS["camera"]`` with the
-camera QoS of ``topology`` (overridable by the ``qos.camera.*`` parameters), stamped with the node's clock.
+camera QoS of ``topology`` (overridable by ``qos_overrides.`` parameters), stamped with the node's clock.
 
 Sources (parameter ``source``):
   * ``samples`` (default): darknet's sample images, from the first folder holding images among
@@ -38,8 +38,7 @@ from rclpy.duration import Duration
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
-from intradp_ros.nodes.common import Counters, declare, run_node, topic_qos
-from intradp_ros.topology import TOPICS
+from intradp_ros.nodes.common import Counters, declare, publisher, run_node
 from intradp_ros.vision.image_convert import ENCODINGS, array_to_image_fields, cv_bridge_or_none, from_bgr8
 from intradp_ros.vision.samples import DARKNET_DATA, IMAGE_SUFFIXES, find_samples, images_in
 
@@ -174,7 +173,7 @@ class CameraPlayer(Node):
         self._warned = set()
         self._bridge = cv_bridge_or_none()
         self._counters = Counters(self, ["frames_published", "frames_unreadable"])
-        self._publisher = self.create_publisher(Image, TOPICS["camera"].name, topic_qos(self, "camera"))
+        self._publisher = publisher(self, Image, "camera")
         self._open_frames = None
         self._frames = iter(())
         self._frames_this_pass = 0
@@ -305,10 +304,10 @@ def main(args=None) -> int:
         return nodes[-1]
 
     try:
-        run_node(factory, args)
+        status = run_node(factory, args, "camera_player")
     except SystemExit as e:       # bad parameters, already logged
         return int(e.code or 0)
-    return nodes[0].exit_code if nodes else 1
+    return status or (nodes[0].exit_code if nodes else 1)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
-"""What every intradp_ros node shares: QoS from parameters, counters on /diagnostics, tile conversion, main()."""
+"""What every intradp_ros node shares: topics with their QoS, counters on /diagnostics, tile conversion, main()."""
 from __future__ import annotations
 
 import struct
 import threading
+import traceback
 import zlib
 from typing import Callable
 
@@ -13,15 +14,19 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.duration import Duration
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, LivelinessPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, LivelinessPolicy, QoSPolicyKind, QoSProfile, ReliabilityPolicy
+from rclpy.qos_overriding_options import QoSOverridingOptions, _declare_qos_parameters
+from rclpy.subscription import Subscription
 
 from intradp_ros.engine.executor import Packet
 from intradp_ros.engine.plan import Plan, PlanError
 from intradp_ros.msg import TensorTile
 from intradp_ros.topology import QOS, TOPICS
 
-__all__ = ["declare", "topic_qos", "Counters", "packet_to_msg", "msg_to_packet", "tile_session", "make_executor",
-           "run_node", "stamp_ms"]
+__all__ = ["declare", "QOS_OVERRIDES", "topic_qos", "publisher", "subscription", "subscription_qos", "Counters",
+           "packet_to_msg", "msg_to_packet", "tile_session", "make_executor", "StartupError", "NotStarted",
+           "failure_line", "run_node",
+           "shutting_down", "stamp_ms"]
 
 
 def declare(node: Node, name: str, default, description: str, read_only: bool = False,
@@ -36,34 +41,46 @@ def declare(node: Node, name: str, default, description: str, read_only: bool = 
     elif limits is not None:
         d.floating_point_range = [FloatingPointRange(from_value=float(limits[0]), to_value=float(limits[1]),
                                                      step=0.0)]
-    node.declare_parameter(name, default, d)
+    if not node.has_parameter(name):             # declared already: a lifecycle node configured again
+        node.declare_parameter(name, default, d)
     return node.get_parameter(name).value
 
 
-def topic_qos(node: Node, key: str) -> QoSProfile:
-    """QoS of topic ``key``: its class defaults, overridden by the ``qos.<key>.*`` parameters (config/qos.yaml)."""
+# The policies a deployment may override per topic and per publisher / subscription, the standard way:
+# ``qos_overrides./<resolved topic>.<publisher|subscription>.<policy>`` parameters (config/qos.yaml), read-only,
+# read once when the entity is created.
+QOS_OVERRIDES = QoSOverridingOptions(policy_kinds=(
+    QoSPolicyKind.HISTORY, QoSPolicyKind.DEPTH, QoSPolicyKind.RELIABILITY, QoSPolicyKind.DURABILITY,
+    QoSPolicyKind.LIVELINESS, QoSPolicyKind.LIVELINESS_LEASE_DURATION))
+
+
+def topic_qos(key: str) -> QoSProfile:
+    """The default QoS of topic ``key`` (topology.QOS); the nodes' entities apply the overrides on top."""
     d = QOS[TOPICS[key].qos]
-    rel = declare(node, f"qos.{key}.reliability", d.reliability, f"{TOPICS[key].name}: reliable | best_effort", True)
-    depth = declare(node, f"qos.{key}.depth", d.depth, f"{TOPICS[key].name}: history depth (keep_last)", True,
-                    (1, 100000))
-    dur = declare(node, f"qos.{key}.durability", d.durability, f"{TOPICS[key].name}: volatile | transient_local",
-                  True)
-    lease = declare(node, f"qos.{key}.lease_s", float(d.lease_s), f"{TOPICS[key].name}: DDS liveliness lease, s "
-                    "(0 = infinite)", True, (0.0, 3600.0))
-    try:
-        liveliness = {} if not float(lease) > 0 else {
-            "liveliness": LivelinessPolicy.AUTOMATIC, "liveliness_lease_duration": Duration(seconds=float(lease))}
-        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(depth),
-                          reliability={"reliable": ReliabilityPolicy.RELIABLE,
-                                       "best_effort": ReliabilityPolicy.BEST_EFFORT}[rel],
-                          durability={"volatile": DurabilityPolicy.VOLATILE,
-                                      "transient_local": DurabilityPolicy.TRANSIENT_LOCAL}[dur], **liveliness)
-    except (KeyError, ValueError, TypeError) as e:
-        node.get_logger().error(f"bad QoS parameters for {TOPICS[key].name} ({rel}, {depth}, {dur}, {lease}): {e}; "
-                                f"using the defaults {d}")
-        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=d.depth,
-                          reliability=ReliabilityPolicy[d.reliability.upper()],
-                          durability=DurabilityPolicy[d.durability.upper()])
+    liveliness = {} if not d.lease_s > 0 else {
+        "liveliness": LivelinessPolicy.AUTOMATIC, "liveliness_lease_duration": Duration(seconds=d.lease_s)}
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=d.depth,
+                      reliability=ReliabilityPolicy[d.reliability.upper()],
+                      durability=DurabilityPolicy[d.durability.upper()], **liveliness)
+
+
+def publisher(node: Node, msg_type, key: str):
+    """A publisher on topic ``key`` with its QoS: the defaults, then the node's ``qos_overrides.`` parameters."""
+    return node.create_publisher(msg_type, TOPICS[key].name, topic_qos(key), qos_overriding_options=QOS_OVERRIDES)
+
+
+def subscription(node: Node, msg_type, key: str, callback, **kwargs):
+    """A subscription on topic ``key``, its QoS as :func:`publisher`'s."""
+    return node.create_subscription(msg_type, TOPICS[key].name, callback, topic_qos(key),
+                                    qos_overriding_options=QOS_OVERRIDES, **kwargs)
+
+
+def subscription_qos(node: Node, key: str) -> QoSProfile:
+    """The QoS a subscription of ``node`` on topic ``key`` gets (the overrides declared on ``node``), for one that
+    lives on a helper node (nodes.receiver): the parameters stay where users look for them."""
+    qos = topic_qos(key)
+    _declare_qos_parameters(Subscription, node, node.resolve_topic_name(TOPICS[key].name), qos, QOS_OVERRIDES)
+    return qos
 
 
 class Counters:
@@ -74,7 +91,7 @@ class Counters:
         self._lock = threading.Lock()
         self.values = dict.fromkeys(names, 0)
         self.level, self.message = DiagnosticStatus.OK, "counters"   # set_status() changes them
-        self._pub = node.create_publisher(DiagnosticArray, TOPICS["diagnostics"].name, topic_qos(node, "diagnostics"))
+        self._pub = publisher(node, DiagnosticArray, "diagnostics")
         self._timer = node.create_timer(1.0, self.publish)
 
     def inc(self, name: str, n: int = 1) -> None:
@@ -179,17 +196,49 @@ def make_executor(node: Node):
     return SingleThreadedExecutor(context=node.context)
 
 
-def run_node(factory: Callable[[], Node], args=None) -> None:
-    """main() of every node: spin on the node's executor (see :func:`make_executor`) until Ctrl-C or shutdown."""
+class StartupError(Exception):
+    """A node cannot start; the message says what to do (logged as one ERROR line, the process exits 1)."""
+
+
+class NotStarted(StartupError):
+    """A node's start() failed and logged why already (see nodes.lifecycle)."""
+
+
+def failure_line(e: BaseException) -> str:
+    """A start-up failure in one line: our errors say what to do as they are; anything else gets its type."""
+    return str(e) if isinstance(e, (StartupError, ValueError, PlanError, FileNotFoundError)) else (
+        f"{type(e).__name__}: {e}")
+
+
+def run_node(factory: Callable[[], Node], args=None, name: str = "") -> int:
+    """main() of every node: build it, ``start()`` it where it has one (lifecycle autostart), spin on its executor
+    (see :func:`make_executor`) until Ctrl-C or shutdown.
+
+    Returns the exit status: 0, or 1 when the node could not start. A start-up failure is one ERROR line saying
+    what to do, never a traceback (that is logged at DEBUG, for ``--log-level debug``), so that `ros2 launch` and
+    the launcher report the node as failed. Errors in the nodes' own threads after Ctrl-C (the context goes
+    before they are joined) are theirs to swallow: see :func:`shutting_down`.
+    """
     rclpy.init(args=args)
     node = None
+    status = 0
     try:
         node = factory()
         executor = make_executor(node)
+        start = getattr(node, "start", None)
+        if start is not None:
+            start()
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except NotStarted:
+        status = 1
+    except Exception as e:  # noqa: BLE001 - every start-up failure becomes one line and a status
+        status = 1
+        log = rclpy.logging.get_logger(name or "intradp_ros")
+        log.error(f"cannot start: {failure_line(e)}")
+        log.debug(traceback.format_exc())
     finally:
         if node is not None:
             close = getattr(node, "close", None)
@@ -201,3 +250,9 @@ def run_node(factory: Callable[[], Node], args=None) -> None:
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
+    return status
+
+
+def shutting_down(node: Node) -> bool:
+    """The node's context is gone (Ctrl-C): a worker thread's failed publish is then the end, not an error."""
+    return not node.context.ok()

@@ -11,28 +11,31 @@ import queue
 import threading
 import time
 
-from rclpy.node import Node
-
 from intradp_ros.engine.admission import Admission, Refusal
 from intradp_ros.engine.codec import CodecError
 from intradp_ros.engine.executor import STAGE_PROBE, STAGE_SPLIT, ProtocolError
 from intradp_ros.engine.link import ChunkTimer
 from intradp_ros.engine.plan import PlanError, compile_plan
 from intradp_ros.msg import EdgeProfile, EdgeStatus, LinkEstimate, PlanStatus, TensorTile
-from intradp_ros.nodes.common import Counters, declare, msg_to_packet, packet_to_msg, run_node, stamp_ms, topic_qos
+from intradp_ros.nodes.common import (Counters, declare, msg_to_packet, packet_to_msg, publisher, run_node,
+                                      shutting_down, stamp_ms, subscription, subscription_qos)
+from intradp_ros.nodes.lifecycle import ManagedNode
 from intradp_ros.nodes.log_limit import LogLimiter
 from intradp_ros.nodes.receiver import Receiver
 from intradp_ros.runtime import EdgeRuntime, ModelConfig
 from intradp_ros.topology import TOPICS
 
 
-class EdgeNode(Node):
+class EdgeNode(ManagedNode):
+    """Lifecycle (see ManagedNode): configure loads the model and profiles it, activate serves (heartbeats, the
+    profile, tiles admitted), deactivate stops serving (robots see the edge go and run alone), cleanup releases
+    the model."""
 
     def __init__(self):
         super().__init__("edge_node")
         d = ModelConfig(device="auto")
         ro = True
-        cfg = ModelConfig(
+        self.cfg = ModelConfig(
             model=declare(self, "model", d.model, "model to serve (must match the robot's)", ro),
             weights=declare(self, "weights", d.weights, "detector weights: auto (installed) or a file path", ro),
             input_size=declare(self, "input_size", d.input_size, "network input side in px, 0 = model default", ro,
@@ -42,45 +45,65 @@ class EdgeNode(Node):
         )
         self.frame_timeout_s = declare(self, "frame_timeout_s", 5.0, "drop a frame whose tiles stop arriving",
                                        limits=(0.1, 3600.0))
-        cache = declare(self, "profile_cache_dir", "", "profile cache, '' = default", ro)
-        heartbeat_hz = declare(self, "heartbeat_hz", 10.0, "EdgeStatus heartbeats per second (robots time out on "
-                               "them: keep well above 1 / their edge_timeout_s)", ro, limits=(0.5, 1000.0))
-        max_age = declare(self, "max_tile_age_s", 2.0, "ignore tiles that took this much longer than the fastest "
-                          "of their robot (queued by an outage: the robot has answered those frames itself); 0 = off",
-                          limits=(0.0, 3600.0))
+        self.cache = declare(self, "profile_cache_dir", "", "profile cache, '' = default", ro)
+        self.heartbeat_hz = declare(self, "heartbeat_hz", 10.0, "EdgeStatus heartbeats per second (robots time out "
+                                    "on them: keep well above 1 / their edge_timeout_s)", ro, limits=(0.5, 1000.0))
+        self.max_age = declare(self, "max_tile_age_s", 2.0, "ignore tiles that took this much longer than the "
+                               "fastest of their robot (queued by an outage: the robot has answered those frames "
+                               "itself); 0 = off", limits=(0.0, 3600.0))
         self.counters = Counters(self, ["tiles_received", "bad_tiles", "frames_done", "frames_dropped_timeout",
-                                        "outputs_sent", "link_samples", *(r.value for r in Refusal)])
-        self.admission = Admission(max_age)       # any robot's session: a fleet may share this edge
+                                        "outputs_sent", "link_samples", "tiles_while_inactive",
+                                        *(r.value for r in Refusal)])
         self.report = LogLimiter(self.get_logger().warning)
+        self.rt = None
+        self._rx = self._thread = self.status_pub = None
+
+    def configure(self):
+        self.admission = Admission(self.max_age)       # any robot's session: a fleet may share this edge
         self.chunks = ChunkTimer()
-        self.rt = EdgeRuntime(cfg, cache, log=self.get_logger().info)
-        self.cfg = cfg
-        self.out_pub = self.create_publisher(TensorTile, TOPICS["outputs"].name, topic_qos(self, "outputs"))
-        self.profile_pub = self.create_publisher(EdgeProfile, TOPICS["edge_profile"].name,
-                                                 topic_qos(self, "edge_profile"))
+        self.rt = EdgeRuntime(self.cfg, self.cache, log=self.get_logger().info)
+        self.out_pub = publisher(self, TensorTile, "outputs")
+        self.profile_pub = publisher(self, EdgeProfile, "edge_profile")
         # tiles only of robots that announced their session on /intradp/plan, on their own thread (see Receiver),
         # the session read before deserializing (see tile_session). ``_announced`` is the executor's (PlanStatus);
         # the receiver reads ``announced``, a frozen copy replaced whole
         self._announced: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.announced: frozenset[str] = frozenset()
-        self.create_subscription(PlanStatus, TOPICS["plan"].name, self.plan_callback, topic_qos(self, "plan"))
-        self.link_pub = self.create_publisher(LinkEstimate, TOPICS["link"].name, topic_qos(self, "link"))
+        subscription(self, PlanStatus, "plan", self.plan_callback)
+        self.link_pub = publisher(self, LinkEstimate, "link")
         self._q: queue.Queue = queue.Queue()
         self._headers: dict[tuple, tuple] = {}      # (session, seq) -> header, image size: compute thread's
         self._last_seen: dict[tuple, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._work_loop, daemon=True, name="edge-compute")
         self._thread.start()
-        self._rx = Receiver(self, TensorTile, TOPICS["to_edge"].name, topic_qos(self, "to_edge"), "tiles",
+        self._rx = Receiver(self, TensorTile, TOPICS["to_edge"].name, subscription_qos(self, "to_edge"), "tiles",
                             admit=lambda session: session in self.announced, handle=self._queue_tile,
                             refuse=self._refuse, bad="bad_tiles")
-        self.status_pub = self.create_publisher(EdgeStatus, TOPICS["edge_status"].name, topic_qos(self, "edge_status"))
         self._busy_s = 0.0               # compute thread busy time since start: written by it alone
-        self._beat = (time.monotonic(), 0.0)   # (time, busy_s) at the last heartbeat: the executor's alone
-        self._profile_timer = self.create_timer(0.2, self.profile_callback)
-        self.create_timer(1.0 / max(float(heartbeat_hz), 0.1), self.heartbeat_callback)
         self.create_timer(0.5, self.timeout_callback)
-        self.get_logger().info(f"edge_node: model {cfg.model} @ {self.rt.m.size}px on {self.rt.m.device}")
+        self.get_logger().info(f"edge_node: model {self.cfg.model} @ {self.rt.m.size}px on {self.rt.m.device}")
+
+    def activate(self):
+        # the heartbeat's writer exists only while active: robots learn from the middleware that it went
+        self.status_pub = publisher(self, EdgeStatus, "edge_status")
+        self._beat = (time.monotonic(), self._busy_s)   # (time, busy_s) at the last heartbeat: the executor's
+        self._heartbeat_timer = self.create_timer(1.0 / max(float(self.heartbeat_hz), 0.1), self.heartbeat_callback)
+        self._profile_timer = self.create_timer(0.2, self.profile_callback)
+
+    def deactivate(self):
+        for t in (self._heartbeat_timer, self._profile_timer):
+            self.destroy_timer(t)
+        self.destroy_publisher(self.status_pub)
+        self.status_pub = None
+
+    def release(self):
+        if self._rx is not None:
+            self._rx.close()
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(timeout=2.0)
+        self._rx = self._thread = self.rt = None
 
     def profile_callback(self):
         if self.out_pub.get_subscription_count() == 0:
@@ -121,6 +144,10 @@ class EdgeNode(Node):
 
     def _queue_tile(self, msg: TensorTile, arrived: float):
         """Receiver thread: a tile of an announced robot, for the compute thread (arrival: to time the link)."""
+        if not self.active:
+            self._refuse("tiles_while_inactive", f"tile of frame {msg.frame_seq} (session {msg.session}) ignored: "
+                         "edge_node is not active (`ros2 lifecycle set /edge_node activate`)")
+            return
         self.counters.inc("tiles_received")
         self._q.put((msg, arrived))
 
@@ -140,6 +167,10 @@ class EdgeNode(Node):
             t0 = time.monotonic()
             try:
                 self._take(msg, arrived)
+            except Exception:
+                if shutting_down(self):
+                    return                 # Ctrl-C: the context went under a publish
+                raise
             finally:
                 self._busy_s += time.monotonic() - t0
 
@@ -209,15 +240,9 @@ class EdgeNode(Node):
                 self.report("frames_dropped_timeout", f"frame {key[1]} (session {key[0]}): tiles stopped arriving "
                             f"for {self.frame_timeout_s:.1f} s; dropped")
 
-    def close(self):
-        self._rx.close()
-        self._stop.set()
-        self._thread.join(timeout=2.0)
-
-
-def main(args=None):
-    run_node(EdgeNode, args)
+def main(args=None) -> int:
+    return run_node(EdgeNode, args, "edge_node")
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -15,10 +15,9 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.event_handler import SubscriptionEventCallbacks
 
 from intradp_ros.msg import EdgeStatus
-from intradp_ros.nodes.common import packet_to_msg, topic_qos
+from intradp_ros.nodes.common import declare, packet_to_msg, subscription
 from intradp_ros.robot.health import EdgeHealth, Health
 from intradp_ros.robot.rescue import Kept, RescueBook
-from intradp_ros.topology import TOPICS
 
 __all__ = ["EdgeWatch"]
 
@@ -34,16 +33,27 @@ class EdgeWatch:
         self.book = RescueBook()
         self._lock = threading.Lock()
         self.due: collections.deque[Kept] = collections.deque()     # guarded by cond
-        node.create_subscription(EdgeStatus, TOPICS["edge_status"].name, self.heartbeat_callback,
-                                 topic_qos(node, "edge_status"),
-                                 event_callbacks=SubscriptionEventCallbacks(liveliness=self.liveliness_callback))
+        subscription(node, EdgeStatus, "edge_status", self.heartbeat_callback,
+                     event_callbacks=SubscriptionEventCallbacks(liveliness=self.liveliness_callback))
         node.create_timer(0.05, self.tick)
+
+    @staticmethod
+    def declare_parameters(node) -> tuple[float, float, float]:
+        """robot_node's parameters of the watch: (edge_timeout_s, rescue_deadline_factor, rescue_deadline_min_s)."""
+        ro = True
+        return (
+            declare(node, "edge_timeout_s", 1.5, "no edge heartbeat for this long: all-local until it is back", ro,
+                    (0.05, 60.0)),
+            declare(node, "rescue_deadline_factor", 4.0, "compute a frame all-local when its result is not back "
+                    "after this many times its plan's predicted latency", ro, (1.0, 100.0)),
+            declare(node, "rescue_deadline_min_s", 1.0, "the rescue deadline is never shorter than this", ro,
+                    (0.05, 60.0)))
 
     def heartbeat_callback(self, msg: EdgeStatus) -> None:
         self.health.heard(time.monotonic())
 
     def liveliness_callback(self, info) -> None:
-        """Executor: the middleware's verdict on the edges' heartbeat writers (lease_s in qos.edge_status)."""
+        """Executor: the middleware's verdict on the edges' heartbeat writers (the liveliness lease of its QoS)."""
         if info.alive_count == 0 and info.not_alive_count_change > 0:
             self._lost(self.health.lease_lost(time.monotonic()))
 

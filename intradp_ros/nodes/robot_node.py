@@ -20,24 +20,27 @@ from sensor_msgs.msg import Image
 from intradp_ros.engine.plan import PlanError
 from intradp_ros.engine.profile import DeviceProfile
 from intradp_ros.msg import EdgeProfile, FrameTiming, LinkEstimate, PlanStatus, TensorTile
-from intradp_ros.nodes.common import Counters, declare, packet_to_msg, run_node, topic_qos
+from intradp_ros.nodes.common import (Counters, declare, packet_to_msg, publisher, run_node, shutting_down,
+                                      subscription)
 from intradp_ros.nodes.edge_watch import EdgeWatch
 from intradp_ros.nodes.link_probe import ProbeSender
+from intradp_ros.nodes.lifecycle import ManagedNode
 from intradp_ros.nodes.log_limit import LogLimiter
 from intradp_ros.robot.controller import LIVE_SETTINGS
 from intradp_ros.robot.runtime import RobotRuntime
 from intradp_ros.robot.state import Status
 from intradp_ros.runtime import RobotConfig
-from intradp_ros.topology import TOPICS
 from intradp_ros.vision.image_convert import ImageConversionError, image_to_array, to_rgb8
 
 
-class RobotNode(Node):
+class RobotNode(ManagedNode):
+    """Lifecycle (see ManagedNode): configure loads the model, profiles it and starts the threads; activate takes
+    camera frames once the aggregator (and the edge, or edge_wait_s) is there; deactivate stops taking them;
+    cleanup releases the model."""
 
     def __init__(self):
         super().__init__("robot_node")
         self.cfg = declare_config(self)
-        self.session = secrets.token_hex(8)   # names this run's frames: receivers ignore other sessions' tiles
         ro = True
         self.max_image_pixels = declare(self, "max_image_pixels", 4096 * 4096, "refuse camera images larger than "
                                         "this many pixels (a corrupt or hostile header must not cost a conversion)",
@@ -52,53 +55,73 @@ class RobotNode(Node):
         self.send_selftest = declare(self, "send_selftest", True,
                                      "at start-up, measure this process's CPU per message sent to the edge (two "
                                      "bursts of 12 probe messages, ~1 s) for the planner", ro)
+        self._watch_args = EdgeWatch.declare_parameters(self)
         self.counters = Counters(self, ["frames_received", "frames_processed", "frames_skipped_busy", "bad_images",
                                         "frame_errors", "tiles_sent", "bytes_to_edge", "link_samples",
                                         "probes_sent", "guard_switches", "send_errors", "plan_changes",
                                         "frames_rescued", "edge_lost"])
-        log = self.get_logger()
-        self.report = LogLimiter(log.warning)
+        self.report = LogLimiter(self.get_logger().warning)
         self.create_timer(1.0, self.report.flush)
-        self.plan_pub = self.create_publisher(PlanStatus, TOPICS["plan"].name, topic_qos(self, "plan"))
+        self.add_on_set_parameters_callback(self.parameters_callback)
+        self.rt = self.controller = self._camera_sub = self._ready_timer = None
+        self._threads: list[threading.Thread] = []
+
+    def configure(self):
+        self.cfg = declare_config(self)              # as set now (declared already: the current values)
+        self.session = secrets.token_hex(8)   # names this run's frames: receivers ignore other sessions' tiles
+        log = self.get_logger()
+        self.plan_pub = publisher(self, PlanStatus, "plan")
         self.rt = RobotRuntime(self.cfg, log=log.info, warn=log.warning, on_change=self.publish_plan)
         self.controller = self.rt.controller
-        self.tile_pub = self.create_publisher(TensorTile, TOPICS["to_edge"].name, topic_qos(self, "to_edge"))
-        self.out_pub = self.create_publisher(TensorTile, TOPICS["outputs"].name, topic_qos(self, "outputs"))
-        self.create_subscription(EdgeProfile, TOPICS["edge_profile"].name, self.edge_profile_callback,
-                                 topic_qos(self, "edge_profile"))
-        self.create_subscription(LinkEstimate, TOPICS["link"].name, self.link_callback, topic_qos(self, "link"))
-        self.create_subscription(FrameTiming, TOPICS["timing"].name, self.timing_callback, topic_qos(self, "timing"))
-        self.add_on_set_parameters_callback(self.parameters_callback)
-        self._camera_qos = topic_qos(self, "camera")
-        self._camera_sub = None
+        self.tile_pub = publisher(self, TensorTile, "to_edge")
+        self.out_pub = publisher(self, TensorTile, "outputs")
+        subscription(self, EdgeProfile, "edge_profile", self.edge_profile_callback)
+        subscription(self, LinkEstimate, "link", self.link_callback)
+        subscription(self, FrameTiming, "timing", self.timing_callback)
         self._edge_profile_seen = False
         self._frame = None
         self._cond = threading.Condition()
-        self.watch = EdgeWatch(
-            self, self.rt, self.counters, self._cond, lambda: self.tile_pub.get_subscription_count() > 0,
-            declare(self, "edge_timeout_s", 1.5, "no edge heartbeat for this long: all-local until it is back", ro,
-                    (0.05, 60.0)),
-            declare(self, "rescue_deadline_factor", 4.0, "compute a frame all-local when its result is not back "
-                    "after this many times its plan's predicted latency", ro, (1.0, 100.0)),
-            declare(self, "rescue_deadline_min_s", 1.0, "the rescue deadline is never shorter than this", ro,
-                    (0.05, 60.0)))
+        self.watch = EdgeWatch(self, self.rt, self.counters, self._cond,
+                               lambda: self.tile_pub.get_subscription_count() > 0, *self._watch_args)
         self._seq = 0
         self._send_q: queue.Queue = queue.Queue()
         self._stop = threading.Event()
-        self._started = self.get_clock().now()
         self._threads = [threading.Thread(target=self._infer_loop, daemon=True, name="infer"),
                          threading.Thread(target=self._send_loop, daemon=True, name="send")]
         for t in self._threads:
             t.start()
-        self._ready_timer = self.create_timer(0.1, self.ready_callback)
         self._last_link_sample = self.get_clock().now()
-        self.probes = ProbeSender(self._send_q, self.controller, self.get_logger(), self.rt.profile.cpu_share)
+        self.probes = ProbeSender(self._send_q, self.controller, log, self.rt.profile.cpu_share)
         self._selftest: threading.Thread | None = None
         if self.probe_period_s > 0:
             self.create_timer(self.probe_period_s, self.probe_callback)
         self.publish_plan(self.controller.status())
-        log.info(f"robot_node: model {self.cfg.model} @ {self.rt.m.size}px on {self.rt.m.device}; "
-                 f"waiting for the edge (up to {self.edge_wait_s:.0f} s) and the aggregator")
+        log.info(f"robot_node: model {self.cfg.model} @ {self.rt.m.size}px on {self.rt.m.device}")
+
+    def activate(self):
+        self._started = self.get_clock().now()
+        self._ready_timer = self.create_timer(0.1, self.ready_callback)
+        self.get_logger().info(f"waiting for the edge (up to {self.edge_wait_s:.0f} s) and the aggregator")
+
+    def deactivate(self):
+        if self._ready_timer is not None:
+            self.destroy_timer(self._ready_timer)
+        if self._camera_sub is not None:
+            self.destroy_subscription(self._camera_sub)
+        self._ready_timer = self._camera_sub = None
+        with self._cond:
+            self._frame = None                 # a frame taken but not started is not served
+
+    def release(self):
+        if self._threads:
+            self._stop.set()
+            with self._cond:
+                self._cond.notify_all()
+            for t in self._threads:
+                t.join(timeout=2.0)
+        if self.rt is not None:
+            self.rt.close()
+        self._threads, self.rt, self.controller = [], None, None
 
     # -- readiness: subscribe to the camera only once the frames' consumers are there --------------------------
     def ready_callback(self):
@@ -115,11 +138,11 @@ class RobotNode(Node):
                 self._selftest.start()
             if self._selftest.is_alive():
                 return                     # frames would disturb the measurement: the camera waits for it
-        self._ready_timer.cancel()
+        self.destroy_timer(self._ready_timer)
+        self._ready_timer = None
         if not have_edge:
             self.get_logger().warning(f"no edge after {waited:.0f} s: running all-local until one appears")
-        self._camera_sub = self.create_subscription(Image, TOPICS["camera"].name, self.image_callback,
-                                                    self._camera_qos)
+        self._camera_sub = subscription(self, Image, "camera", self.image_callback)
         self.get_logger().info(f"ready: plan {self.controller.status().describe}; "
                                f"listening on {self._camera_sub.topic_name}")
 
@@ -157,17 +180,12 @@ class RobotNode(Node):
         self.counters.inc("probes_sent")
 
     def parameters_callback(self, params):
+        """Semantic checks only: rcl refused values outside the declared ranges before this is called."""
         changed = {p.name: p.value for p in params}
-        for name in ("bandwidth_mbps", "link_latency_ms"):
-            if name in changed and not (isinstance(changed[name], (int, float)) and changed[name] > 0):
-                return SetParametersResult(successful=False, reason=f"{name} must be a positive number")
-        for name in ("min_split_gain", "explore_margin"):
-            if name in changed and not (isinstance(changed[name], float) and 0.0 <= changed[name] < 1.0):
-                return SetParametersResult(successful=False, reason=f"{name} must be a float in [0, 1)")
-        live = {k: v for k, v in changed.items() if k in LIVE_SETTINGS}
-        if "bandwidth_source" in live and live["bandwidth_source"] not in ("measured", "parameter"):
+        if changed.get("bandwidth_source", "measured") not in ("measured", "parameter"):
             return SetParametersResult(successful=False, reason="bandwidth_source: measured | parameter")
-        if live:
+        live = {k: v for k, v in changed.items() if k in LIVE_SETTINGS}
+        if live and self.controller is not None:     # else read when configured
             try:
                 self.controller.configure(**live)   # a new plan runs once priced, from the next frame after
             except (PlanError, ValueError) as e:
@@ -226,6 +244,8 @@ class RobotNode(Node):
                 self.counters.inc("frames_processed")
                 self.get_logger().debug(f"frame {seq} ({header.frame_id}): robot share {run.busy_ms:.1f} ms")
             except Exception as e:  # noqa: BLE001 - one bad frame must not stop the robot
+                if shutting_down(self):
+                    return                 # Ctrl-C: the context went under a publish
                 self.counters.inc("frame_errors")
                 self.report("frame_errors", f"frame {seq} ({header.frame_id}) failed on the robot: {e}")
 
@@ -238,7 +258,7 @@ class RobotNode(Node):
             try:
                 self._send_one(*item)
             except Exception as e:  # noqa: BLE001 - the sender must outlive one bad message, or every frame stalls
-                if self._stop.is_set():
+                if self._stop.is_set() or shutting_down(self):
                     return
                 self.counters.inc("send_errors")
                 self.report("send_errors", f"sending {getattr(item[0], 'tensor', '?')} of frame "
@@ -262,15 +282,6 @@ class RobotNode(Node):
             self.out_pub.publish(msg)
         # what sending costs this (maybe CPU-capped) robot, for the planner
         self.controller.observe_send(len(pkt.payload), (time.thread_time() - cpu0) * 1e3)
-
-    def close(self):
-        self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
-        for t in self._threads:
-            t.join(timeout=2.0)
-        self.rt.close()
-
 
 def declare_config(node: Node) -> RobotConfig:
     """The robot's parameters (model, planner settings) as a RobotConfig."""
@@ -315,12 +326,13 @@ def plan_status_msg(status: Status, stamp, session: str = "") -> PlanStatus:
     msg.baseline_plan_specs = [p.plan.spec() for p in status.baselines.values()]
     msg.baseline_predicted_ms = [float(p.latency_ms + status.frame_ms) for p in status.baselines.values()]
     msg.reason = status.reason
+    msg.description = status.describe
     return msg
 
 
-def main(args=None):
-    run_node(RobotNode, args)
+def main(args=None) -> int:
+    return run_node(RobotNode, args, "robot_node")
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

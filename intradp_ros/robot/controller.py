@@ -66,8 +66,7 @@ class PlanController:
         self._last_frame_spec = ""
         self._frames_since_priced = 0
         self._pending: list[str] = []  # why a pass was requested, since the last one started
-        self._planning = False
-        self._stop = False
+        self._planning = self._stop = False
         self._reported_frame_ms: float | None = None
         self._edge_alive = True        # until told otherwise (robot_node's EdgeHealth)
         self.last_auto: PlanState | None = None     # the last state plan auto put in force (see Planner._commit)
@@ -281,8 +280,7 @@ class PlanController:
         if state.plan.spec() != self._state.plan.spec():
             compile_plan(self.graph, state.plan)
         self._state = state
-        if state.reason.auto:
-            self.last_auto = state
+        self.last_auto = state if state.reason.auto else self.last_auto
 
     def _notify(self) -> None:
         if self._on_change is None:

@@ -12,7 +12,7 @@ import threading
 
 from ..engine.cost import predict
 from ..engine.graph import OpGraph
-from ..engine.plan import Plan
+from ..engine.plan import Plan, PlanError
 from ..engine.search import SearchOptions
 from .calibration import Scales
 from .pricing import PassInputs, PassResult, SearchMemo, on_its_own, run_pass
@@ -30,9 +30,13 @@ def parse_plan_choice(choice: str, graph: OpGraph, model: str) -> Plan | None:
         return Plan.local(graph, model)
     if c == "offload":
         return Plan.offload(graph, model)
-    if c.startswith("cut:"):
-        return Plan.cut(graph, model, int(c[4:]))
-    return Plan.parse(c)
+    try:
+        if c.startswith("cut:"):
+            return Plan.cut(graph, model, int(c[4:]))
+        return Plan.parse(c)
+    except (PlanError, ValueError) as e:
+        raise PlanError(f"plan {c!r} is none of auto | local | offload | cut:<op index> | a plan text "
+                        f"(`./intradp plan-report` lists them): {e}") from None
 
 
 class Planner:

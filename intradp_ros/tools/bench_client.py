@@ -98,8 +98,9 @@ def main(argv=None) -> int:
     from sensor_msgs.msg import Image
 
     from intradp_ros.models import get_spec
-    from intradp_ros.msg import Classification, DetectionArray, FrameTiming, PlanStatus
+    from intradp_ros.msg import Classification, FrameTiming, PlanStatus
     from intradp_ros.nodes.common import stamp_ms, topic_qos
+    from intradp_ros.nodes.detections_out import detections_type, frame_and_plan, read_detections
     from intradp_ros.topology import TOPICS
     from intradp_ros.vision.image_convert import array_to_image_fields
     from intradp_ros.vision.samples import find_samples, images_in
@@ -126,19 +127,21 @@ def main(argv=None) -> int:
     def on_result(msg):
         k = key(msg.header)
         results.setdefault(k, time.time())
-        n = len(msg.detections) if detection else len(msg.class_ids)
-        top = (msg.detections[0].class_name if msg.detections else "") if detection else \
-            (msg.class_names[0] if msg.class_names else "")
-        result_info[k] = {"n_results": n, "top": top, "result_plan": msg.plan_spec}
+        if detection:       # either detections type; vision_msgs' has no plan (the frame's FrameTiming has it)
+            boxes = read_detections(msg)
+            n, top, plan = len(boxes), boxes[0].class_name if boxes else "", (frame_and_plan(msg) or (0, ""))[1]
+        else:
+            n, top, plan = len(msg.class_ids), msg.class_names[0] if msg.class_names else "", msg.plan_spec
+        result_info[k] = {"n_results": n, "top": top, "result_plan": plan}
 
-    camera = node.create_publisher(Image, TOPICS["camera"].name, topic_qos(node, "camera"))
+    camera = node.create_publisher(Image, TOPICS["camera"].name, topic_qos("camera"))
     rkey = "detections" if detection else "classifications"
-    node.create_subscription(DetectionArray if detection else Classification, TOPICS[rkey].name, on_result,
-                             topic_qos(node, rkey))
+    node.create_subscription(detections_type() if detection else Classification, TOPICS[rkey].name, on_result,
+                             topic_qos(rkey))
     node.create_subscription(FrameTiming, TOPICS["timing"].name, lambda m: timings.setdefault(key(m.header), m),
-                             topic_qos(node, "timing"))
+                             topic_qos("timing"))
     node.create_subscription(PlanStatus, TOPICS["plan"].name, lambda m: plans.append((time.time(), m)),
-                             topic_qos(node, "plan"))
+                             topic_qos("plan"))
     params = AsyncParameterClient(node, "robot_node")
 
     def spin_until(cond, what: str, timeout: float) -> bool:

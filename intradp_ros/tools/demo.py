@@ -2,7 +2,9 @@
 
 Starts camera_player, robot_node, edge_node and aggregator_node as separate processes (the same node set as
 ``ros2 launch intradp_ros intradp.launch.py``) on a private ROS_DOMAIN_ID, subscribes to
-``/intradp/detections`` as a user would, prints each frame's detections and latency, and stops everything.
+``/intradp/detections`` as a user would, prints each frame's detections and latency and each plan in words
+(``/intradp/plan``'s description, once per plan change), writes each annotated frame
+(``/intradp/annotated_image``: the boxes drawn on the camera frame) as a JPEG, and stops everything.
 """
 from __future__ import annotations
 
@@ -12,6 +14,18 @@ import random
 import statistics
 import sys
 import time
+from pathlib import Path
+
+
+def save_jpeg(img, path: Path, quality: int = 90) -> None:
+    """Write a sensor_msgs/Image (any encoding intradp_ros reads) as a JPEG file."""
+    import cv2
+
+    from intradp_ros.vision.image_convert import image_to_array, to_rgb8
+    rgb = to_rgb8(image_to_array(img.encoding, img.height, img.width, img.step, img.data, bool(img.is_bigendian)),
+                  img.encoding)
+    if not cv2.imwrite(str(path), rgb[:, :, ::-1].copy(), [cv2.IMWRITE_JPEG_QUALITY, quality]):
+        raise OSError(f"cannot write {path}")
 
 
 def main(argv=None) -> int:
@@ -22,15 +36,18 @@ def main(argv=None) -> int:
     ap.add_argument("--plan", default="auto", help="auto | local | offload | cut:<op> | a plan text")
     ap.add_argument("--bandwidth", type=float, default=100.0, help="robot-edge Mbit/s the planner assumes")
     ap.add_argument("--source", default="samples", help="camera_player source (samples, pattern, a path)")
+    ap.add_argument("--pictures", default=str(Path(os.environ.get("INTRADP_ROOT", ".")) / ".cache" / "run"),
+                    help="folder for the annotated frames, frame_<n>.jpg ('' = none; default %(default)s)")
     ap.add_argument("--timeout", type=float, default=240.0, help="give up after this many seconds")
     ap.add_argument("--verbose", action="store_true", help="echo the nodes' log lines")
     a = ap.parse_args(argv)
 
     import rclpy
     from rclpy.node import Node
+    from sensor_msgs.msg import Image
 
     from intradp_ros.launcher import share_dir, start
-    from intradp_ros.msg import DetectionArray, FrameTiming
+    from intradp_ros.msg import DetectionArray, FrameTiming, PlanStatus
     from intradp_ros.nodes.common import topic_qos
     from intradp_ros.topology import TOPICS
     from intradp_ros.tools.params import with_overrides
@@ -40,12 +57,19 @@ def main(argv=None) -> int:
     if frames <= 0:
         folder = find_samples() if a.source == "samples" else None
         frames = len(images_in(folder)) if folder else 5
+    pictures = Path(a.pictures).resolve() if a.pictures else None
+    if pictures:
+        pictures.mkdir(parents=True, exist_ok=True)
     domain = os.environ.get("ROS_DOMAIN_ID") or str(random.randint(100, 199))
     env = dict(os.environ, ROS_DOMAIN_ID=domain)
     os.environ["ROS_DOMAIN_ID"] = domain
     params = with_overrides(share_dir() / "config" / "robot.yaml", {
-        "camera_player": {"source": a.source, "rate_hz": a.rate, "count": frames, "loop": True},
+        # robot_node subscribes once ready; with pictures, aggregator_node subscribes too (for the annotation)
+        "camera_player": {"source": a.source, "rate_hz": a.rate, "count": frames, "loop": True,
+                          "wait_for_subscribers": 2 if pictures else 1},
         "robot_node": {"plan": a.plan, "bandwidth_mbps": a.bandwidth},
+        # this client reads intradp_ros/DetectionArray, whichever type `auto` would pick
+        "aggregator_node": {"publish_annotated": pictures is not None, "detections_type": "intradp"},
     })
     print(f"intradp demo: {frames} frame(s) of {a.source} through {a.model}, plan {a.plan}, "
           f"{a.bandwidth:g} Mbit/s assumed, ROS_DOMAIN_ID={domain}", flush=True)
@@ -54,11 +78,36 @@ def main(argv=None) -> int:
     node = Node("intradp_demo_client")
     got: dict[int, DetectionArray] = {}
     timing: dict[int, FrameTiming] = {}
+    images: dict[tuple[int, int], Image] = {}            # annotated frames by camera stamp
     printed: set[int] = set()
+    saved: set[int] = set()
+    plans: dict[str, int] = {}                           # plan text -> its number in this run
+    in_force = [""]
+
+    def on_plan(m: PlanStatus) -> None:
+        if m.plan_spec != in_force[0]:
+            in_force[0] = m.plan_spec
+            n = plans.setdefault(m.plan_spec, len(plans) + 1)
+            predicted = f" (predicted {m.predicted_ms:.0f} ms)" if m.predicted_ms > 0 else ""
+            print(f"plan {n}: {m.description or m.plan_spec}{predicted}", flush=True)
+
     node.create_subscription(DetectionArray, TOPICS["detections"].name, lambda m: got.setdefault(m.frame_seq, m),
-                             topic_qos(node, "detections"))
+                             topic_qos("detections"))
     node.create_subscription(FrameTiming, TOPICS["timing"].name, lambda m: timing.setdefault(m.frame_seq, m),
-                             topic_qos(node, "timing"))
+                             topic_qos("timing"))
+    node.create_subscription(PlanStatus, TOPICS["plan"].name, on_plan, topic_qos("plan"))
+    if pictures:
+        node.create_subscription(Image, TOPICS["annotated"].name,
+                                 lambda m: images.setdefault((m.header.stamp.sec, m.header.stamp.nanosec), m),
+                                 topic_qos("annotated"))
+
+    def save_pictures() -> None:
+        for seq in sorted(set(got) - saved):
+            img = images.pop((got[seq].header.stamp.sec, got[seq].header.stamp.nanosec), None)
+            if img is not None:
+                save_jpeg(img, pictures / f"frame_{seq:03d}.jpg")
+                saved.add(seq)
+
     launch = start("all", {"model": a.model, "robot_params_file": str(params)}, env=env, echo=a.verbose)
     latencies = []
     deadline = time.monotonic() + a.timeout
@@ -71,9 +120,11 @@ def main(argv=None) -> int:
                 latencies.append(t.latency_ms)
                 dets = ", ".join(f"{x.class_name} {x.score:.2f} @({x.center_x:.0f},{x.center_y:.0f} "
                                  f"{x.size_x:.0f}x{x.size_y:.0f})" for x in d.detections) or "nothing"
-                print(f"frame {seq:3d}  stamp {d.header.stamp.sec}.{d.header.stamp.nanosec:09d}  "
-                      f"latency {t.latency_ms:7.1f} ms  [{d.plan_spec}]  {dets}", flush=True)
+                tag = plans.setdefault(d.plan_spec, len(plans) + 1)
+                print(f"frame {seq:3d}  latency {t.latency_ms:7.1f} ms  plan {tag}  {dets}", flush=True)
                 printed.add(seq)
+            if pictures:
+                save_pictures()
             if launch.poll() not in (None, 0):
                 print("a node exited with an error; its last lines:", file=sys.stderr)
                 for name, lines in launch.output.items():
@@ -85,6 +136,10 @@ def main(argv=None) -> int:
                 print(f"timed out after {a.timeout:.0f} s with {len(printed)}/{frames} frames", file=sys.stderr)
                 status = 1
                 break
+        grace = time.monotonic() + 2.0                   # the last annotated frames follow their detections
+        while pictures and status == 0 and printed - saved and time.monotonic() < grace:
+            rclpy.spin_once(node, timeout_sec=0.1)
+            save_pictures()
     except KeyboardInterrupt:
         status = 130
     finally:
@@ -96,6 +151,8 @@ def main(argv=None) -> int:
         print(f"{len(latencies)} frame(s): latency p50 {statistics.median(latencies):.1f} ms, "
               f"min {min(latencies):.1f}, max {max(latencies):.1f} (camera stamp -> detections published; "
               "robot and edge share this machine's CPU)")
+    if pictures:
+        print(f"{len(saved)} annotated frame(s) written to {pictures}/ as frame_<n>.jpg")
     return status
 
 

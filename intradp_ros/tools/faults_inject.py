@@ -29,8 +29,8 @@ from intradp_ros.topology import TOPICS
 class Injector(Node):
     def __init__(self, listen: bool):
         super().__init__("intradp_faults_injector")
-        out_qos = topic_qos(self, "outputs")
-        self.tiles = self.create_publisher(TensorTile, TOPICS["to_edge"].name, topic_qos(self, "to_edge"))
+        out_qos = topic_qos("outputs")
+        self.tiles = self.create_publisher(TensorTile, TOPICS["to_edge"].name, topic_qos("to_edge"))
         self.outputs = self.create_publisher(TensorTile, TOPICS["outputs"].name, out_qos)
         self.seen: list[TensorTile] = []
         if listen:                      # replay only: else the robot and the edge would send it their outputs too
