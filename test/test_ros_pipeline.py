@@ -76,6 +76,11 @@ class Client(Node):
                 raise AssertionError(f"timed out waiting for {what}")
             rclpy.spin_once(self, timeout_sec=0.1)
 
+    def publish_now(self, publisher, msg: TensorTile) -> None:
+        """Stamped as sent now: a tile built slower than max_tile_age_s ago would be refused as stale."""
+        msg.sent = self.get_clock().now().to_msg()
+        publisher.publish(msg)
+
     def counter(self, node: str, name: str) -> int:
         return self.counters.get(node, {}).get(name, 0)
 
@@ -244,11 +249,11 @@ def test_bad_tiles_are_logged_counted_and_survived(world):
     bad.append(m)
     before = client.counter("edge_node", "bad_tiles")
     for m in bad:
-        client.tiles.publish(m)
+        client.publish_now(client.tiles, m)
     client.spin_until(lambda: client.counter("edge_node", "bad_tiles") >= before + len(bad), "bad_tiles counter")
     # a frame whose other tiles never come is dropped after frame_timeout_s, not kept
     dropped = client.counter("edge_node", "frames_dropped_timeout")
-    client.tiles.publish(good)
+    client.publish_now(client.tiles, good)
     client.spin_until(lambda: client.counter("edge_node", "frames_dropped_timeout") > dropped, "timeout drop")
     assert launch.poll() is None
     launch.wait_for_output(r"rejected, frame dropped", node="edge_node", timeout=10)
@@ -268,10 +273,10 @@ def test_bad_outputs_are_logged_counted_and_survived(world):
     m = packet_to_msg(packets[0], header, (768, 576), "yolov3_tiny", now, client.session)
     m.tensor = "not_an_output"
     before = client.counter("aggregator_node", "bad_outputs")
-    client.outputs.publish(m)
+    client.publish_now(client.outputs, m)
     partial = packet_to_msg(packets[0], header, (768, 576), "yolov3_tiny", now, client.session)  # 1 of 2 outputs
     dropped = client.counter("aggregator_node", "frames_dropped_timeout")
-    client.outputs.publish(partial)
+    client.publish_now(client.outputs, partial)
     client.spin_until(lambda: client.counter("aggregator_node", "bad_outputs") > before, "bad_outputs counter")
     client.spin_until(lambda: client.counter("aggregator_node", "frames_dropped_timeout") > dropped, "timeout drop")
     assert launch.poll() is None
@@ -304,8 +309,8 @@ def test_a_decompression_bomb_is_refused_before_it_is_decoded(world):
     pids = {name: launch.processes[name].pid for name in ("edge_node", "aggregator_node")}
     peak = {name: _peak_rss_kib(pid) for name, pid in pids.items()}
     before = client.counter("edge_node", "bad_tiles"), client.counter("aggregator_node", "bad_outputs")
-    client.tiles.publish(tile)
-    client.outputs.publish(out)
+    client.publish_now(client.tiles, tile)
+    client.publish_now(client.outputs, out)
     client.spin_until(lambda: client.counter("edge_node", "bad_tiles") > before[0], "the edge to refuse it")
     client.spin_until(lambda: client.counter("aggregator_node", "bad_outputs") > before[1], "the aggregator, too")
     for name, pid in pids.items():

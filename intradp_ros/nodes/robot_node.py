@@ -27,6 +27,7 @@ from intradp_ros.nodes.link_probe import ProbeSender
 from intradp_ros.nodes.lifecycle import ManagedNode
 from intradp_ros.nodes.log_limit import LogLimiter
 from intradp_ros.robot.controller import LIVE_SETTINGS
+from intradp_ros.robot.planning import parse_plan_choice
 from intradp_ros.robot.runtime import RobotRuntime
 from intradp_ros.robot.state import Status
 from intradp_ros.runtime import RobotConfig
@@ -68,6 +69,7 @@ class RobotNode(ManagedNode):
 
     def configure(self):
         self.cfg = declare_config(self)              # as set now (declared already: the current values)
+        parse_plan_choice(self.cfg.plan, None, self.cfg.model)     # a bad plan fails before the model loads
         self.session = secrets.token_hex(8)   # names this run's frames: receivers ignore other sessions' tiles
         log = self.get_logger()
         self.plan_pub = publisher(self, PlanStatus, "plan")

@@ -21,10 +21,11 @@ from .state import Pricing, PlanReason, PlanState, ReplanKind, frozen_map
 __all__ = ["Planner", "parse_plan_choice"]
 
 
-def parse_plan_choice(choice: str, graph: OpGraph, model: str) -> Plan | None:
-    """'auto' -> None (planner decides); 'local' | 'offload' | 'cut:<k>' | a plan text -> that plan."""
+def parse_plan_choice(choice: str, graph: OpGraph | None, model: str) -> Plan | None:
+    """'auto' -> None (planner decides); 'local' | 'offload' | 'cut:<k>' | a plan text -> that plan. Without a
+    graph (before the model is loaded) only the text is checked, and None returned: a bad choice fails early."""
     c = (choice or "auto").strip()
-    if c == "auto":
+    if c == "auto" or (graph is None and c in ("local", "offload")):
         return None
     if c == "local":
         return Plan.local(graph, model)
@@ -32,8 +33,10 @@ def parse_plan_choice(choice: str, graph: OpGraph, model: str) -> Plan | None:
         return Plan.offload(graph, model)
     try:
         if c.startswith("cut:"):
-            return Plan.cut(graph, model, int(c[4:]))
-        return Plan.parse(c)
+            k = int(c[4:])
+            return Plan.cut(graph, model, k) if graph is not None else None
+        plan = Plan.parse(c)
+        return plan if graph is not None else None
     except (PlanError, ValueError) as e:
         raise PlanError(f"plan {c!r} is none of auto | local | offload | cut:<op index> | a plan text "
                         f"(`./intradp plan-report` lists them): {e}") from None
