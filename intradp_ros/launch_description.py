@@ -5,13 +5,15 @@ table :data:`intradp_ros.launcher.LAUNCH_ARGS`, nodes come from :func:`intradp_r
 from FindPackageShare; no side effects. Imported only by launch files (it needs launch and launch_ros).
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler, SetEnvironmentVariable
+from launch.event_handlers import OnProcessExit
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-from intradp_ros.launcher import launch_arguments, node_overrides, params_argument
+from intradp_ros.launcher import launch_arguments, params_argument
+from intradp_ros.launching.arguments import LaunchError, node_parameters
 from intradp_ros.launching.commands import enclave_arguments
 from intradp_ros.launching.dds_profile import discovery_environment, profile_for
 from intradp_ros.launching.qos_file import qos_file_for
@@ -40,7 +42,7 @@ def _launch_nodes(context, host):
                 LaunchConfiguration(params_argument(host, spec)),
                 qos_file_for(values['qos_file'], values['namespace'],
                              values.get('camera_topic', TOPICS['camera'].name)),
-                node_overrides(spec.name, values),
+                node_parameters(spec.name, values),
             ],
             remappings=[(TOPICS['camera'].name, values['camera_topic'])] if 'camera_topic' in values else [],
             ros_arguments=enclave_arguments(spec, values),
@@ -48,6 +50,14 @@ def _launch_nodes(context, host):
             output='screen',
         ))
     return actions
+
+
+def _failed(event, context):
+    """A node that exits non-zero (one that cannot start says why in one line) ends the launch with status 1:
+    launch only logs "process has died" and, in Jazzy, a Shutdown action exits 0; an exception raised in an
+    event handler is what makes `ros2 launch` stop the other nodes and return 1."""
+    if event.returncode not in (0, None) and not context.is_shutdown:
+        raise LaunchError(f"{event.action.name} exited with status {event.returncode}")
 
 
 def generate_for(host: str) -> LaunchDescription:
@@ -61,4 +71,5 @@ def generate_for(host: str) -> LaunchDescription:
             description=arg.description)
         for arg in launch_arguments(host)
     ]
-    return LaunchDescription(declared + [OpaqueFunction(function=_launch_nodes, args=[host])])
+    return LaunchDescription(declared + [RegisterEventHandler(OnProcessExit(on_exit=_failed)),
+                                         OpaqueFunction(function=_launch_nodes, args=[host])])

@@ -392,8 +392,8 @@ def test_launch_nodes_match_launcher(host, args):
         assert node.node_name.rsplit('/', 1)[-1] == spec.name
         namespace = values['namespace']
         assert node.expanded_node_namespace.strip('/') == namespace.strip('/')
-        assert node.expanded_remapping_rules == ([(TOPICS['camera'].name, values['camera_topic'])]
-                                                 if host != 'edge' else [])
+        assert (node.expanded_remapping_rules or []) == ([(TOPICS['camera'].name, values['camera_topic'])]
+                                                         if host != 'edge' else [])
         files = [p for p, is_file in node._Node__expanded_parameter_arguments if is_file]
         qos = argv[[i for i, a in enumerate(argv) if a == '--params-file'][1] + 1]
         assert files[:2] == [values[params_argument(host, spec)], qos]
@@ -402,7 +402,8 @@ def test_launch_nodes_match_launcher(host, args):
             for block in yaml.safe_load(pathlib.Path(extra).read_text()).values():
                 overrides.update(block['ros__parameters'])
         launched = dict(argv[i + 1].split(':=', 1) for i in range(len(argv) - 1) if argv[i] == '-p')
-        assert {k: str(v) for k, v in overrides.items()} == launched
+        # the same values, and of the parameters' types (a str "true" would not set a boolean parameter)
+        assert overrides == {k: yaml.safe_load(v) for k, v in launched.items()}
 
 
 # ------------------------------------------------------------------------------------- the launcher itself

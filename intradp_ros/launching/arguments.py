@@ -12,7 +12,7 @@ import pathlib
 from intradp_ros.topology import NODES, PACKAGE, QOS_FILE, TOPICS, NodeSpec
 
 __all__ = ["LaunchArg", "LAUNCH_ARGS", "HOSTS", "LaunchError", "launch_arguments", "params_argument",
-           "node_overrides", "typed", "truthy", "share_dir", "resolve_arguments"]
+           "node_overrides", "node_parameters", "typed", "truthy", "share_dir", "resolve_arguments"]
 
 HOSTS = ("robot", "edge", "all")
 HOST_PARAMS = {spec.host: spec.params_file for spec in NODES}       # {"robot": "robot.yaml", "edge": ...}
@@ -96,6 +96,14 @@ def node_overrides(node: str, values: dict[str, str]) -> dict[str, str]:
     """
     return {a.name: typed(a, values[a.name]) for a in LAUNCH_ARGS
             if node in a.parameter_of and values.get(a.name, "") != ""}
+
+
+def node_parameters(node: str, values: dict[str, str]) -> dict[str, object]:
+    """:func:`node_overrides` as native values, for launch_ros (it writes a Python str as a YAML string, so
+    "true" would reach a boolean parameter as the string 'true')."""
+    kinds = {a.name: a.kind for a in LAUNCH_ARGS}
+    return {k: (v == "true" if kinds[k] is bool else float(v) if kinds[k] is float else v)
+            for k, v in node_overrides(node, values).items()}
 
 
 def typed(arg: LaunchArg, value: str) -> str:

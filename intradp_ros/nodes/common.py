@@ -1,6 +1,7 @@
 """What every intradp_ros node shares: topics with their QoS, counters on /diagnostics, tile conversion, main()."""
 from __future__ import annotations
 
+import signal
 import struct
 import threading
 import traceback
@@ -26,7 +27,7 @@ from intradp_ros.topology import QOS, TOPICS
 __all__ = ["declare", "QOS_OVERRIDES", "topic_qos", "publisher", "subscription", "subscription_qos", "Counters",
            "packet_to_msg", "msg_to_packet", "tile_session", "make_executor", "StartupError", "NotStarted",
            "failure_line", "run_node",
-           "shutting_down", "stamp_ms"]
+           "shutting_down", "quiet", "stamp_ms"]
 
 
 def declare(node: Node, name: str, default, description: str, read_only: bool = False,
@@ -240,6 +241,9 @@ def run_node(factory: Callable[[], Node], args=None, name: str = "") -> int:
         log.error(f"cannot start: {failure_line(e)}")
         log.debug(traceback.format_exc())
     finally:
+        # launch forwards Ctrl-C to each node as a second SIGINT: it must not interrupt the teardown (its SIGTERM
+        # and SIGKILL still end a node that hangs)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if node is not None:
             close = getattr(node, "close", None)
             try:
@@ -256,3 +260,8 @@ def run_node(factory: Callable[[], Node], args=None, name: str = "") -> int:
 def shutting_down(node: Node) -> bool:
     """The node's context is gone (Ctrl-C): a worker thread's failed publish is then the end, not an error."""
     return not node.context.ok()
+
+
+def quiet(node: Node, log: Callable[[str], None]) -> Callable[[str], None]:
+    """``log`` for a worker thread: its lines are dropped once Ctrl-C took the context (rosout is gone)."""
+    return lambda line: None if shutting_down(node) else log(line)

@@ -20,7 +20,7 @@ from sensor_msgs.msg import Image
 from intradp_ros.engine.plan import PlanError
 from intradp_ros.engine.profile import DeviceProfile
 from intradp_ros.msg import EdgeProfile, FrameTiming, LinkEstimate, PlanStatus, TensorTile
-from intradp_ros.nodes.common import (Counters, declare, packet_to_msg, publisher, run_node, shutting_down,
+from intradp_ros.nodes.common import (Counters, declare, packet_to_msg, publisher, quiet, run_node, shutting_down,
                                       subscription)
 from intradp_ros.nodes.edge_watch import EdgeWatch
 from intradp_ros.nodes.link_probe import ProbeSender
@@ -73,19 +73,18 @@ class RobotNode(ManagedNode):
         self.session = secrets.token_hex(8)   # names this run's frames: receivers ignore other sessions' tiles
         log = self.get_logger()
         self.plan_pub = publisher(self, PlanStatus, "plan")
-        self.rt = RobotRuntime(self.cfg, log=log.info, warn=log.warning, on_change=self.publish_plan)
+        self.rt = RobotRuntime(self.cfg, log=quiet(self, log.info), warn=quiet(self, log.warning),
+                               on_change=self.publish_plan)
         self.controller = self.rt.controller
         self.tile_pub = publisher(self, TensorTile, "to_edge")
         self.out_pub = publisher(self, TensorTile, "outputs")
         subscription(self, EdgeProfile, "edge_profile", self.edge_profile_callback)
         subscription(self, LinkEstimate, "link", self.link_callback)
         subscription(self, FrameTiming, "timing", self.timing_callback)
-        self._edge_profile_seen = False
-        self._frame = None
+        self._edge_profile_seen, self._frame, self._seq = False, None, 0
         self._cond = threading.Condition()
         self.watch = EdgeWatch(self, self.rt, self.counters, self._cond,
                                lambda: self.tile_pub.get_subscription_count() > 0, *self._watch_args)
-        self._seq = 0
         self._send_q: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._infer_loop, daemon=True, name="infer"),
@@ -197,8 +196,9 @@ class RobotNode(ManagedNode):
     def publish_plan(self, status: Status):
         """PlanStatus for the plan the next frame runs (trials, guard switches, degraded mode included): the
         controller calls this after every change, from whichever thread made it."""
-        self.counters.inc("plan_changes")
-        self.plan_pub.publish(plan_status_msg(status, self.get_clock().now().to_msg(), self.session))
+        if not shutting_down(self):     # else Ctrl-C: a pass that ends now has nowhere to say so
+            self.counters.inc("plan_changes")
+            self.plan_pub.publish(plan_status_msg(status, self.get_clock().now().to_msg(), self.session))
 
     # -- frames -------------------------------------------------------------------------------------------------
     def image_callback(self, msg: Image):
