@@ -27,7 +27,7 @@ from intradp_ros.topology import QOS, TOPICS
 __all__ = ["declare", "QOS_OVERRIDES", "topic_qos", "publisher", "subscription", "subscription_qos", "Counters",
            "packet_to_msg", "msg_to_packet", "tile_session", "make_executor", "StartupError", "NotStarted",
            "failure_line", "run_node",
-           "shutting_down", "quiet", "stamp_ms"]
+           "shutting_down", "stamp_ms"]
 
 
 def declare(node: Node, name: str, default, description: str, read_only: bool = False,
@@ -223,6 +223,7 @@ def run_node(factory: Callable[[], Node], args=None, name: str = "") -> int:
     rclpy.init(args=args)
     node = None
     status = 0
+    phase = "cannot start"
     try:
         node = factory()
         executor = make_executor(node)
@@ -230,6 +231,7 @@ def run_node(factory: Callable[[], Node], args=None, name: str = "") -> int:
         if start is not None:
             start()
         executor.add_node(node)
+        phase = "stopped by an error"
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
@@ -238,8 +240,8 @@ def run_node(factory: Callable[[], Node], args=None, name: str = "") -> int:
     except Exception as e:  # noqa: BLE001 - every start-up failure becomes one line and a status
         status = 1
         log = rclpy.logging.get_logger(name or "intradp_ros")
-        log.error(f"cannot start: {failure_line(e)}")
-        log.debug(traceback.format_exc())
+        log.error(f"{phase}: {failure_line(e)}")
+        (log.debug if phase == "cannot start" else log.error)(traceback.format_exc())   # a crash is a bug: show it
     finally:
         # launch forwards Ctrl-C to each node as a second SIGINT: it must not interrupt the teardown (its SIGTERM
         # and SIGKILL still end a node that hangs)
@@ -260,8 +262,3 @@ def run_node(factory: Callable[[], Node], args=None, name: str = "") -> int:
 def shutting_down(node: Node) -> bool:
     """The node's context is gone (Ctrl-C): a worker thread's failed publish is then the end, not an error."""
     return not node.context.ok()
-
-
-def quiet(node: Node, log: Callable[[str], None]) -> Callable[[str], None]:
-    """``log`` for a worker thread: its lines are dropped once Ctrl-C took the context (rosout is gone)."""
-    return lambda line: None if shutting_down(node) else log(line)

@@ -20,7 +20,7 @@ from sensor_msgs.msg import Image
 from intradp_ros.engine.plan import PlanError
 from intradp_ros.engine.profile import DeviceProfile
 from intradp_ros.msg import EdgeProfile, FrameTiming, LinkEstimate, PlanStatus, TensorTile
-from intradp_ros.nodes.common import (Counters, declare, packet_to_msg, publisher, quiet, run_node, shutting_down,
+from intradp_ros.nodes.common import (Counters, declare, packet_to_msg, publisher, run_node, shutting_down,
                                       subscription)
 from intradp_ros.nodes.edge_watch import EdgeWatch
 from intradp_ros.nodes.link_probe import ProbeSender
@@ -73,8 +73,9 @@ class RobotNode(ManagedNode):
         self.session = secrets.token_hex(8)   # names this run's frames: receivers ignore other sessions' tiles
         log = self.get_logger()
         self.plan_pub = publisher(self, PlanStatus, "plan")
-        self.rt = RobotRuntime(self.cfg, log=quiet(self, log.info), warn=quiet(self, log.warning),
-                               on_change=self.publish_plan)
+        # lines dropped once Ctrl-C took the context; one lambda per severity (rclpy: one severity per call site)
+        self.rt = RobotRuntime(self.cfg, log=lambda line: shutting_down(self) or log.info(line),
+                               warn=lambda line: shutting_down(self) or log.warning(line), on_change=self.publish_plan)
         self.controller = self.rt.controller
         self.tile_pub = publisher(self, TensorTile, "to_edge")
         self.out_pub = publisher(self, TensorTile, "outputs")
@@ -120,8 +121,7 @@ class RobotNode(ManagedNode):
                 self._cond.notify_all()
             for t in self._threads:
                 t.join(timeout=2.0)
-        if self.rt is not None:
-            self.rt.close()
+        if self.rt is not None: self.rt.close()  # noqa: E701
         self._threads, self.rt, self.controller = [], None, None
 
     # -- readiness: subscribe to the camera only once the frames' consumers are there --------------------------
