@@ -12,7 +12,7 @@ import pathlib
 from intradp_ros.topology import NODES, PACKAGE, QOS_FILE, TOPICS, NodeSpec
 
 __all__ = ["LaunchArg", "LAUNCH_ARGS", "HOSTS", "LaunchError", "launch_arguments", "params_argument",
-           "node_overrides", "node_parameters", "typed", "truthy", "share_dir", "resolve_arguments"]
+           "node_overrides", "node_parameters", "native", "typed", "truthy", "share_dir", "resolve_arguments"]
 
 HOSTS = ("robot", "edge", "all")
 HOST_PARAMS = {spec.host: spec.params_file for spec in NODES}       # {"robot": "robot.yaml", "edge": ...}
@@ -101,20 +101,26 @@ def node_overrides(node: str, values: dict[str, str]) -> dict[str, str]:
 def node_parameters(node: str, values: dict[str, str]) -> dict[str, object]:
     """:func:`node_overrides` as native values, for launch_ros (it writes a Python str as a YAML string, so
     "true" would reach a boolean parameter as the string 'true')."""
-    kinds = {a.name: a.kind for a in LAUNCH_ARGS}
-    return {k: (v == "true" if kinds[k] is bool else float(v) if kinds[k] is float else v)
-            for k, v in node_overrides(node, values).items()}
+    return {a.name: native(a, values[a.name]) for a in LAUNCH_ARGS
+            if node in a.parameter_of and values.get(a.name, "") != ""}
 
 
-def typed(arg: LaunchArg, value: str) -> str:
+def native(arg: LaunchArg, value: str):
+    """``value`` as its argument's type; LaunchError when it is not one."""
     if arg.kind is bool:
-        return "true" if truthy(arg.name, value) else "false"
+        return truthy(arg.name, value)
     if arg.kind is float:
         try:
-            return repr(float(value))
+            return float(value)
         except ValueError:
             raise LaunchError(f"{arg.name}:={value!r} is not a number") from None
     return value
+
+
+def typed(arg: LaunchArg, value: str) -> str:
+    """``value`` written so that rcl's YAML reading of ``-p name:=value`` gives its argument's type."""
+    v = native(arg, value)
+    return ("true" if v else "false") if arg.kind is bool else repr(v) if arg.kind is float else v
 
 
 def truthy(name: str, value: str) -> bool:

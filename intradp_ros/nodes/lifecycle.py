@@ -77,10 +77,7 @@ class ManagedNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        if self.active:
-            self.active = False
-            self.deactivate()
-        self._release()
+        self.close()
         return TransitionCallbackReturn.SUCCESS
 
     def start(self) -> None:
