@@ -179,8 +179,12 @@ class Planner:
             # the plan in force carries on if the planner put it there and the choice is a prediction, or a
             # measurement no better than the plan in force measured by the guard's margin: medians of a few frames
             # differ by noise alone, and two plans that measure alike must not take turns at every re-price
+            # A trial that was measured is over: the choice, priced with what the trial measured, decides between
+            # them without the margin (the trial was run to compare the two; keeping a trial that measured a few
+            # per cent slower than the plan it interrupted, as the margin would, made that plan's own cell worse)
             measured, now = inputs.measured, incumbent.plan.spec() if incumbent is not None else ""
-            carry_on = (not new_link and now in predicted
+            trial_over = incumbent is not None and incumbent.reason is PlanReason.TRIAL and now in measured
+            carry_on = (not new_link and not trial_over and now in predicted
                         and (chosen not in measured
                              or (now in measured and measured[chosen] > (1.0 - c.guard.gain(chosen)) * measured[now])))
             start = trial or (now if carry_on else chosen)
