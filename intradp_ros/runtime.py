@@ -75,7 +75,7 @@ class ModelRuntime:
             torch.backends.cudnn.allow_tf32 = False
             torch.backends.cuda.matmul.allow_tf32 = False
         kwargs = {}
-        if spec.task == "detection":
+        if spec.task == "detection" and not spec.user:
             kwargs["weights"] = (cfg.weights or None) if load_weights else None
         self.module = build_model(spec.name, **kwargs)
         self.example = torch.zeros(1, 3, size, size)

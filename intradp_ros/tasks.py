@@ -16,7 +16,7 @@ import torch.nn as nn
 from .engine.executor import FrameOutputs, OutputFn
 from .models import ModelSpec
 
-__all__ = ["Task", "DetectionTask", "ClassificationTask", "ClassScore", "make_task"]
+__all__ = ["Task", "DetectionTask", "ClassificationTask", "DenseTask", "ClassScore", "make_task"]
 
 
 class Task(Protocol):
@@ -81,7 +81,41 @@ class DetectionTask:
         return self._det.finalize(cand, geom, self.conf_threshold, self.nms_threshold)
 
 
+class DenseTask:
+    """Per-pixel classes (segmentation): each row tile's scores reduce to class ids where they are computed (the
+    argmax over channels is local), so only a uint8 mask travels; the aggregator maps the letterboxed mask back
+    onto the camera image."""
+    kind = "dense"
+
+    def __init__(self, input_size: int):
+        self.input_size = input_size
+
+    def output_fn(self, name: str, rows: torch.Tensor, row_start: int) -> torch.Tensor:
+        if rows.dim() != 4 or rows.shape[1] > 256:
+            raise ValueError(f"a dense output is (N, classes <= 256, H, W), got {tuple(rows.shape)}")
+        return rows.argmax(1).to(torch.uint8)                 # (N, rows, W): class ids
+
+    def finalize(self, fo: FrameOutputs, image_w: int, image_h: int) -> np.ndarray:
+        """The (image_h, image_w) uint8 class-id mask: rows reassembled, scaled to the network input (nearest),
+        the letterbox border cut off and the rest scaled to the image (nearest)."""
+        (name,) = fo.parts
+        ids = fo.tensor(name, axis=1)[0]                       # (H', W') at the output's resolution
+        if ids.is_floating_point():                            # as it travelled: u8-encoded, ids / 255
+            ids = torch.round(ids * 255.0)
+        mask = ids.to(torch.uint8).numpy()
+        from .vision.preprocess import letterbox_geometry
+        g = letterbox_geometry(image_w, image_h, self.input_size)
+        ys = (np.arange(g.new_h) + g.pad_y) * mask.shape[0] // g.input_h
+        xs = (np.arange(g.new_w) + g.pad_x) * mask.shape[1] // g.input_w
+        boxed = mask[ys][:, xs]                               # the image's part of the input, at its new size
+        yi = np.arange(image_h) * g.new_h // image_h
+        xi = np.arange(image_w) * g.new_w // image_w
+        return np.ascontiguousarray(boxed[yi][:, xi])
+
+
 def make_task(spec: ModelSpec, model: nn.Module, input_size: int) -> Task:
     if spec.task == "detection":
         return DetectionTask(model, input_size)
+    if spec.task == "dense":
+        return DenseTask(input_size)
     return ClassificationTask()

@@ -55,6 +55,8 @@ TOPICS = {
     "detections": Topic("intradp/detections", "vision_msgs/msg/Detection2DArray (or intradp_ros/msg/DetectionArray)",
                         "results"),
     "classifications": Topic("intradp/classifications", "intradp_ros/msg/Classification", "results"),
+    # dense models: a class id per camera pixel (mono8)
+    "segmentation": Topic("intradp/segmentation", "sensor_msgs/msg/Image", "results"),
     "annotated": Topic("intradp/annotated_image", "sensor_msgs/msg/Image", "sensor_data"),
     "timing": Topic("intradp/frame_timing", "intradp_ros/msg/FrameTiming", "results"),
     "edge_profile": Topic("intradp/edge_profile", "intradp_ros/msg/EdgeProfile", "latched"),

@@ -47,7 +47,7 @@ def _plans(graph, model):
 
 
 MODELS = [("yolov3_tiny", 416), ("vgg19_bn", 224), ("resnet18", 224), ("resnet50", 224), ("resnet152", 224),
-          ("mobilenet_v2", 224), ("densenet121", 224), ("convnext_tiny_blocks", 224)]
+          ("mobilenet_v2", 224), ("densenet121", 224), ("convnext_tiny_blocks", 224), ("unet_small", 256)]
 
 
 @pytest.mark.parametrize("name,size", MODELS, ids=[m for m, _ in MODELS])

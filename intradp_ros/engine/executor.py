@@ -81,9 +81,11 @@ class _Emitter:
     def __call__(self, plan, seq, name, rows_t, rows, *, stage, index, count, sender, compute_ms) -> Packet:
         rows_t = rows_t.cpu()
         payload_t = self.output_fn(name, rows_t, rows[0]) if self.output_fn else rows_t
+        encoding = plan.encoding
+        if payload_t.dtype == torch.uint8:     # class ids (a dense task's mask): exact as u8, a byte each
+            payload_t, encoding = payload_t.to(torch.float32) / 255.0, "u8"
         return _packet(plan, seq, name, payload_t, rows, self.graph.value_shape(name), stage=stage, index=index,
-                       count=count, sender=sender, dest="aggregator", encoding=plan.encoding,
-                       compute_ms=compute_ms)
+                       count=count, sender=sender, dest="aggregator", encoding=encoding, compute_ms=compute_ms)
 
 
 def _full_rows(graph: OpGraph, name: str) -> tuple[int, int]:

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import torch
 import torch.fx as fx
 import torch.nn as nn
-from torch.fx.passes.shape_prop import ShapeProp
+from torch.fx.passes.shape_prop import TensorMetadata
 
-from .classify import OpClassifier, RowMap
+from .classify import OpClassifier
+from .fold import UnfoldableError, fold_shapes
+from .tiles import RowMap, TileFn
 
 __all__ = ["Op", "OpGraph", "NodeEvaluator", "capture", "GraphCaptureError"]
 
@@ -63,7 +65,7 @@ class Op:
     shape: tuple[int, ...]            # output shape
     row_axis: int | None              # axis of the output that is the image row axis, None if not spatial
     dtype: torch.dtype
-    tile_fn: Callable[..., torch.Tensor] | None = None   # (input rows, pad top, pad bottom) -> output rows
+    tile_fn: TileFn | None = None     # (input rows, first input row, lo, hi, input height) -> output rows
     reason: str = ""                  # why barrier
 
     @property
@@ -157,8 +159,9 @@ def capture(model: nn.Module, example: torch.Tensor) -> OpGraph:
     except Exception as e:  # noqa: BLE001 - fx raises many types; the message names the construct
         raise GraphCaptureError(f"torch.fx cannot trace {type(model).__name__}: {e}") from e
     try:
-        with torch.no_grad():
-            ShapeProp(gm).propagate(example)
+        fold_shapes(gm, example)          # shapes propagated; x.shape and arithmetic on it become constants
+    except UnfoldableError as e:
+        raise GraphCaptureError(f"cannot capture {type(model).__name__}: {e}") from e
     except Exception as e:  # noqa: BLE001
         raise GraphCaptureError(f"running {type(model).__name__} on {tuple(example.shape)} failed: {e}") from e
 
@@ -170,7 +173,7 @@ def capture(model: nn.Module, example: torch.Tensor) -> OpGraph:
     dtypes: dict[str, torch.dtype] = {}
     for n in gm.graph.nodes:
         tm = n.meta.get("tensor_meta")
-        if isinstance(tm, fx.passes.shape_prop.TensorMetadata):
+        if isinstance(tm, TensorMetadata):
             shapes[n.name], dtypes[n.name] = tuple(tm.shape), tm.dtype
     row_axis: dict[str, int | None] = {inp.name: 2}
     cls = OpClassifier(gm, row_axis, shapes)

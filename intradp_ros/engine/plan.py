@@ -35,7 +35,7 @@ class PlanError(ValueError):
     """A plan that cannot run on this graph, or a plan text that does not parse."""
 
 
-_SPEC = re.compile(r"^(?P<model>[A-Za-z0-9_.-]+)@(?P<h>\d+)x(?P<w>\d+)\|(?P<seg_start>\d+)\|(?P<seg_end>\d+)\|"
+_SPEC = re.compile(r"^(?P<model>[A-Za-z0-9_.:-]+)@(?P<h>\d+)x(?P<w>\d+)\|(?P<seg_start>\d+)\|(?P<seg_end>\d+)\|"
                    r"(?P<robot_rows>\d+)\|(?P<rt>\d+)x(?P<et>\d+)\|(?P<enc>[a-z0-9]+)$")
 
 
@@ -131,16 +131,39 @@ class TileWork:
 
 
 def _stream(segment: Segment, bounds: list[int], done: dict[str, Interval]) -> list[TileWork]:
-    """Dry-run of :class:`RowStreamer` over grid tile ``bounds``: what each tile computes and needs."""
+    """Dry-run of :class:`RowStreamer` over grid tile ``bounds``: what each tile computes and needs, with every
+    read checked against the rows the streamer will hold then (so the executor never misses one)."""
     work = []
     for a, b in zip(bounds[:-1], bounds[1:]):
         targets = segment.target_rows(a, b)
         compute, needs = backprop(segment.graph, segment.ops, targets, done)
-        for name, (lo, hi) in compute.items():
-            d = done.get(name)
-            done[name] = (d[0], hi) if d and d[1] == lo else (lo, hi)
+        held = {**done, **{k: _cover(done.get(k), v) for k, v in needs.items()}}
+        for op in segment.ops:
+            if op.name not in compute:
+                continue
+            lo, hi = compute[op.name]
+            for name, rm in op.row_maps.items():
+                _check_read(segment, held, name, rm.input_range(lo, hi), f"{op.name} rows [{lo}, {hi})")
+            d = held.get(op.name)
+            held[op.name] = done[op.name] = (d[0], hi) if d and d[1] == lo else (lo, hi)
+        for name, rows in targets.items():
+            _check_read(segment, held, name, rows, f"tile [{a}, {b})")
         work.append(TileWork(targets, compute, needs))
     return work
+
+
+def _cover(have: Interval | None, need: Interval) -> Interval:
+    return need if have is None or have[0] >= have[1] else (min(have[0], need[0]), max(have[1], need[1]))
+
+
+def _check_read(segment: Segment, held: dict[str, Interval], name: str, rows: Interval, who: str) -> None:
+    g = segment.graph
+    h = g.value_shape(name)[g.value_row_axis(name)]
+    lo, hi = max(rows[0], 0), min(rows[1], h)
+    have = held.get(name)
+    if hi > lo and (have is None or not have[0] <= lo < hi <= have[1]):
+        raise PlanError(f"segment [{segment.start}, {segment.end}): {who} reads rows [{lo}, {hi}) of {name}, which "
+                        f"the tile holds only as {have}")
 
 
 def _bounds(lo: int, hi: int, n: int) -> list[int]:
@@ -189,6 +212,9 @@ class CompiledPlan:
                         self.edge_chunks.append((start, hi))
                         sent = hi
                     self.chunks_needed.append(len(self.edge_chunks))
+                if self.edge_work and not self.edge_chunks:
+                    raise PlanError(f"the edge's rows [{plan.robot_rows}, {seg.grid}) of segment [{seg.start}, "
+                                    f"{seg.end}) read no input rows (padding only): it would never start")
             # the edge's needs must be covered by the chunks sent before each tile (monotone halos)
             have = None
             for w, n_chunks in zip(self.edge_work, self.chunks_needed):

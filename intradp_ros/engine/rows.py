@@ -2,7 +2,7 @@
 
 For rows [lo, hi) of a segment's outputs, :func:`backprop` finds the exact rows of every operator's output
 (and of the segment input) that are needed, from each operator's kernel/stride/padding/dilation
-(:class:`~intradp_ros.engine.classify.RowMap`). :class:`RowStreamer` then computes them, applying an operator's
+(:class:`~intradp_ros.engine.tiles.RowMap`). :class:`RowStreamer` then computes them, applying an operator's
 padding only where a tile touches the real tensor border, so tiled results equal the monolithic ones.
 
 Tiles on one side are computed top to bottom and the streamer keeps the rows it has already computed, so
@@ -102,7 +102,8 @@ def backprop(graph: OpGraph, ops: Iterable[Op], wanted: dict[str, Interval],
         for name, rm in op.row_maps.items():
             lo, hi = rm.input_range(*new)
             h = graph.value_shape(name)[graph.value_row_axis(name)]
-            req[name] = _hull(req.get(name), (max(lo, 0), min(hi, h)))
+            lo = min(max(lo, 0), h)
+            req[name] = _hull(req.get(name), (lo, max(min(hi, h), lo)))
     external = {k: v for k, v in req.items() if k not in inside}
     return compute, external
 
@@ -120,6 +121,8 @@ class _RowBuffer:
         self.lo, self.hi, self.axis = lo, lo + t.shape[axis], axis
 
     def rows(self, lo: int, hi: int) -> torch.Tensor:
+        if hi <= lo:                               # none (a tile of the op's own padding only)
+            return self.parts[0][1].narrow(self.axis, 0, 0)
         if lo < self.lo or hi > self.hi:
             raise RuntimeError(f"rows [{lo}, {hi}) requested, only [{self.lo}, {self.hi}) available")
         out = []
@@ -140,7 +143,8 @@ class _RowBuffer:
 
 
 def compute_op_rows(graph: OpGraph, op: Op, lo: int, hi: int, rows_of) -> torch.Tensor:
-    """Rows [lo, hi) of one local op's output, reading its inputs' rows with ``rows_of(name, lo, hi)``.
+    """Rows [lo, hi) of one local op's output, reading its inputs' rows with ``rows_of(name, lo, hi)`` (an empty
+    range where the tile reads none: rows made only of the op's own padding).
 
     The op's own padding is applied only where the needed input rows fall outside the real tensor.
     """
@@ -148,11 +152,9 @@ def compute_op_rows(graph: OpGraph, op: Op, lo: int, hi: int, rows_of) -> torch.
         if op.tile_fn is not None:
             (name, rm), = op.row_maps.items()
             ilo, ihi = rm.input_range(lo, hi)
-            h = graph.value_shape(name)[2]
-            y = op.tile_fn(rows_of(name, max(ilo, 0), min(ihi, h)), max(0, -ilo), max(0, ihi - h))
-            # first output row y holds: the tile's own for windows, else what the input range yields
-            first = {"upsample": max(ilo, 0) * rm.factor, "pad": ilo + rm.pad_top}.get(rm.kind, lo)
-            return y.narrow(2, lo - first, hi - lo)
+            h = graph.value_shape(name)[graph.value_row_axis(name)]
+            a, b = min(max(ilo, 0), h), max(min(ihi, h), 0)
+            return op.tile_fn(rows_of(name, a, max(a, b)), a, lo, hi, h)
         return graph.run_op(op, {name: rows_of(name, lo, hi) for name in op.row_maps})
     except Exception as e:
         raise RuntimeError(f"computing rows [{lo}, {hi}) of {op.node.format_node()} failed: {e}") from e
@@ -174,6 +176,17 @@ class RowStreamer:
         else:
             self.buf[name] = _RowBuffer(rows, lo, axis)
 
+    def _rows(self, name: str, lo: int, hi: int) -> torch.Tensor:
+        """Buffered rows [lo, hi) of a value; none (a tensor of 0 rows) for an empty range, which an op whose tile
+        is all padding reads before the value has any rows here."""
+        if name in self.buf:
+            return self.buf[name].rows(lo, hi)
+        like = next(iter(self.buf.values())).parts[0][1]
+        shape = list(self.graph.value_shape(name))
+        shape[self.graph.value_row_axis(name)] = 0
+        op = self.graph.by_name.get(name)
+        return like.new_empty(shape, dtype=op.dtype if op is not None else like.dtype)
+
     def done(self) -> dict[str, Interval]:
         return {k: (b.lo, b.hi) for k, b in self.buf.items()}
 
@@ -189,7 +202,7 @@ class RowStreamer:
             if rng is None:
                 continue
             lo, hi = rng
-            y = compute_op_rows(self.graph, op, lo, hi, lambda name, a, b: self.buf[name].rows(a, b))
+            y = compute_op_rows(self.graph, op, lo, hi, self._rows)
             if op.name in self.buf:
                 self.buf[op.name].extend(y, lo)
             else:

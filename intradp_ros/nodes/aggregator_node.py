@@ -62,9 +62,11 @@ class AggregatorNode(Node):
         self.report = LogLimiter(self.get_logger().warning)
         self.rt = AggregatorRuntime(cfg)
         self.cfg = cfg
-        self.detection = self.rt.m.spec.task == "detection"
-        key = "detections" if self.detection else "classifications"
-        self.result_pub = publisher(self, self.detections_type if self.detection else Classification, key)
+        self.task = self.rt.m.spec.task
+        self.detection = self.task == "detection"
+        key = {"detection": "detections", "dense": "segmentation"}.get(self.task, "classifications")
+        kinds = {"detections": self.detections_type, "segmentation": Image}
+        self.result_pub = publisher(self, kinds.get(key, Classification), key)
         self.timing_pub = publisher(self, FrameTiming, "timing")
         # outputs on their own thread (see Receiver), serialized: the session is read before deserializing, and
         # only our robot's are deserialized (see tile_session). ``_session`` is written by the executor (PlanStatus)
@@ -86,7 +88,7 @@ class AggregatorNode(Node):
                             handle=lambda msg, arrived: (self.counters.inc("outputs_received"),
                                                          self._q.put((msg, arrived))))
         self.create_timer(0.5, self.tick_callback)
-        kind = type_name(self.detections_type) if self.detection else "intradp_ros/msg/Classification"
+        kind = type_name(self.detections_type) if self.detection else TOPICS[key].type
         self.get_logger().info(f"aggregator_node: model {cfg.model}, publishing {TOPICS[key].name} ({kind})")
 
     def tick_callback(self):
@@ -153,10 +155,11 @@ class AggregatorNode(Node):
                 self.admission.finish(msg.session, seq)
                 try:
                     self._publish(fo, self._frames.pop(seq))
-                except Exception:
+                except Exception as e:  # noqa: BLE001 - one frame's result must not stop the aggregator
                     if shutting_down(self):
                         return             # Ctrl-C: the context went under a publish
-                    raise
+                    self.counters.inc("bad_outputs")
+                    self.report("bad_outputs", f"frame {seq}: its result could not be published: {e!r}")
 
     def _new_session(self, session: str):
         if session == self.admission.expected:
@@ -178,6 +181,8 @@ class AggregatorNode(Node):
             return
         if self.detection:
             msg = detections_message(self.detections_type, header, fo.frame_seq, fo.plan_spec, result)
+        elif self.task == "dense":
+            msg = Image(header=header, **array_to_image_fields(result, "mono8"))
         else:
             top = result[: int(self.top_k)]
             msg = Classification(header=header, frame_seq=fo.frame_seq, plan_spec=fo.plan_spec,
@@ -197,15 +202,16 @@ class AggregatorNode(Node):
                              aggregator_ms=(time.monotonic() - info["last_arrival"]) * 1e3)
         self.timing_pub.publish(timing)
         self.counters.inc("frames_published")
-        summary = ", ".join(f"{d.class_name} {d.score:.2f}" for d in result[:8]) if self.detection else \
-            ", ".join(f"{c.class_name} {c.score:.2f}" for c in result[:3])
+        summary = (", ".join(f"{d.class_name} {d.score:.2f}" for d in result[:8]) if self.detection else
+                   f"{len(set(result.flatten().tolist()))} classes" if self.task == "dense" else
+                   ", ".join(f"{c.class_name} {c.score:.2f}" for c in result[:3]))
         self.get_logger().debug(f"frame {fo.frame_seq} ({header.frame_id}): {timing.latency_ms:.1f} ms, "
                                f"plan {Plan.parse(fo.plan_spec).kind(len(self.rt.m.graph.ops))}: {summary}")
-        if self.annotated_pub is not None and self.detection:
+        if self.annotated_pub is not None and self.task != "classification":
             self._annotate(header, result)
 
-    def _annotate(self, header, dets):
-        from intradp_ros.vision.detection import draw_detections
+    def _annotate(self, header, result):
+        from intradp_ros.vision.detection import draw_detections, overlay_mask
         img = self._images.pop((header.stamp.sec, header.stamp.nanosec), None)
         if img is None:
             self.counters.inc("annotate_misses")
@@ -215,7 +221,8 @@ class AggregatorNode(Node):
                                          bool(img.is_bigendian)), img.encoding)
         except ImageConversionError:
             return
-        bgr = draw_detections(rgb[:, :, ::-1].copy(), dets)
+        bgr = rgb[:, :, ::-1].copy()
+        bgr = draw_detections(bgr, result) if self.detection else overlay_mask(bgr, result)
         out = Image(header=header, **array_to_image_fields(bgr, "bgr8"))
         self.annotated_pub.publish(out)
 

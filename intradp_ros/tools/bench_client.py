@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 
 def orders(n: int) -> list[list[int]]:
@@ -111,7 +112,8 @@ def main(argv=None) -> int:
         return 2
     images = [(p.name, Image(**array_to_image_fields(cv2.imread(str(p), cv2.IMREAD_COLOR), "bgr8")))
               for p in images_in(folder)]
-    detection = get_spec(cfg["model"]).task == "detection"
+    task = get_spec(cfg["model"]).task
+    detection = task == "detection"
     counters = Counters(cfg["nodes_fd"], cfg["client_fd"], cfg["dev"])
 
     rclpy.init()
@@ -130,14 +132,17 @@ def main(argv=None) -> int:
         if detection:       # either detections type; vision_msgs' has no plan (the frame's FrameTiming has it)
             boxes = read_detections(msg)
             n, top, plan = len(boxes), boxes[0].class_name if boxes else "", (frame_and_plan(msg) or (0, ""))[1]
+        elif task == "dense":   # a mask: the classes it shows, the most frequent first (its plan is in FrameTiming)
+            ids, counts = np.unique(np.frombuffer(bytes(msg.data), np.uint8), return_counts=True)
+            n, top, plan = len(ids), f"class_{ids[counts.argmax()]}" if len(ids) else "", ""
         else:
             n, top, plan = len(msg.class_ids), msg.class_names[0] if msg.class_names else "", msg.plan_spec
         result_info[k] = {"n_results": n, "top": top, "result_plan": plan}
 
     camera = node.create_publisher(Image, TOPICS["camera"].name, topic_qos("camera"))
-    rkey = "detections" if detection else "classifications"
-    node.create_subscription(detections_type() if detection else Classification, TOPICS[rkey].name, on_result,
-                             topic_qos(rkey))
+    rkey = {"detection": "detections", "dense": "segmentation"}.get(task, "classifications")
+    rtype = {"detection": detections_type() if detection else None, "dense": Image}.get(task, Classification)
+    node.create_subscription(rtype, TOPICS[rkey].name, on_result, topic_qos(rkey))
     node.create_subscription(FrameTiming, TOPICS["timing"].name, lambda m: timings.setdefault(key(m.header), m),
                              topic_qos("timing"))
     node.create_subscription(PlanStatus, TOPICS["plan"].name, lambda m: plans.append((time.time(), m)),

@@ -79,7 +79,7 @@ def decode_rows(head_output_rows, row_start: int, head: YoloHead, input_size: in
         if x.shape[0] != 1:
             raise ValueError(f"decode_rows decodes one image at a time, got batch {x.shape[0]}")
         x = x[0]
-    in_w, in_h = size_wh(input_size)
+    in_w, in_h = size_wh(input_size, 32)
     n_a, n_e = len(head.anchors), 5 + head.num_classes
     grid_w, grid_h = in_w // head.stride, in_h // head.stride
     if x.ndim != 3 or x.shape[0] != n_a * n_e or x.shape[2] != grid_w:
@@ -171,3 +171,13 @@ def draw_detections(image_bgr: np.ndarray, detections: Sequence[Detection], thic
         cv2.rectangle(out, (x1, ty - th - base), (x1 + tw + 2, ty + base // 2), color, cv2.FILLED)
         cv2.putText(out, label, (x1 + 1, ty - base // 2), font, font_scale, (0, 0, 0), 1, cv2.LINE_AA)
     return out
+
+
+def overlay_mask(image_bgr: np.ndarray, mask: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """A copy of ``image_bgr`` with a (H, W) class-id mask blended over it, one colour per class (class 0, the
+    background by convention, left clear)."""
+    lut = np.array([(0, 0, 0)] + [_class_color(c) for c in range(1, 256)], np.float32)
+    colour = lut[mask]
+    out = image_bgr.astype(np.float32)
+    fg = (mask > 0)[:, :, None]
+    return np.where(fg, (1.0 - alpha) * out + alpha * colour, out).round().astype(np.uint8)

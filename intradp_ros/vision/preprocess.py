@@ -69,11 +69,12 @@ class Letterboxed:
         return to_input(self.image)
 
 
-def size_wh(size: int | tuple[int, int]) -> tuple[int, int]:
-    """A network input size (int or (w, h)) as (w, h); the letterbox and the detector decoding share the check."""
+def size_wh(size: int | tuple[int, int], multiple: int = 1) -> tuple[int, int]:
+    """A network input size (int or (w, h)) as (w, h), positive multiples of ``multiple`` (the detector decoding
+    asks for its total stride, 32; the letterbox for any positive size)."""
     w, h = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-    if w <= 0 or h <= 0 or w % 32 or h % 32:
-        raise ValueError(f"letterbox size {size} must be positive multiples of 32 (the network's total stride)")
+    if w <= 0 or h <= 0 or w % multiple or h % multiple:
+        raise ValueError(f"input size {size} must be positive multiples of {multiple} (the network's total stride)")
     return w, h
 
 
