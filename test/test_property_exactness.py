@@ -1,7 +1,8 @@
-"""Property: for random networks of local operators (chains and branches: kernels, strides, paddings, dilations,
-groups, transposed convolutions, pools, asymmetric and reflect/replicate/circular pads, interpolation of every
-mode, pixel shuffles, channel shuffles, concatenations padded to size by shape arithmetic, squeeze-excite gates)
-at odd sizes, every plan that compiles runs, and its output equals monolithic inference to 1e-4.
+"""Property: for random networks of local operators (chains and branches: kernels, strides, paddings,
+dilations, groups, transposed convolutions, pools, asymmetric and reflect/replicate/circular pads, interpolation
+of every mode, pixel shuffles, channel shuffles, concatenations padded to size by shape arithmetic, channel
+splits, squeeze-excite gates, self-attention) at odd sizes, every plan that compiles runs, and its output equals
+monolithic inference to 1e-4.
 
 hypothesis draws the models and plans (derandomized: CI sees the same ones each run) and shrinks a failure to a
 minimal model; INTRADP_PROPERTY_EXAMPLES sets the number of models (default 300)."""
@@ -87,11 +88,36 @@ class SqueezeExcite(nn.Module):
         return x * torch.sigmoid(self.fc(F.adaptive_avg_pool2d(x, 1)))
 
 
+class CrossStage(nn.Module):
+    """A CSP block: the channels split in two (torch.split), one half convolved, concatenated back."""
+    def __init__(self, c):
+        super().__init__()
+        self.half = c // 2
+        self.conv = nn.Conv2d(c - c // 2, c - c // 2, 3, 1, 1)
+
+    def forward(self, x):
+        a, b = torch.split(x, [self.half, x.shape[1] - self.half], dim=1)
+        return torch.cat([a, self.conv(b)], 1)
+
+
+class Attention(nn.Module):
+    """Self-attention over positions (a barrier: every output row reads every input row), added back."""
+    def __init__(self, c):
+        super().__init__()
+        self.qkv = nn.Conv2d(c, 3 * c, 1)
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        q, k, v = self.qkv(x).flatten(2).chunk(3, dim=1)
+        a = torch.softmax(q.transpose(1, 2) @ k / c ** 0.5, dim=-1)
+        return x + (v @ a.transpose(1, 2)).view(n, c, h, w)
+
+
 @st.composite
 def block(draw, c: int, h: int, w: int) -> tuple[nn.Module, int]:
     """One random block for an input of c channels, h x w; returns it and its output channels."""
     kind = draw(st.sampled_from(["conv", "conv", "convT", "pool", "pad", "resize", "act", "shuffle", "pixel",
-                                 "branch", "se"]))
+                                 "branch", "se", "attention", "csp"]))
     if kind == "conv":
         k, d = draw(st.sampled_from([1, 2, 3, 5])), draw(st.sampled_from([1, 1, 2]))
         g = draw(st.sampled_from([g for g in (1, 2, c) if c % g == 0]))
@@ -131,6 +157,10 @@ def block(draw, c: int, h: int, w: int) -> tuple[nn.Module, int]:
     if kind == "branch":
         cat = draw(st.booleans())
         return Branch(c, cat, draw(st.sampled_from([2, 3]))), 2 * c if cat else c
+    if kind == "csp" and c >= 2:
+        return CrossStage(c), c
+    if kind == "attention" and h * w <= 256:
+        return Attention(c), c
     return SqueezeExcite(c), c
 
 

@@ -18,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import tiles
+from .fold import item_of
 from .tiles import IDENTITY, RowMap
 
 __all__ = ["OpClassifier"]
@@ -218,6 +219,8 @@ class OpClassifier:
             if kw.pop("antialias"):
                 return _barrier("antialiased interpolation")
             return self._resample(node, sp, kw["mode"], kw["align_corners"], kw)
+        if t is item_of:               # one element of chunk / split / unbind / tensor_split
+            return self._element(node, axis, sp)
         if t in (torch.sum, torch.mean, torch.amax, torch.amin, torch.argmax, torch.argmin):
             return self._reduce(node, axis, sp, _arg(node, 1, "dim"), _arg(node, 2, "keepdim", False))
         return _barrier(f"{getattr(t, '__name__', t)} is not a local operator")
@@ -238,6 +241,17 @@ class OpClassifier:
         if target in _REDUCTIONS:
             return self._reduce(node, axis, sp, _arg(node, 1, "dim"), _arg(node, 2, "keepdim", False))
         return _barrier(f"method {target} is not a local operator")
+
+    def _element(self, node, axis, sp) -> Result:
+        """An element of x.chunk / split / tensor_split along another axis than the rows (its rows are x's), or of
+        x.unbind over another axis (which it removes)."""
+        method, rank = node.args[0], len(self.shapes[sp[0].name])
+        at = 3 if method == "unbind" else 4                       # item_of(method, index, x, [size,] dim)
+        dim = node.kwargs.get("dim", node.args[at] if len(node.args) > at else 0)
+        if sp[0] is not node.args[2] or len(sp) != 1 or not isinstance(dim, int) or dim % rank == axis:
+            return _barrier(f"{method} along the rows")
+        dim %= rank
+        return True, {sp[0].name: IDENTITY}, axis - (method == "unbind" and dim < axis), None, ""
 
     def _over_channels(self, node, axis, sp, dim) -> Result:
         if dim is None or dim % len(self.shapes[node.name]) == axis:

@@ -1,5 +1,8 @@
-"""Shape arithmetic folded at capture: ``x.shape``, ``size()``, ``dim()`` and integer arithmetic on them become
-constants of the traced graph, for the one input shape the model is captured at.
+"""Capture passes over the traced graph, for the one input shape the model is captured at.
+
+:func:`fold_shapes`: ``x.shape``, ``size()``, ``dim()`` and integer arithmetic on them become constants.
+:func:`split_tuples`: an op returning several tensors (``chunk``, ``split``) becomes one op per element used.
+
 
 U-Nets, FPNs and YOLO necks pad or resize one branch to another's size (``F.pad(u, (0, y.shape[-1] -
 u.shape[-1]))``). Traced, that is a chain of non-tensor nodes; for a fixed input shape it has a single answer, and
@@ -17,7 +20,7 @@ import torch
 import torch.fx as fx
 from torch.fx.passes.shape_prop import ShapeProp
 
-__all__ = ["ShapeFolder", "fold_shapes", "UnfoldableError"]
+__all__ = ["ShapeFolder", "fold_shapes", "UnfoldableError", "split_tuples", "item_of"]
 
 # Tensor attributes and methods that read the shape only, never the data.
 _SHAPE_ATTRS = {"shape", "ndim"}
@@ -97,3 +100,39 @@ def fold_shapes(gm: fx.GraphModule, example: torch.Tensor) -> int:
     gm.graph.lint()
     gm.recompile()
     return len(folder.folded)
+
+
+_TUPLE_METHODS = {"chunk": torch.chunk, "split": torch.split, "unbind": torch.unbind,
+                  "tensor_split": torch.tensor_split}
+
+
+def item_of(method: str, index: int, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    """Element ``index`` of ``x.<method>(*args, **kwargs)`` (chunk, split, unbind, tensor_split): what
+    :func:`split_tuples` gives each used element, so that every op of the engine produces one tensor."""
+    return getattr(x, method)(*args, **kwargs)[index]
+
+
+def split_tuples(gm: fx.GraphModule) -> int:
+    """Replace each chunk / split / unbind / tensor_split whose every user takes one element (``q, k, v =
+    x.chunk(3, 1)``) by one :func:`item_of` call per element; returns how many were split. They are views, so
+    computing one per element costs nothing worth keeping the tuple for."""
+    by_function = {f: m for m, f in _TUPLE_METHODS.items()}
+    count = 0
+    for n in list(gm.graph.nodes):
+        method = (n.target if n.op == "call_method" and n.target in _TUPLE_METHODS else
+                  by_function.get(n.target) if n.op == "call_function" else None)
+        if method is None or not n.users or not all(
+                u.op == "call_function" and u.target is operator.getitem and isinstance(u.args[1], int)
+                for u in n.users):
+            continue
+        for u in list(n.users):
+            with gm.graph.inserting_after(u):
+                item = gm.graph.call_function(item_of, (method, u.args[1], *n.args), dict(n.kwargs))
+            u.replace_all_uses_with(item)
+            gm.graph.erase_node(u)
+        gm.graph.erase_node(n)
+        count += 1
+    if count:
+        gm.graph.lint()
+        gm.recompile()
+    return count

@@ -18,10 +18,10 @@ from typing import Any, Mapping
 import torch
 import torch.fx as fx
 import torch.nn as nn
-from torch.fx.passes.shape_prop import TensorMetadata
+from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 
 from .classify import OpClassifier
-from .fold import UnfoldableError, fold_shapes
+from .fold import UnfoldableError, fold_shapes, split_tuples
 from .tiles import RowMap, TileFn
 
 __all__ = ["Op", "OpGraph", "NodeEvaluator", "capture", "GraphCaptureError"]
@@ -160,6 +160,9 @@ def capture(model: nn.Module, example: torch.Tensor) -> OpGraph:
         raise GraphCaptureError(f"torch.fx cannot trace {type(model).__name__}: {e}") from e
     try:
         fold_shapes(gm, example)          # shapes propagated; x.shape and arithmetic on it become constants
+        if split_tuples(gm):              # one op per element of chunk / split: shapes again, for those
+            with torch.no_grad():
+                ShapeProp(gm).propagate(example)
     except UnfoldableError as e:
         raise GraphCaptureError(f"cannot capture {type(model).__name__}: {e}") from e
     except Exception as e:  # noqa: BLE001

@@ -2,9 +2,10 @@
 
 Starts camera_player, robot_node, edge_node and aggregator_node as separate processes (the same node set as
 ``ros2 launch intradp_ros intradp.launch.py``) on a private ROS_DOMAIN_ID, subscribes to
-``/intradp/detections`` as a user would, prints each frame's detections and latency and each plan in words
+the model's results as a user would (``/intradp/detections``, ``/intradp/classifications`` or
+``/intradp/segmentation``, by the model's task), prints each frame's results and latency and each plan in words
 (``/intradp/plan``'s description, once per plan change), writes each annotated frame
-(``/intradp/annotated_image``: the boxes drawn on the camera frame) as a JPEG, and stops everything.
+(``/intradp/annotated_image``: the boxes or the mask drawn on the camera frame) as a JPEG, and stops everything.
 """
 from __future__ import annotations
 
@@ -28,6 +29,26 @@ def save_jpeg(img, path: Path, quality: int = 90) -> None:
         raise OSError(f"cannot write {path}")
 
 
+def result_reader(task: str):
+    """(message type, topic key, message -> one line) of the results of a model with ``task``."""
+    import numpy as np
+    from sensor_msgs.msg import Image
+
+    from intradp_ros.msg import Classification, DetectionArray
+    if task == "detection":
+        return DetectionArray, "detections", lambda d: ", ".join(
+            f"{x.class_name} {x.score:.2f} @({x.center_x:.0f},{x.center_y:.0f} {x.size_x:.0f}x{x.size_y:.0f})"
+            for x in d.detections) or "nothing"
+    if task == "dense":
+        def mask(m) -> str:
+            ids, n = np.unique(np.frombuffer(bytes(m.data), np.uint8), return_counts=True)
+            order = np.argsort(-n)[:5]
+            return f"{m.width}x{m.height} mask: " + ", ".join(f"class {ids[i]} {n[i] / n.sum():.0%}" for i in order)
+        return Image, "segmentation", mask
+    return Classification, "classifications", lambda c: ", ".join(
+        f"{name} {score:.2f}" for name, score in zip(c.class_names[:3], c.scores[:3]))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="yolov3_tiny")
@@ -47,7 +68,8 @@ def main(argv=None) -> int:
     from sensor_msgs.msg import Image
 
     from intradp_ros.launcher import share_dir, start
-    from intradp_ros.msg import DetectionArray, FrameTiming, PlanStatus
+    from intradp_ros.models import get_spec
+    from intradp_ros.msg import FrameTiming, PlanStatus
     from intradp_ros.nodes.common import topic_qos
     from intradp_ros.topology import TOPICS
     from intradp_ros.tools.params import with_overrides
@@ -76,11 +98,16 @@ def main(argv=None) -> int:
 
     rclpy.init()
     node = Node("intradp_demo_client")
-    got: dict[int, DetectionArray] = {}
-    timing: dict[int, FrameTiming] = {}
+    try:
+        result_type, result_key, summarize = result_reader(get_spec(a.model).task)
+    except ValueError as e:
+        print(f"intradp run: {e}", file=sys.stderr)
+        return 2
+    got: dict[tuple[int, int], str] = {}                 # camera stamp -> the result in one line
+    timing: dict[tuple[int, int], FrameTiming] = {}
     images: dict[tuple[int, int], Image] = {}            # annotated frames by camera stamp
-    printed: set[int] = set()
-    saved: set[int] = set()
+    printed: set[tuple[int, int]] = set()
+    saved: set[tuple[int, int]] = set()
     plans: dict[str, int] = {}                           # plan text -> its number in this run
     in_force = [""]
 
@@ -91,22 +118,24 @@ def main(argv=None) -> int:
             predicted = f" (predicted {m.predicted_ms:.0f} ms)" if m.predicted_ms > 0 else ""
             print(f"plan {n}: {m.description or m.plan_spec}{predicted}", flush=True)
 
-    node.create_subscription(DetectionArray, TOPICS["detections"].name, lambda m: got.setdefault(m.frame_seq, m),
-                             topic_qos("detections"))
-    node.create_subscription(FrameTiming, TOPICS["timing"].name, lambda m: timing.setdefault(m.frame_seq, m),
+    def stamp(m) -> tuple[int, int]:
+        return m.header.stamp.sec, m.header.stamp.nanosec
+
+    node.create_subscription(result_type, TOPICS[result_key].name, lambda m: got.setdefault(stamp(m), summarize(m)),
+                             topic_qos(result_key))
+    node.create_subscription(FrameTiming, TOPICS["timing"].name, lambda m: timing.setdefault(stamp(m), m),
                              topic_qos("timing"))
     node.create_subscription(PlanStatus, TOPICS["plan"].name, on_plan, topic_qos("plan"))
     if pictures:
-        node.create_subscription(Image, TOPICS["annotated"].name,
-                                 lambda m: images.setdefault((m.header.stamp.sec, m.header.stamp.nanosec), m),
+        node.create_subscription(Image, TOPICS["annotated"].name, lambda m: images.setdefault(stamp(m), m),
                                  topic_qos("annotated"))
 
     def save_pictures() -> None:
-        for seq in sorted(set(got) - saved):
-            img = images.pop((got[seq].header.stamp.sec, got[seq].header.stamp.nanosec), None)
+        for key in sorted(printed - saved):
+            img = images.pop(key, None)
             if img is not None:
-                save_jpeg(img, pictures / f"frame_{seq:03d}.jpg")
-                saved.add(seq)
+                save_jpeg(img, pictures / f"frame_{timing[key].frame_seq:03d}.jpg")
+                saved.add(key)
 
     launch = start("all", {"model": a.model, "robot_params_file": str(params)}, env=env, echo=a.verbose)
     latencies = []
@@ -115,14 +144,12 @@ def main(argv=None) -> int:
     try:
         while len(printed) < frames:
             rclpy.spin_once(node, timeout_sec=0.2)
-            for seq in sorted(set(got) & set(timing) - printed):
-                d, t = got[seq], timing[seq]
+            for key in sorted(set(got) & set(timing) - printed, key=lambda k: timing[k].frame_seq):
+                t = timing[key]
                 latencies.append(t.latency_ms)
-                dets = ", ".join(f"{x.class_name} {x.score:.2f} @({x.center_x:.0f},{x.center_y:.0f} "
-                                 f"{x.size_x:.0f}x{x.size_y:.0f})" for x in d.detections) or "nothing"
-                tag = plans.setdefault(d.plan_spec, len(plans) + 1)
-                print(f"frame {seq:3d}  latency {t.latency_ms:7.1f} ms  plan {tag}  {dets}", flush=True)
-                printed.add(seq)
+                tag = plans.setdefault(t.plan_spec, len(plans) + 1)
+                print(f"frame {t.frame_seq:3d}  latency {t.latency_ms:7.1f} ms  plan {tag}  {got[key]}", flush=True)
+                printed.add(key)
             if pictures:
                 save_pictures()
             if launch.poll() not in (None, 0):
@@ -149,7 +176,7 @@ def main(argv=None) -> int:
         params.unlink(missing_ok=True)
     if latencies:
         print(f"{len(latencies)} frame(s): latency p50 {statistics.median(latencies):.1f} ms, "
-              f"min {min(latencies):.1f}, max {max(latencies):.1f} (camera stamp -> detections published; "
+              f"min {min(latencies):.1f}, max {max(latencies):.1f} (camera stamp -> results published; "
               "robot and edge share this machine's CPU)")
     if pictures:
         print(f"{len(saved)} annotated frame(s) written to {pictures}/ as frame_<n>.jpg")

@@ -44,6 +44,7 @@ def main(argv=None) -> int:
     ap.add_argument("--edge-threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--robot-profile", type=Path, help="DeviceProfile JSON measured on the robot (no slowdown applied)")
     ap.add_argument("--edge-profile", type=Path, help="DeviceProfile JSON measured on the edge")
+    ap.add_argument("--ops", action="store_true", help="list the captured ops (local or barrier, and why) and stop")
     a = ap.parse_args(argv)
 
     try:   # trained weights matter: a detector's output size (box candidates) depends on them
@@ -51,6 +52,13 @@ def main(argv=None) -> int:
     except FileNotFoundError as e:
         print(f"# {e}\n# planning with random weights instead")
         m = ModelRuntime(ModelConfig(model=a.model, input_size=a.input_size), load_weights=False)
+    if a.ops:     # what capture made of the model: op numbers as plans and plan descriptions count them (from 1)
+        print(f"# model {a.model} @ {m.size}px: {len(m.graph.ops)} ops, "
+              f"{sum(op.local for op in m.graph.ops)} local (split by rows); a barrier runs whole on one side")
+        for op in m.graph.ops:
+            kind = "local  " if op.local else "barrier"
+            print(f"{op.index + 1:4d} {kind} {op.name:28s} {tuple(op.shape)} {op.reason}")
+        return 0
     loaded = {}
     for side, path in (("robot", a.robot_profile), ("edge", a.edge_profile)):
         if path:
