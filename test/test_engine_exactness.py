@@ -139,3 +139,27 @@ def test_untraceable_model_names_the_construct():
 def test_training_mode_is_refused():
     with pytest.raises(GraphCaptureError, match="eval mode"):
         capture(nn.Conv2d(3, 3, 3).train(), torch.zeros(1, 3, 8, 8))
+
+
+def test_frame_outputs_report_the_robots_compute_and_bytes_to_the_edge_for_every_plan_kind():
+    """FrameTiming's robot_compute_ms and bytes_robot_to_edge come from FrameOutputs: under a cut the robot's
+    compute and bytes reach the aggregator only through the edge (it sends the aggregator nothing itself)."""
+    from intradp_ros.engine.executor import Assembler, EdgeWorker, RobotWorker
+    torch.manual_seed(0)
+    model, x = build_model("resnet18"), torch.rand(1, 3, 224, 224)
+    g = capture(model, x)
+    starts, ends = split_points(g)
+    mid = starts[len(starts) // 2]
+    plans = {"offload": Plan.offload(g, "r"), "cut": Plan.cut(g, "r", mid),
+             "split": Plan("r", 224, 224, mid, ends[mid][-1], 2, 2, 2), "local": Plan.local(g, "r")}
+    for kind, plan in plans.items():
+        robot, edge, agg = RobotWorker(g), EdgeWorker(g), Assembler(g)
+        sent: list = []
+        busy = robot.run_frame(7, plan, x, sent.append)
+        to_edge = [p for p in sent if p.dest == "edge"]
+        out = [q for p in to_edge for q in edge.on_packet(p)] + [p for p in sent if p.dest == "aggregator"]
+        fo = [r for p in out if (r := agg.add(p)) is not None][0]
+        assert fo.bytes_to_edge == sum(len(p.payload) for p in to_edge)
+        if kind in ("cut", "split", "local"):      # the robot computed ops: their time is reported
+            assert 0.5 * (robot.last_whole_ms + robot.last_tiles_ms) <= fo.robot_ms <= busy + 1e-6, kind
+        assert (fo.bytes_to_edge > 0) == (kind != "local") and (fo.edge_ms > 0) == (kind != "local")

@@ -97,7 +97,9 @@ def test_unet_small_is_dense_and_local_throughout():
     """The dense-output model: a class score per pixel at the input's size, and every operator local (the
     decoder's shape-computed pads folded at capture), so one segment spans the network."""
     from intradp_ros.engine.graph import capture
-    model = build_model("unet_small")
+    model, again = build_model("unet_small"), build_model("unet_small")
+    state = again.state_dict()        # seeded throughout (transposed convolutions too): robot and edge build one
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
     x = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         y = model(x)

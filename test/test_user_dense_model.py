@@ -142,6 +142,9 @@ def test_a_users_dense_model_gives_the_single_process_mask_pixel_for_pixel(world
         client.spin_until(lambda s=stamp: any(t.header.stamp == s for t in client.timing), "its FrameTiming")
         timing = next(t for t in client.timing if t.header.stamp == stamp)
         assert timing.plan_spec == plan.spec()
+        # every FrameTiming field is filled: the robot's share and its bytes to the edge (relayed by the edge)
+        assert timing.robot_compute_ms > 0 and timing.edge_compute_ms > 0 and timing.aggregator_ms > 0
+        assert timing.bytes_robot_to_edge > 0 and timing.bytes_to_aggregator > 0 and timing.latency_ms > 0
     client.spin_until(lambda: len(client.annotated) >= 2, "the annotated images")
     shown = client.annotated[-1]
     assert (shown.height, shown.width) == bgr.shape[:2]

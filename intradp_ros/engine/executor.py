@@ -56,8 +56,10 @@ class Packet:
     payload: bytes
     halo_top: int = 0
     halo_bottom: int = 0
-    compute_ms: float = 0.0
+    compute_ms: float = 0.0       # the sender's compute on this frame so far
     session: str = ""             # the robot's session: with frame_seq, names the frame
+    robot_ms: float = 0.0         # on the edge's packets: the robot's compute so far, as its packets said
+    robot_bytes: int = 0          # ... and the payload bytes of the robot's packets the edge received
 
     def value(self) -> torch.Tensor:
         """Decoded payload (validated against payload_shape/dtype/encoding)."""
@@ -134,7 +136,7 @@ class RobotWorker:
                 t0 = time.perf_counter()
                 pkt = _packet(plan, seq, name, env[name], _full_rows(g, name), g.value_shape(name),
                               stage=STAGE_WHOLE, index=i, count=len(cp.to_edge_whole), sender="robot", dest="edge",
-                              encoding=enc_of(name), compute_ms=0.0)
+                              encoding=enc_of(name), compute_ms=busy)
                 dt = (time.perf_counter() - t0) * 1e3
                 busy += dt
                 self.last_packed.append((env[name].numel() * 4 / 1e6, enc_of(name), dt))
@@ -151,7 +153,7 @@ class RobotWorker:
                 chunk = x_in.narrow(axis, lo, hi - lo)
                 pkt = _packet(plan, seq, inp, chunk, (lo, hi), x_in.shape,
                               stage=STAGE_SPLIT, index=j, count=len(cp.edge_chunks), sender="robot", dest="edge",
-                              encoding=enc_of(inp), compute_ms=0.0, halo=(max(0, own_lo - lo), 0))
+                              encoding=enc_of(inp), compute_ms=busy, halo=(max(0, own_lo - lo), 0))
                 dt = (time.perf_counter() - t0) * 1e3
                 busy += dt
                 self.last_packed.append((chunk.numel() * 4 / 1e6, enc_of(inp), dt))
@@ -169,7 +171,8 @@ class RobotWorker:
                     r = work.targets[name]
                     if name in seg.gathered:
                         emit(_packet(plan, seq, name, t, r, g.value_shape(name), stage=STAGE_SPLIT, index=i,
-                                     count=n, sender="robot", dest="edge", encoding=plan.encoding, compute_ms=dt))
+                                     count=n, sender="robot", dest="edge", encoding=plan.encoding,
+                                     compute_ms=busy + dt))
                     if name in seg.emitted:
                         emit(self._emit_out(plan, seq, name, t, r, stage=STAGE_SPLIT, index=i, count=n,
                                             sender="robot", compute_ms=busy + dt))
@@ -190,6 +193,8 @@ class _EdgeFrame:
         self.robot_rows: dict[str, dict[int, torch.Tensor]] = {}
         self.done = False
         self.compute_ms = 0.0
+        self.robot_ms = 0.0            # the robot's compute so far, and its payload bytes here (for FrameTiming)
+        self.robot_bytes = 0
 
 
 class EdgeWorker:
@@ -221,6 +226,7 @@ class EdgeWorker:
         if fr.done:
             raise ProtocolError(f"frame {pkt.frame_seq} is already complete ({pkt.tensor} tile {pkt.tile_index})")
         x = pkt.value().to(self.device)
+        fr.robot_ms, fr.robot_bytes = max(fr.robot_ms, pkt.compute_ms), fr.robot_bytes + len(pkt.payload)
         out: list[Packet] = []
         with torch.inference_mode():
             if pkt.stage == STAGE_WHOLE:
@@ -247,7 +253,7 @@ class EdgeWorker:
         if fr.done:
             del self.frames[key]
         for p in out:
-            p.session = pkt.session
+            p.session, p.robot_ms, p.robot_bytes = pkt.session, fr.robot_ms, fr.robot_bytes
         return out
 
     def _check_rows(self, pkt: Packet) -> None:
@@ -326,6 +332,7 @@ class FrameOutputs:
     parts: dict[str, list[tuple[int, torch.Tensor]]]   # output name -> [(first row, payload tensor)] by row
     robot_ms: float = 0.0
     edge_ms: float = 0.0
+    bytes_to_edge: int = 0          # payload bytes robot -> edge, as the edge relayed them
 
     def tensor(self, name: str, axis: int = 2) -> torch.Tensor:
         """Reassemble a raw (unreduced) output from its row tiles."""
@@ -353,7 +360,7 @@ class Assembler:
                                 f"fit the model's {self.shapes[pkt.tensor]}")
         t = pkt.value()                # decoded only now: its size is bounded by the output's
         fr = self.frames.setdefault(pkt.frame_seq, {"plan": pkt.plan_spec, "parts": {},
-                                                     "robot_ms": 0.0, "edge_ms": 0.0})
+                                                     "robot_ms": 0.0, "edge_ms": 0.0, "to_edge": 0})
         if fr["plan"] != pkt.plan_spec:
             raise ProtocolError(f"frame {pkt.frame_seq}: outputs of two plans")
         rows = fr["parts"].setdefault(pkt.tensor, {})
@@ -362,11 +369,13 @@ class Assembler:
         rows[pkt.row_start] = (pkt.row_stop, t)
         key = "robot_ms" if pkt.sender == "robot" else "edge_ms"
         fr[key] = max(fr[key], pkt.compute_ms)
+        if pkt.sender == "edge":      # what the robot's packets to the edge said (totals so far: the largest)
+            fr["robot_ms"], fr["to_edge"] = max(fr["robot_ms"], pkt.robot_ms), max(fr["to_edge"], pkt.robot_bytes)
         if not all(self._covered(name, fr["parts"].get(name, {})) for name in self.outputs):
             return None
         del self.frames[pkt.frame_seq]
         parts = {name: [(lo, t) for lo, (_, t) in sorted(p.items())] for name, p in fr["parts"].items()}
-        return FrameOutputs(pkt.frame_seq, fr["plan"], parts, fr["robot_ms"], fr["edge_ms"])
+        return FrameOutputs(pkt.frame_seq, fr["plan"], parts, fr["robot_ms"], fr["edge_ms"], fr["to_edge"])
 
     def _covered(self, name: str, rows: dict[int, tuple[int, torch.Tensor]]) -> bool:
         full = self.outputs[name]

@@ -15,7 +15,7 @@ def init_cnn(model: nn.Module, seed: int, linear_gain: float = 1.0) -> torch.Gen
     linears. Returns the generator, for model-specific touches (e.g. small residual-branch gamma)."""
     g = torch.Generator().manual_seed(seed)
     for m in model.modules():
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             m.weight.normal_(0.0, (2.0 / m.weight[0].numel()) ** 0.5, generator=g)
             if m.bias is not None:
                 m.bias.normal_(0.0, 0.01, generator=g)

@@ -198,7 +198,8 @@ class AggregatorNode(Node):
                         f"old (max_result_age_s {self.max_result_age_s:.1f}): not published")
         timing = FrameTiming(header=header, frame_seq=fo.frame_seq, plan_spec=fo.plan_spec,
                              latency_ms=stamp_ms(now) - stamp_ms(header.stamp), robot_compute_ms=float(fo.robot_ms),
-                             edge_compute_ms=float(fo.edge_ms), bytes_to_aggregator=int(info["bytes"]),
+                             edge_compute_ms=float(fo.edge_ms), bytes_robot_to_edge=int(fo.bytes_to_edge),
+                             bytes_to_aggregator=int(info["bytes"]),
                              aggregator_ms=(time.monotonic() - info["last_arrival"]) * 1e3)
         self.timing_pub.publish(timing)
         self.counters.inc("frames_published")

@@ -141,6 +141,7 @@ def packet_to_msg(p: Packet, header, image_size: tuple[int, int], model: str, no
     m.image_width, m.image_height = int(image_size[0]), int(image_size[1])
     m.sent = now
     m.compute_ms = float(p.compute_ms)
+    m.robot_compute_ms, m.robot_to_edge_bytes = float(p.robot_ms), int(p.robot_bytes)
     m.data = p.payload          # bytes: fast path (a numpy array here would be copied element by element)
     return m
 
@@ -173,7 +174,7 @@ def msg_to_packet(m: TensorTile, dest: str) -> Packet:
     return Packet(m.frame_seq, m.plan_spec, m.tensor, m.stage, m.tile_index, m.tile_count, m.sender, dest,
                   m.row_start, m.row_stop, tuple(m.shape), tuple(m.payload_shape), m.dtype, m.encoding,
                   m.data.tobytes() if hasattr(m.data, "tobytes") else bytes(m.data), m.halo_top, m.halo_bottom,
-                  m.compute_ms, m.session)
+                  m.compute_ms, m.session, m.robot_compute_ms, m.robot_to_edge_bytes)
 
 
 EXECUTORS = ("single", "multi")
