@@ -1,7 +1,7 @@
-"""A user's own network, defined only in this test, served by the real nodes: `model:=<module>:build` loads it on
-robot, edge and aggregator alike. It is a dense (segmentation) model: /intradp/segmentation carries a mono8 class
-id per camera pixel, equal to single-process inference pixel for pixel, under a split spanning the network, and
-the annotated image overlays the mask."""
+"""Dense (segmentation) models served by the real nodes: a user's own network, defined only in this test
+(`model:=<module>:build` loads it on robot, edge and aggregator alike), and the zoo's unet_small.
+/intradp/segmentation carries a mono8 class id per camera pixel, equal to single-process inference pixel for pixel,
+under a split spanning the network; the annotated image overlays the mask."""
 from __future__ import annotations
 
 import os
@@ -80,18 +80,18 @@ class Client(Node):
             rclpy.spin_once(self, timeout_sec=0.1)
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
+@pytest.fixture(scope="module", params=["user_seg_model:build", "unet_small"])
+def world(request, tmp_path_factory):
     if load_sample("dog.jpg") is None:
         pytest.skip("sample images missing: ./intradp setup puts them in .cache/samples")
     tmp = tmp_path_factory.mktemp("user_model")
     (tmp / "user_seg_model.py").write_text(textwrap.dedent(USER_MODULE))
     sys.path.insert(0, str(tmp))
-    name = "user_seg_model:build"
+    name = request.param
     model = ModelRuntime(ModelConfig(model=name))
     g = model.graph
     n = len(g.ops)
-    plan = Plan(name, 120, 120, 0, n, Segment(g, 0, n).grid // 2, 3, 2)     # one split spanning the network
+    plan = Plan(name, model.size, model.size, 0, n, Segment(g, 0, n).grid // 2, 3, 2)   # one split: the network
     domain = str(100 + (os.getpid() + 37) % 100)
     env = dict(os.environ, ROS_DOMAIN_ID=domain,
                PYTHONPATH=os.pathsep.join([str(tmp), os.environ.get("PYTHONPATH", "")]))
@@ -122,7 +122,7 @@ def world(tmp_path_factory):
             print(f"---- {node}\n" + "\n".join(list(lines)[-25:]))
 
 
-def test_a_users_dense_model_gives_the_single_process_mask_pixel_for_pixel(world):
+def test_a_dense_model_gives_the_single_process_mask_pixel_for_pixel(world):
     client, model, plan = world
     for name in ("dog.jpg", "person.jpg"):
         bgr = load_sample(name)
