@@ -64,3 +64,32 @@ def test_settle_frames_are_reported_per_cell():
              "frame_plan": plan} for ph, ms, plan in [("warmup", 900, "a"), ("settle", 300, "a"), ("settle", 200, "b"),
                                                       ("settle", 250, "b"), ("measure", 100, "b")]]
     assert _settling(rows) == ["Intra-DP @ 50 Mbit/s 3 frames (p50 250.0 ms, 2 plans)"]
+
+
+def test_the_physical_limit_is_below_every_plan_priced_with_its_overheads(tmp_path):
+    """bench_limit prices the best plan with compute and wire time only: never above what the cost model predicts
+    for the planner's choice with the overheads it measured, and lower as the link gets faster."""
+    import dataclasses
+    import pathlib
+
+    from intradp_ros.engine.cost import LinkModel
+    from intradp_ros.engine.profile import DeviceProfile
+    from intradp_ros.engine.search import Problem, SearchOptions, choose
+    from intradp_ros.runtime import ModelConfig, ModelRuntime
+    from intradp_ros.tools.bench_limit import limits
+
+    m = ModelRuntime(ModelConfig())
+    recorded = (pathlib.Path(__file__).parent / "data" / "yolov3_tiny_profile.json").read_text()
+    edge = dataclasses.replace(DeviceProfile.from_json(recorded), key=m.graph.key)
+    robot = edge.scaled(4.0)
+    for folder, prof in (("robot-q2500-p10000", robot), ("edge", edge)):
+        (tmp_path / "profiles" / folder).mkdir(parents=True)
+        (tmp_path / "profiles" / folder / f"{m.graph.key}-cpu-t1.json").write_text(prof.to_json())
+    cfg = {"model": "yolov3_tiny", "input_size": 0, "bandwidths_mbps": [10, 50, 200]}
+    lim = limits(tmp_path, cfg)
+    assert sorted(lim) == [10.0, 50.0, 200.0]
+    assert lim[10.0].latency_ms > lim[50.0].latency_ms > lim[200.0].latency_ms > 0
+    for bw, x in lim.items():
+        link = LinkModel(bw, 1.0, msg_ms=0.3)
+        priced = choose(Problem(m.graph, "yolov3_tiny", robot, edge, link), SearchOptions(encodings=("raw", "lz4")))
+        assert x.latency_ms <= min(p.latency_ms for p in [priced.chosen, *priced.baselines.values()])

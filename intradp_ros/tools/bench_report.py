@@ -1,6 +1,6 @@
 """Results of `./intradp bench`: per-frame rows with the energy estimate, the Markdown summary, the PNG plots.
 
-ROS-free (only numpy, matplotlib with the Agg backend, and the plan text parser), so a finished run can be
+ROS-free (numpy, matplotlib with the Agg backend, and the engine for the physical limit), so a finished run can be
 re-reported anywhere: ``./intradp bench --report-only bench_results/<run>``.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 
 from intradp_ros.engine.plan import Plan, PlanError
 from intradp_ros.tools.bench_client import turns
+from intradp_ros.tools.bench_plots import plots
 
 __all__ = ["STRATEGIES", "LABELS", "PowerModel", "frame_row", "summarize", "report", "plan_kind"]
 
@@ -175,9 +176,11 @@ def report(out: Path, cfg: dict, meta: dict) -> str:
              "robot CPU s/frame | bytes/frame up / down | energy J/frame |",
              "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     table += [_cell_line(bw, st, s) for (bw, st), s in stats.items()]
+    lim, why = _limits(out, cfg)
     verdict = ["", "| Mbit/s | best baseline (p50 ms) | Intra-DP p50 ms | Intra-DP / best (95% CI) | "
-               "Intra-DP <= best | Intra-DP / best cut | Intra-DP plan | energy J/frame Intra-DP vs all-local |",
-               "|---:|---|---:|---:|---|---:|---|---|"]
+               "Intra-DP <= best | Intra-DP / best cut | limit ms | Intra-DP / limit | Intra-DP plan | "
+               "energy J/frame Intra-DP vs all-local |",
+               "|---:|---|---:|---:|---|---:|---:|---:|---|---|"]
     per_bw, cut_ratios, energy = [], [], []
     for bw in sorted({k[0] for k in stats}):
         base = {st: stats[(bw, st)] for st in BASELINES if stats.get((bw, st), {}).get("n")}
@@ -199,7 +202,9 @@ def report(out: Path, cfg: dict, meta: dict) -> str:
         verdict.append(f"| {bw:g} | {LABELS[best_name]} ({best:.1f}) | {intra['p50']:.1f} | "
                        f"{intra['p50'] / best:.2f} ({ci[0]:.2f}-{ci[1]:.2f}) | {_verdict(ok, ci)} | "
                        f"{cut_txt} | "
-                       f"{intra['kind']} `{intra['plan_spec']}` | {e_txt} |")
+                       + (f"{lim[bw].latency_ms:.1f} | {intra['p50'] / lim[bw].latency_ms:.2f} | " if bw in lim
+                          else "- | - | ")
+                       + f"{intra['kind']} `{intra['plan_spec']}` | {e_txt} |")
     final = []
     if per_bw:
         final.append("Intra-DP p50 <= best baseline p50: " + "; ".join(
@@ -235,11 +240,30 @@ def report(out: Path, cfg: dict, meta: dict) -> str:
     drops = _tbf_drops(meta.get("tbf", []))
     final.append("tbf drops: " + (", ".join(f"{LABELS[st]} @ {bw:g}: {n}" for (bw, st), n in drops.items())
                                   if drops else "none (the queue paced every burst)"))
-    plots = _plots(out, stats, cfg)
+    if lim:
+        final.append("physical limit (bench_limit: the best plan priced with no per-message, per-call, per-frame, "
+                     "serialisation or codec cost, from this run's profiles and the shaped rate), measured p50 / "
+                     "limit: " + "; ".join(
+                         f"{bw:g} Mbit/s {lim[bw].latency_ms:.1f} ms ({lim[bw].kind}): " + ", ".join(
+                             f"{LABELS[st]} {stats[(bw, st)]['p50'] / lim[bw].latency_ms:.2f}"
+                             for st in STRATEGIES if stats.get((bw, st), {}).get("n"))
+                         for bw in sorted(lim) if any(k[0] == bw for k in stats)))
+    else:
+        final.append(f"physical limit: not computed ({why})")
+    pngs = plots(out, stats, cfg, STRATEGIES, LABELS, {bw: x.latency_ms for bw, x in lim.items()})
     md = _header(cfg, meta) + table + verdict + [""] + [f"- {f}" for f in final] + [""]
-    md += [f"![{p.stem}]({p.name})" for p in plots]
+    md += [f"![{p.stem}]({p.name})" for p in pngs]
     (out / "summary.md").write_text("\n".join(md) + "\n")
     return "\n".join(table + verdict + [""] + final)
+
+
+def _limits(out: Path, cfg: dict):
+    """(bandwidth -> Limit, "") or ({}, why not)."""
+    try:
+        from intradp_ros.tools.bench_limit import limits
+        return limits(out, cfg), ""
+    except (OSError, ValueError) as e:
+        return {}, str(e)
 
 
 def _settling(rows: list[dict]) -> list[str]:
@@ -300,79 +324,3 @@ def _veth_check(stats, cfg) -> str:
     return (f"tiles crossed the shaped veth: {'yes' if ok else 'NO'} (all-offload: the robot's veth sent "
             f"{lo:,.0f}-{hi:,.0f} kB/frame, the u8 input tensor is {need / 1e3:,.0f} kB; all-local frames moved "
             f"{np.mean(local) / 1e3 if local else 0:,.1f} kB/frame: DDS heartbeats and acks)")
-
-
-def _plots(out: Path, stats, cfg) -> list[Path]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colors = {"local": "tab:gray", "offload": "tab:blue", "best-cut": "tab:orange", "intra-dp": "tab:green"}
-    strategies = [st for st in STRATEGIES if any(k[1] == st and s.get("n") for k, s in stats.items())]
-    paths = []
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for st in strategies:
-        cells = sorted((bw, s) for (bw, s2), s in stats.items() if s2 == st and s.get("n"))
-        x = [bw for bw, _ in cells]
-        p50 = np.array([s["p50"] for _, s in cells])
-        err = np.array([[s["p50"] - s["p5"] for _, s in cells], [s["p95"] - s["p50"] for _, s in cells]])
-        ax.errorbar(x, p50, yerr=err, marker="o", capsize=3, color=colors[st], label=f"{LABELS[st]} (p50, p5-p95)")
-        ax.plot(x, [s["predicted"] for _, s in cells], ls="--", color=colors[st], alpha=0.6)
-    ax.set_xscale("log")
-    ax.set_xticks(sorted({k[0] for k in stats}))
-    ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    ax.set_xlabel("link bandwidth, Mbit/s (tbf, each way)")
-    ax.set_ylabel("end-to-end latency per frame, ms")
-    ax.set_title(f"{cfg['model']}: measured (solid) vs predicted (dashed)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    paths.append(out / "latency_vs_bandwidth.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
-
-    fig, axes = plt.subplots(1, len(strategies), figsize=(3.6 * len(strategies), 4.2), sharey=True, squeeze=False)
-    for ax, st in zip(axes[0], strategies):
-        cells = sorted((bw, s) for (bw, s2), s in stats.items() if s2 == st and s.get("n"))
-        labels = [f"{bw:g}" for bw, _ in cells]
-        robot = np.array([s["busy_s"] * 1e3 for _, s in cells])
-        edge = np.array([s["edge_ms"] for _, s in cells])
-        p50 = np.array([s["p50"] for _, s in cells])
-        rest = np.maximum(p50 - robot - edge, 0)
-        ax.bar(labels, robot, color="tab:red", label="robot busy (CPU s / cap)")
-        ax.bar(labels, edge, bottom=robot, color="tab:purple", label="edge compute")
-        ax.bar(labels, rest, bottom=robot + edge, color="tab:cyan", label="transfer + other")
-        ax.plot(labels, p50, "k_", markersize=18, label="p50 latency")
-        ax.set_title(LABELS[st])
-        ax.set_xlabel("Mbit/s")
-        ax.grid(True, axis="y", alpha=0.3)
-    axes[0][0].set_ylabel("ms per frame (robot: mean busy; edge: median compute)")
-    axes[0][-1].legend(fontsize=7)
-    fig.suptitle(f"{cfg['model']}: where the time goes (robot and edge overlap under Intra-DP: the parts can exceed "
-                 "the latency)", fontsize=10)
-    fig.tight_layout()
-    paths.append(out / "breakdown.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    width = 0.8 / max(1, len(strategies))
-    bws = sorted({k[0] for k in stats})
-    for i, st in enumerate(strategies):
-        xs = np.arange(len(bws)) + i * width
-        vals = [stats.get((bw, st), {}) for bw in bws]
-        parts = [np.array([v.get(p, 0.0) for v in vals]) for p in ("e_idle", "e_compute", "e_radio")]
-        ax.bar(xs, parts[0], width, color=colors[st], alpha=0.35)
-        ax.bar(xs, parts[1], width, bottom=parts[0], color=colors[st], alpha=0.75)
-        ax.bar(xs, parts[2], width, bottom=parts[0] + parts[1], color=colors[st], hatch="//", label=LABELS[st])
-    ax.set_xticks(np.arange(len(bws)) + width * (len(strategies) - 1) / 2, [f"{b:g}" for b in bws])
-    ax.set_xlabel("Mbit/s")
-    ax.set_ylabel("robot energy per frame, J (estimate)")
-    ax.set_title("energy estimate: idle (light) + compute (dark) + radio (hatched)")
-    ax.legend(fontsize=8)
-    ax.grid(True, axis="y", alpha=0.3)
-    fig.tight_layout()
-    paths.append(out / "energy.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
-    return paths
