@@ -155,6 +155,10 @@ def _header(cfg: dict, meta: dict) -> list[str]:
         + "latency = camera stamp -> "
         "result received by the client in the robot namespace; predicted = PlanStatus.predicted_ms of the plan in "
         "force",
+        "- the planner's bandwidth: " + ("the shaped rate, told to robot_node (`bandwidth_source: parameter`): an "
+                                         "ORACLE, not how the product runs" if cfg.get("bandwidth_source") ==
+                                         "parameter" else "what robot_node measures (`bandwidth_source: measured`),"
+                                         " as deployed"),
         f"- energy: an ESTIMATE, power model of config/bench.yaml: idle {pw['idle_w']} W x latency + "
         f"{pw['compute_w_per_core']} W x robot-core busy s (CPU s / cap) + radio {pw['radio_tx_w']} W x uplink airtime",
         ""]
