@@ -16,8 +16,8 @@ from intradp_ros.launcher import launch_arguments, params_argument
 from intradp_ros.launching.arguments import LaunchError, node_parameters
 from intradp_ros.launching.commands import enclave_arguments
 from intradp_ros.launching.dds_profile import discovery_environment, profile_for
-from intradp_ros.launching.qos_file import qos_file_for
-from intradp_ros.topology import PACKAGE, TOPICS, nodes_for
+from intradp_ros.launching.qos_file import qos_file_for, remappings
+from intradp_ros.topology import PACKAGE, nodes_for
 
 __all__ = ["generate_for"]
 
@@ -32,6 +32,8 @@ def _launch_nodes(context, host):
     for name, value in discovery_environment(LaunchConfiguration('dds_peers').perform(context)).items():
         actions.append(SetEnvironmentVariable(name, value))
     values = {arg.name: LaunchConfiguration(arg.name).perform(context) for arg in launch_arguments(host)}
+    remaps = remappings(host, values)
+    qos = qos_file_for(values['qos_file'], values['namespace'], remaps)
     for spec in nodes_for(host):
         actions.append(Node(
             package=PACKAGE,
@@ -40,11 +42,10 @@ def _launch_nodes(context, host):
             namespace=LaunchConfiguration('namespace'),
             parameters=[
                 LaunchConfiguration(params_argument(host, spec)),
-                qos_file_for(values['qos_file'], values['namespace'],
-                             values.get('camera_topic', TOPICS['camera'].name)),
+                qos,
                 node_parameters(spec.name, values),
             ],
-            remappings=[(TOPICS['camera'].name, values['camera_topic'])] if 'camera_topic' in values else [],
+            remappings=list(remaps.items()),
             ros_arguments=enclave_arguments(spec, values),
             condition=IfCondition(LaunchConfiguration(spec.optional)) if spec.optional else None,
             output='screen',

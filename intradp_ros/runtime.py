@@ -18,7 +18,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .engine.executor import Assembler, EdgeWorker, FrameOutputs, Packet
+from .engine.assembly import Assembler, FrameOutputs
+from .engine.executor import EdgeWorker
+from .engine.packet import Packet
 from .engine.graph import OpGraph, capture
 from .engine.plan import Plan, PlanError
 from .engine.profiler import load_or_profile

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .engine.executor import FrameOutputs, OutputFn
+from .engine.assembly import FrameOutputs
+from .engine.executor import OutputFn
 from .models import ModelSpec
 
 __all__ = ["Task", "DetectionTask", "ClassificationTask", "DenseTask", "ClassScore", "make_task"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
-__all__ = ["Topic", "QosDefaults", "NodeSpec", "TOPICS", "QOS", "NODES", "PACKAGE", "nodes_for"]
+__all__ = ["Topic", "QosDefaults", "NodeSpec", "TOPICS", "QOS", "NODES", "PACKAGE", "EDGE_FACING", "nodes_for"]
 
 PACKAGE = "intradp_ros"
 
@@ -64,8 +64,16 @@ TOPICS = {
     "link": Topic("intradp/link", "intradp_ros/msg/LinkEstimate", "results"),
     # the edge's heartbeat: newest wins, a late one is worthless
     "edge_status": Topic("intradp/edge_status", "intradp_ros/msg/EdgeStatus", "heartbeat"),
+    # the robots an edge serves: each robot_node's PlanStatus again, in the edge's namespace (its session admits
+    # its tiles there)
+    "roster": Topic("intradp/robots", "intradp_ros/msg/PlanStatus", "latched"),
     "diagnostics": Topic("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", "results"),
 }
+
+
+# Topics between a robot and its edge: a robot's nodes resolve them in the edge's namespace (launch argument
+# edge_namespace, default the root), so robots in any namespace share one edge_node.
+EDGE_FACING = ("to_edge", "outputs", "edge_profile", "link", "edge_status", "roster")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -144,7 +144,8 @@ def test_training_mode_is_refused():
 def test_frame_outputs_report_the_robots_compute_and_bytes_to_the_edge_for_every_plan_kind():
     """FrameTiming's robot_compute_ms and bytes_robot_to_edge come from FrameOutputs: under a cut the robot's
     compute and bytes reach the aggregator only through the edge (it sends the aggregator nothing itself)."""
-    from intradp_ros.engine.executor import Assembler, EdgeWorker, RobotWorker
+    from intradp_ros.engine.assembly import Assembler
+    from intradp_ros.engine.executor import EdgeWorker, RobotWorker
     torch.manual_seed(0)
     model, x = build_model("resnet18"), torch.rand(1, 3, 224, 224)
     g = capture(model, x)

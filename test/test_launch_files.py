@@ -273,14 +273,37 @@ def test_qos_yaml_matches_topology():
 def test_qos_file_is_re_keyed_for_the_namespace_and_the_camera_topic(tmp_path, monkeypatch):
     monkeypatch.setenv('ROS_HOME', str(tmp_path))
     path = str(REPO / 'config' / QOS_FILE)
-    assert qos_file_for(path, '', TOPICS['camera'].name) == path == qos_file_for(path, '/', '/camera/image_raw')
-    keyed = _yaml_at(qos_file_for(path, 'robot1', '/cam/img'))['/**']['ros__parameters']['qos_overrides']
+    cam = TOPICS['camera'].name
+    assert qos_file_for(path, '', {}) == path == qos_file_for(path, '/', {cam: '/camera/image_raw'})
+    keyed = _yaml_at(qos_file_for(path, 'robot1', {cam: '/cam/img'}))['/**']['ros__parameters']['qos_overrides']
     plain = _yaml(QOS_FILE)['/**']['ros__parameters']['qos_overrides']
     assert keyed['/robot1/intradp/tiles/to_edge'] == plain['/intradp/tiles/to_edge']
     assert keyed['/cam/img'] == plain['/camera/image_raw'] and keyed['/diagnostics'] == plain['/diagnostics']
     assert len(keyed) == len(plain) and '/intradp/tiles/to_edge' not in keyed
-    relative = _yaml_at(qos_file_for(path, 'robot1', 'camera/image_raw'))['/**']['ros__parameters']
+    relative = _yaml_at(qos_file_for(path, 'robot1', {cam: 'camera/image_raw'}))['/**']['ros__parameters']
     assert '/robot1/camera/image_raw' in relative['qos_overrides']
+
+
+def test_a_robot_in_a_namespace_resolves_the_edge_facing_topics_in_the_edges(tmp_path, monkeypatch):
+    """robot.launch.py namespace:=robot1 (edge_namespace default /): the edge-facing topics are remapped to the
+    root, the rest stays in robot1, and the QoS file is keyed as the nodes resolve them."""
+    from intradp_ros.launching.qos_file import remappings
+    from intradp_ros.topology import EDGE_FACING
+    monkeypatch.setenv('ROS_HOME', str(tmp_path))
+    values = launcher.resolve_arguments('robot', {'namespace': 'robot1'})
+    remaps = remappings('robot', values)
+    cam = {TOPICS['camera'].name: TOPICS['camera'].name}
+    assert remaps == {**cam, **{TOPICS[k].name: '/' + TOPICS[k].name for k in EDGE_FACING}}
+    assert remappings('robot', launcher.resolve_arguments('robot', {})) == cam        # robot and edge in the root
+    assert remappings('robot', launcher.resolve_arguments('robot', {'namespace': 'r', 'edge_namespace': 'r'})) == cam
+    other = remappings('robot', launcher.resolve_arguments('robot', {'namespace': 'r', 'edge_namespace': '/e1'}))
+    assert other[TOPICS['to_edge'].name] == '/e1/intradp/tiles/to_edge'
+    assert remappings('edge', launcher.resolve_arguments('edge', {'namespace': 'robot1'})) == {}
+    argv = dict(launcher.node_commands('robot', values))
+    robot = next(a for spec, a in argv.items() if spec.name == 'robot_node')
+    assert f"{TOPICS['to_edge'].name}:=/intradp/tiles/to_edge" in robot and '__ns:=/robot1' in robot
+    keyed = _yaml_at(qos_file_for(str(REPO / 'config' / QOS_FILE), '/robot1', remaps))['/**']['ros__parameters']
+    assert '/intradp/tiles/to_edge' in keyed['qos_overrides'] and '/robot1/intradp/plan' in keyed['qos_overrides']
 
 
 def test_camera_launch_arguments_are_typed_as_the_parameters():

@@ -1,4 +1,4 @@
-"""Runs a compiled plan: the robot's share, the edge's share and the aggregator's reassembly.
+"""Runs a compiled plan: the robot's share and the edge's share (the aggregator's reassembly: assembly.py).
 
 Transport-agnostic: workers exchange :class:`Packet` objects (the ROS-free twin of ``msg/TensorTile``).
 The robot emits each packet the moment it exists (so a sender thread can overlap transmission with the
@@ -10,61 +10,24 @@ Example (everything in one process, e.g. for tests)::
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Callable
 
 import torch
 
-from .codec import decode, elements, encode, is_u8_exact
+from .assembly import Assembler, FrameOutputs, full_rows
+from .codec import encode, is_u8_exact
 from .device import synchronize
 from .graph import OpGraph
+from .packet import STAGE_SPLIT, STAGE_SUFFIX, STAGE_WHOLE, Packet, ProtocolError
 from .plan import CompiledPlan, Plan, compile_plan
 from .rows import RowStreamer
 
-__all__ = ["Packet", "RobotWorker", "EdgeWorker", "Assembler", "FrameOutputs", "run_collaborative",
-           "OutputFn", "ProtocolError"]
+__all__ = ["RobotWorker", "EdgeWorker", "run_collaborative", "OutputFn"]
 
 # (output name, rows of the output [N, C, rows, W] or the whole non-spatial output, first row) -> payload tensor.
 # Lets a model reduce its raw outputs per tile (e.g. YOLO heads -> box candidates) before they travel.
 OutputFn = Callable[[str, torch.Tensor, int], torch.Tensor]
-
-STAGE_WHOLE, STAGE_SPLIT, STAGE_SUFFIX = 0, 1, 2
-STAGE_PROBE = 3       # link probe from the robot: measured by the edge, never computed
-
-
-class ProtocolError(ValueError):
-    """A packet that is well formed but does not fit the frame it claims to belong to."""
-
-
-@dataclasses.dataclass
-class Packet:
-    frame_seq: int
-    plan_spec: str
-    tensor: str                   # graph value name
-    stage: int                    # 0: whole value at a cut, 1: split segment, 2: edge suffix output
-    tile_index: int
-    tile_count: int
-    sender: str                   # "robot" | "edge"
-    dest: str                     # "edge" | "aggregator"
-    row_start: int                # rows of the full tensor covered (0, 0 for non-spatial values)
-    row_stop: int
-    shape: tuple[int, ...]        # full tensor shape
-    payload_shape: tuple[int, ...]
-    dtype: str
-    encoding: str
-    payload: bytes
-    halo_top: int = 0
-    halo_bottom: int = 0
-    compute_ms: float = 0.0       # the sender's compute on this frame so far
-    session: str = ""             # the robot's session: with frame_seq, names the frame
-    robot_ms: float = 0.0         # on the edge's packets: the robot's compute so far, as its packets said
-    robot_bytes: int = 0          # ... and the payload bytes of the robot's packets the edge received
-
-    def value(self) -> torch.Tensor:
-        """Decoded payload (validated against payload_shape/dtype/encoding)."""
-        return decode(self.payload, self.encoding, self.dtype, self.payload_shape)
-
 
 def _packet(plan: Plan, seq: int, name: str, t: torch.Tensor, rows: tuple[int, int], shape, *, stage: int,
             index: int, count: int, sender: str, dest: str, encoding: str, compute_ms: float,
@@ -88,11 +51,6 @@ class _Emitter:
             payload_t, encoding = payload_t.to(torch.float32) / 255.0, "u8"
         return _packet(plan, seq, name, payload_t, rows, self.graph.value_shape(name), stage=stage, index=index,
                        count=count, sender=sender, dest="aggregator", encoding=encoding, compute_ms=compute_ms)
-
-
-def _full_rows(graph: OpGraph, name: str) -> tuple[int, int]:
-    axis = graph.value_row_axis(name)
-    return (0, graph.value_shape(name)[axis]) if axis is not None else (0, 0)
 
 
 class RobotWorker:
@@ -121,20 +79,22 @@ class RobotWorker:
         enc_of = lambda name: "u8" if name == g.input_name and input_is_u8 else plan.encoding  # noqa: E731
         env: dict[str, torch.Tensor] = {g.input_name: x}
         busy = 0.0
+        keep = set(cp.to_edge_whole) | ({cp.segment.input} if cp.segment else set())
         with torch.inference_mode():
             for k in cp.robot_ops:
                 t0 = time.perf_counter()
                 op = g.ops[k]
                 env[op.name] = g.run_op(op, env)
+                g.drop_dead(env, k, keep)
                 dt = (time.perf_counter() - t0) * 1e3
                 busy += dt
                 self.last_whole_ms += dt
                 if op.name in g.outputs:    # compute_ms: the frame's robot compute so far (the last carries all)
-                    emit(self._emit_out(plan, seq, op.name, env[op.name], _full_rows(g, op.name), stage=STAGE_WHOLE,
+                    emit(self._emit_out(plan, seq, op.name, env[op.name], full_rows(g, op.name), stage=STAGE_WHOLE,
                                         index=0, count=1, sender="robot", compute_ms=busy))
             for i, name in enumerate(cp.to_edge_whole):
                 t0 = time.perf_counter()
-                pkt = _packet(plan, seq, name, env[name], _full_rows(g, name), g.value_shape(name),
+                pkt = _packet(plan, seq, name, env[name], full_rows(g, name), g.value_shape(name),
                               stage=STAGE_WHOLE, index=i, count=len(cp.to_edge_whole), sender="robot", dest="edge",
                               encoding=enc_of(name), compute_ms=busy)
                 dt = (time.perf_counter() - t0) * 1e3
@@ -315,78 +275,15 @@ class EdgeWorker:
         for k in cp.edge_ops:
             op = g.ops[k]
             env[op.name] = g.run_op(op, env)
+            g.drop_dead(env, k)
         synchronize(self.device)
         fr.compute_ms += (time.perf_counter() - t0) * 1e3
         produced = [name for name in g.outputs if g.producer_index(name) >= cp.plan.seg_end]
         for i, name in enumerate(produced):
-            out.append(self._emit_out(cp.plan, seq, name, env[name], _full_rows(g, name), stage=STAGE_SUFFIX,
+            out.append(self._emit_out(cp.plan, seq, name, env[name], full_rows(g, name), stage=STAGE_SUFFIX,
                                       index=i, count=len(produced), sender="edge", compute_ms=fr.compute_ms))
         fr.done = True
         return out
-
-
-@dataclasses.dataclass
-class FrameOutputs:
-    frame_seq: int
-    plan_spec: str
-    parts: dict[str, list[tuple[int, torch.Tensor]]]   # output name -> [(first row, payload tensor)] by row
-    robot_ms: float = 0.0
-    edge_ms: float = 0.0
-    bytes_to_edge: int = 0          # payload bytes robot -> edge, as the edge relayed them
-
-    def tensor(self, name: str, axis: int = 2) -> torch.Tensor:
-        """Reassemble a raw (unreduced) output from its row tiles."""
-        ts = [t for _, t in self.parts[name]]
-        return torch.cat(ts, axis) if len(ts) > 1 else ts[0]
-
-
-class Assembler:
-    """The aggregator's bookkeeping: a frame is complete when every output's rows are all covered."""
-
-    def __init__(self, graph: OpGraph):
-        self.outputs = {name: _full_rows(graph, name) for name in graph.outputs}
-        self.shapes = {name: tuple(graph.value_shape(name)) for name in graph.outputs}
-        self.frames: dict[int, dict] = {}
-
-    def add(self, pkt: Packet) -> FrameOutputs | None:
-        """Add one output packet; returns the frame's outputs when it is complete. Raises on bad packets."""
-        if pkt.tensor not in self.outputs:
-            raise ProtocolError(f"{pkt.tensor!r} is not an output of this model ({', '.join(self.outputs)})")
-        full = self.outputs[pkt.tensor]
-        if full != (0, 0) and not 0 <= pkt.row_start < pkt.row_stop <= full[1]:
-            raise ProtocolError(f"{pkt.tensor}: rows [{pkt.row_start}, {pkt.row_stop}) outside 0..{full[1]}")
-        if tuple(pkt.shape) != self.shapes[pkt.tensor] or elements(pkt.payload_shape) > elements(pkt.shape):
-            raise ProtocolError(f"{pkt.tensor}: shape {tuple(pkt.shape)}, payload {tuple(pkt.payload_shape)} do not "
-                                f"fit the model's {self.shapes[pkt.tensor]}")
-        t = pkt.value()                # decoded only now: its size is bounded by the output's
-        fr = self.frames.setdefault(pkt.frame_seq, {"plan": pkt.plan_spec, "parts": {},
-                                                     "robot_ms": 0.0, "edge_ms": 0.0, "to_edge": 0})
-        if fr["plan"] != pkt.plan_spec:
-            raise ProtocolError(f"frame {pkt.frame_seq}: outputs of two plans")
-        rows = fr["parts"].setdefault(pkt.tensor, {})
-        if pkt.row_start in rows:
-            raise ProtocolError(f"frame {pkt.frame_seq}: duplicate {pkt.tensor} rows from {pkt.row_start}")
-        rows[pkt.row_start] = (pkt.row_stop, t)
-        key = "robot_ms" if pkt.sender == "robot" else "edge_ms"
-        fr[key] = max(fr[key], pkt.compute_ms)
-        if pkt.sender == "edge":      # what the robot's packets to the edge said (totals so far: the largest)
-            fr["robot_ms"], fr["to_edge"] = max(fr["robot_ms"], pkt.robot_ms), max(fr["to_edge"], pkt.robot_bytes)
-        if not all(self._covered(name, fr["parts"].get(name, {})) for name in self.outputs):
-            return None
-        del self.frames[pkt.frame_seq]
-        parts = {name: [(lo, t) for lo, (_, t) in sorted(p.items())] for name, p in fr["parts"].items()}
-        return FrameOutputs(pkt.frame_seq, fr["plan"], parts, fr["robot_ms"], fr["edge_ms"], fr["to_edge"])
-
-    def _covered(self, name: str, rows: dict[int, tuple[int, torch.Tensor]]) -> bool:
-        full = self.outputs[name]
-        if full == (0, 0):
-            return bool(rows)
-        at = 0
-        for lo in sorted(rows):
-            if lo != at:
-                return False
-            at = rows[lo][0]
-        return at == full[1]
 
 
 def run_collaborative(graph: OpGraph, plan: Plan | str, x: torch.Tensor, output_fn: OutputFn | None = None,

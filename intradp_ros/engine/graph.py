@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 import torch
 import torch.fx as fx
@@ -95,6 +95,13 @@ class OpGraph:
         self.by_name = {op.name: op for op in self.ops}
         self.index = {op.name: op.index for op in self.ops}
         self.evaluator = NodeEvaluator(self.gm)
+        # op index -> values read for the last time by that op (graph outputs never): dropped right after it,
+        # as eager PyTorch frees them, so the allocator reuses warm memory instead of touching new pages
+        self.last_reads: dict[int, tuple[str, ...]] = {}
+        for name, readers in self.consumers.items():
+            if name not in self.outputs:
+                self.last_reads.setdefault(max(readers), ())
+                self.last_reads[max(readers)] += (name,)
 
     def value_shape(self, name: str) -> tuple[int, ...]:
         return self.input_shape if name == self.input_name else self.by_name[name].shape
@@ -121,7 +128,14 @@ class OpGraph:
         env: dict[str, Any] = {self.input_name: x}
         for op in self.ops:
             env[op.name] = self.run_op(op, env)
+            self.drop_dead(env, op.index)
         return {name: env[name] for name in self.outputs}
+
+    def drop_dead(self, env: dict, k: int, keep: Collection[str] = ()) -> None:
+        """Forget the values op ``k`` read for the last time (except ``keep``)."""
+        for name in self.last_reads.get(k, ()):
+            if name not in keep:
+                env.pop(name, None)
 
     def summary(self) -> str:
         lines = []

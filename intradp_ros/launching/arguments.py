@@ -52,6 +52,8 @@ LAUNCH_ARGS = (
               "for `ros2 lifecycle set <node> configure`, then activate)", parameter_of=DEVICE_NODES, kind=bool),
     LaunchArg("camera_topic", TOPICS["camera"].name, f"camera image topic (remaps {TOPICS['camera'].name})",
               hosts=("robot", "all")),
+    LaunchArg("edge_namespace", "/", "namespace of the edge_node this robot uses (default the root: robots in any "
+              "namespace share one edge)", hosts=("robot",)),
     LaunchArg("start_camera", "false", "start camera_player (false: a real camera driver publishes "
               "camera_topic)", hosts=("robot",)),
     LaunchArg("start_camera", "true", "start camera_player (the sample images)", hosts=("all",)),

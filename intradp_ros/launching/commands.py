@@ -2,8 +2,8 @@
 
 Each node runs as the installed executable ``<prefix>/lib/intradp_ros/<exe>`` (or ``python -c 'from
 intradp_ros.nodes.<exe> import main ...'`` without a colcon install) with ``--ros-args``: node name, namespace,
-the params file, the QoS file (re-keyed for the namespace: launching.qos_file), ``-p`` overrides and the camera
-topic remapping.
+the params file, the QoS file (re-keyed for the namespace: launching.qos_file), ``-p`` overrides and the topic
+remappings (the camera's; a robot's edge-facing topics into ``edge_namespace``).
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pathlib
 import sys
 
 from intradp_ros.launching.arguments import node_overrides, params_argument, truthy
-from intradp_ros.launching.qos_file import qos_file_for
-from intradp_ros.topology import PACKAGE, TOPICS, NodeSpec, nodes_for
+from intradp_ros.launching.qos_file import qos_file_for, remappings
+from intradp_ros.topology import PACKAGE, NodeSpec, nodes_for
 
 __all__ = ["executable", "node_commands", "enclave_arguments"]
 
@@ -43,7 +43,8 @@ def node_commands(host: str, values: dict[str, str]) -> list[tuple[NodeSpec, lis
     namespace = values["namespace"].strip()
     if namespace and not namespace.startswith("/"):
         namespace = "/" + namespace
-    qos = qos_file_for(values["qos_file"], namespace, values.get("camera_topic", TOPICS["camera"].name))
+    remaps = remappings(host, values)
+    qos = qos_file_for(values["qos_file"], namespace, remaps)
     commands = []
     for spec in nodes_for(host):
         if spec.optional and not truthy(spec.optional, values[spec.optional]):
@@ -54,8 +55,8 @@ def node_commands(host: str, values: dict[str, str]) -> list[tuple[NodeSpec, lis
         argv += ["--params-file", values[params_argument(host, spec)], "--params-file", qos]
         for name, value in node_overrides(spec.name, values).items():
             argv += ["-p", f"{name}:={value}"]
-        if "camera_topic" in values:
-            argv += ["-r", f"{TOPICS['camera'].name}:={values['camera_topic']}"]
+        for name, target in remaps.items():
+            argv += ["-r", f"{name}:={target}"]
         argv += enclave_arguments(spec, values)
         commands.append((spec, argv))
     return commands

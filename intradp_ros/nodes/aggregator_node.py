@@ -14,7 +14,7 @@ from sensor_msgs.msg import Image
 
 from intradp_ros.engine.admission import Admission, Refusal
 from intradp_ros.engine.codec import CodecError
-from intradp_ros.engine.executor import ProtocolError
+from intradp_ros.engine.packet import ProtocolError
 from intradp_ros.engine.plan import Plan, PlanError
 from intradp_ros.msg import Classification, FrameTiming, PlanStatus, TensorTile
 from intradp_ros.nodes.common import (Counters, declare, msg_to_packet, publisher, run_node, shutting_down, stamp_ms,

@@ -19,7 +19,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, LivelinessPolicy, QoSPoli
 from rclpy.qos_overriding_options import QoSOverridingOptions, _declare_qos_parameters
 from rclpy.subscription import Subscription
 
-from intradp_ros.engine.executor import Packet
+from intradp_ros.engine.packet import Packet
 from intradp_ros.engine.plan import Plan, PlanError
 from intradp_ros.msg import TensorTile
 from intradp_ros.topology import QOS, TOPICS

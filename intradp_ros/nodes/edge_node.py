@@ -13,7 +13,7 @@ import time
 
 from intradp_ros.engine.admission import Admission, Refusal
 from intradp_ros.engine.codec import CodecError
-from intradp_ros.engine.executor import STAGE_PROBE, STAGE_SPLIT, ProtocolError
+from intradp_ros.engine.packet import STAGE_PROBE, STAGE_SPLIT, ProtocolError
 from intradp_ros.engine.link import ChunkTimer
 from intradp_ros.engine.plan import PlanError, compile_plan
 from intradp_ros.msg import EdgeProfile, EdgeStatus, LinkEstimate, PlanStatus, TensorTile
@@ -64,12 +64,12 @@ class EdgeNode(ManagedNode):
         self.rt = EdgeRuntime(self.cfg, self.cache, log=self.get_logger().info)
         self.out_pub = publisher(self, TensorTile, "outputs")
         self.profile_pub = publisher(self, EdgeProfile, "edge_profile")
-        # tiles only of robots that announced their session on /intradp/plan, on their own thread (see Receiver),
+        # tiles only of robots that announced their session on /intradp/robots, on their own thread (see Receiver),
         # the session read before deserializing (see tile_session). ``_announced`` is the executor's (PlanStatus);
         # the receiver reads ``announced``, a frozen copy replaced whole
         self._announced: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.announced: frozenset[str] = frozenset()
-        subscription(self, PlanStatus, "plan", self.plan_callback)
+        subscription(self, PlanStatus, "roster", self.plan_callback)
         self.link_pub = publisher(self, LinkEstimate, "link")
         self._q: queue.Queue = queue.Queue()
         self._headers: dict[tuple, tuple] = {}      # (session, seq) -> header, image size: compute thread's
@@ -215,8 +215,8 @@ class EdgeNode(ManagedNode):
         if sample is None:
             return
         nbytes, span = sample
-        est = LinkEstimate(frame_seq=msg.frame_seq, bytes_measured=int(nbytes), span_ms=span * 1e3,
-                           bandwidth_mbps=nbytes * 8 / span / 1e6)
+        est = LinkEstimate(session=msg.session, frame_seq=msg.frame_seq, bytes_measured=int(nbytes),
+                           span_ms=span * 1e3, bandwidth_mbps=nbytes * 8 / span / 1e6)
         est.header.stamp = self.get_clock().now().to_msg()
         self.link_pub.publish(est)
         self.counters.inc("link_samples")

@@ -6,7 +6,7 @@ import queue
 import threading
 import time
 
-from intradp_ros.engine.executor import STAGE_PROBE
+from intradp_ros.engine.packet import STAGE_PROBE
 from intradp_ros.msg import TensorTile
 
 __all__ = ["ProbeSender"]
@@ -14,6 +14,17 @@ __all__ = ["ProbeSender"]
 
 class ProbeSender:
     """Puts ready probe messages on robot_node's send queue (the sender thread publishes them in order)."""
+
+    @staticmethod
+    def declare_parameters(node) -> tuple[float, int, bool]:
+        """robot_node's parameters of probing and of the send self-test: (probe_period_s, probe_kib,
+        send_selftest)."""
+        from intradp_ros.nodes.common import declare
+        return (declare(node, "probe_period_s", 10.0, "measure the link with a small probe this often when no frame "
+                        "does (0 = off)", limits=(0.0, 3600.0)),
+                declare(node, "probe_kib", 128, "probe size, KiB (sent as 4 back-to-back chunks)", True, (1, 65536)),
+                declare(node, "send_selftest", True, "at start-up, measure this process's CPU per message sent to the "
+                        "edge (two bursts of 12 probe messages, ~1 s) for the planner", True))
 
     def __init__(self, send_q: queue.Queue, controller, log, cpu_share: float):
         self.send_q, self.controller, self.log, self.cpu_share = send_q, controller, log, cpu_share

@@ -31,6 +31,7 @@ from intradp_ros.robot.planning import parse_plan_choice
 from intradp_ros.robot.runtime import RobotRuntime
 from intradp_ros.robot.state import Status
 from intradp_ros.runtime import RobotConfig
+from intradp_ros.topology import TOPICS
 from intradp_ros.vision.image_convert import ImageConversionError, image_to_array, to_rgb8
 
 
@@ -48,14 +49,7 @@ class RobotNode(ManagedNode):
                                         limits=(1, 1 << 30))
         self.edge_wait_s = declare(self, "edge_wait_s", 30.0, "wait this long for the edge before running alone", ro,
                                    (0.0, 86400.0))
-        self.probe_period_s = declare(self, "probe_period_s", 10.0,
-                                      "measure the link with a small probe this often when no frame does (0 = off)",
-                                      limits=(0.0, 3600.0))
-        self.probe_kib = declare(self, "probe_kib", 128, "probe size, KiB (sent as 4 back-to-back chunks)", ro,
-                                 (1, 65536))
-        self.send_selftest = declare(self, "send_selftest", True,
-                                     "at start-up, measure this process's CPU per message sent to the edge (two "
-                                     "bursts of 12 probe messages, ~1 s) for the planner", ro)
+        self.probe_period_s, self.probe_kib, self.send_selftest = ProbeSender.declare_parameters(self)
         self._watch_args = EdgeWatch.declare_parameters(self)
         self.counters = Counters(self, ["frames_received", "frames_processed", "frames_skipped_busy", "bad_images",
                                         "frame_errors", "tiles_sent", "bytes_to_edge", "link_samples",
@@ -72,7 +66,7 @@ class RobotNode(ManagedNode):
         parse_plan_choice(self.cfg.plan, None, self.cfg.model)     # a bad plan fails before the model loads
         self.session = secrets.token_hex(8)   # names this run's frames: receivers ignore other sessions' tiles
         log = self.get_logger()
-        self.plan_pub = publisher(self, PlanStatus, "plan")
+        self.plan_pub, self.roster_pub = publisher(self, PlanStatus, "plan"), publisher(self, PlanStatus, "roster")
         # lines dropped once Ctrl-C took the context; one lambda per severity (rclpy: one severity per call site)
         self.rt = RobotRuntime(self.cfg, log=lambda line: shutting_down(self) or log.info(line),
                                warn=lambda line: shutting_down(self) or log.warning(line), on_change=self.publish_plan)
@@ -127,7 +121,7 @@ class RobotNode(ManagedNode):
     # -- readiness: subscribe to the camera only once the frames' consumers are there --------------------------
     def ready_callback(self):
         waited = (self.get_clock().now() - self._started).nanoseconds / 1e9
-        have_agg = self.out_pub.get_subscription_count() > 0
+        have_agg = self.count_publishers(TOPICS["timing"].name) > 0    # ours (robots share the outputs topic)
         have_edge = self._edge_profile_seen and self.tile_pub.get_subscription_count() > 0
         plan_fixed = self.controller.config.plan != "auto"
         if not have_agg or not (have_edge or waited > self.edge_wait_s or (plan_fixed and not self.rt.needs_edge)):
@@ -158,6 +152,8 @@ class RobotNode(ManagedNode):
         self._edge_profile_seen = True
 
     def link_callback(self, msg: LinkEstimate):
+        if msg.session not in ("", self.session):
+            return                            # another robot's link to a shared edge
         self.counters.inc("link_samples")
         self._last_link_sample = self.get_clock().now()
         self.controller.observe_bandwidth(msg.bandwidth_mbps)
@@ -198,7 +194,9 @@ class RobotNode(ManagedNode):
         controller calls this after every change, from whichever thread made it."""
         if not shutting_down(self):     # else Ctrl-C: a pass that ends now has nowhere to say so
             self.counters.inc("plan_changes")
-            self.plan_pub.publish(plan_status_msg(status, self.get_clock().now().to_msg(), self.session))
+            msg = plan_status_msg(status, self.get_clock().now().to_msg(), self.session)
+            self.plan_pub.publish(msg)
+            self.roster_pub.publish(msg)      # the same, to the edge (its namespace may be another)
 
     # -- frames -------------------------------------------------------------------------------------------------
     def image_callback(self, msg: Image):

@@ -8,7 +8,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..engine.executor import Packet, RobotWorker
+from ..engine.executor import RobotWorker
+from ..engine.packet import Packet
 from ..engine.plan import Plan
 from ..engine.profiler import load_or_profile
 from ..runtime import Log, ModelRuntime, RobotConfig

@@ -1,0 +1,135 @@
+"""Two robots in two namespaces share ONE edge_node process (real processes over DDS, `./intradp launch`).
+
+`robot.launch.py namespace:=robotN` resolves the edge-facing topics in `edge_namespace` (default the root), so
+both robots find the edge started by `edge.launch.py`. Each gets detections equal to single-process inference,
+stamped like its own camera frames, under its own plan; stopping one leaves the other served and the edge with no
+frame of it in flight.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import cv2
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+
+from rclpy.node import Node  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+
+from intradp_ros.engine.plan import Plan  # noqa: E402
+from intradp_ros.engine.rows import Segment  # noqa: E402
+from intradp_ros.launcher import share_dir, start  # noqa: E402
+from intradp_ros.launching.qos_file import resolve  # noqa: E402
+from intradp_ros.msg import DetectionArray, EdgeStatus  # noqa: E402
+from intradp_ros.nodes.common import topic_qos  # noqa: E402
+from intradp_ros.runtime import ModelConfig, ModelRuntime  # noqa: E402
+from intradp_ros.tools.params import with_overrides  # noqa: E402
+from intradp_ros.topology import TOPICS  # noqa: E402
+from intradp_ros.vision.image_convert import array_to_image_fields  # noqa: E402
+from intradp_ros.vision.samples import load_sample  # noqa: E402
+
+WAIT = 120.0
+ROBOTS = ("robot1", "robot2")
+
+
+class Client(Node):
+    def __init__(self):
+        super().__init__("intradp_test_fleet")
+        self.detections = {ns: [] for ns in ROBOTS}
+        self.cameras = {ns: self.create_publisher(Image, resolve(TOPICS["camera"].name, ns), topic_qos("camera"))
+                        for ns in ROBOTS}
+        for ns in ROBOTS:
+            self.create_subscription(DetectionArray, resolve(TOPICS["detections"].name, ns),
+                                     self.detections[ns].append, topic_qos("detections"))
+        self.status: list[EdgeStatus] = []
+        self.create_subscription(EdgeStatus, resolve(TOPICS["edge_status"].name, "/"), self.status.append,
+                                 topic_qos("edge_status"))
+
+    def spin_until(self, cond, what: str, timeout: float = WAIT):
+        deadline = time.monotonic() + timeout
+        while not cond():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            rclpy.spin_once(self, timeout_sec=0.1)
+
+    def send(self, ns: str, bgr) -> Image:
+        msg = Image(**array_to_image_fields(bgr, "bgr8"))
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = f"{ns}_camera"
+        self.cameras[ns].publish(msg)
+        return msg
+
+
+def _same(got: DetectionArray, ref) -> None:
+    assert [d.class_name for d in got.detections] == [d.class_name for d in ref]
+    for a, b in zip(got.detections, ref):
+        assert abs(a.score - b.score) <= 1e-4 and abs(a.center_x - b.center_x) <= 1e-2
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    if load_sample("dog.jpg") is None:
+        pytest.skip("sample images missing: ./intradp setup puts them in .cache/samples")
+    tmp = tmp_path_factory.mktemp("fleet")
+    model = ModelRuntime(ModelConfig())
+    g = model.graph
+    n = len(g.ops)
+    plans = {"robot1": Plan("yolov3_tiny", 416, 416, 0, n, Segment(g, 0, n).grid // 2, 2, 3),   # rows shared
+             "robot2": Plan.cut(g, "yolov3_tiny", 12, "lz4")}                                  # a layer-wise cut
+    domain = str(100 + (os.getpid() + 61) % 100)
+    env = dict(os.environ, ROS_DOMAIN_ID=domain)
+    edge = start("edge", {"params_file": str(with_overrides(share_dir() / "config" / "edge.yaml", {
+        "edge_node": {"profile_cache_dir": str(tmp), "frame_timeout_s": 3.0}}, tmp))}, env=env)
+    robots = {}
+    for ns in ROBOTS:
+        params = with_overrides(share_dir() / "config" / "robot.yaml", {
+            "robot_node": {"plan": plans[ns].spec(), "profile_cache_dir": str(tmp)}}, tmp)
+        robots[ns] = start("robot", {"namespace": ns, "start_camera": "false", "params_file": str(params)}, env=env)
+    os.environ["ROS_DOMAIN_ID"] = domain
+    rclpy.init()
+    client = Client()
+    try:
+        def listening(ns):
+            subs = client.get_subscriptions_info_by_topic(resolve(TOPICS["camera"].name, ns))
+            return any(s.node_name == "robot_node" for s in subs) and client.cameras[ns].get_subscription_count()
+        for ns in ROBOTS:
+            client.spin_until(lambda ns=ns: listening(ns) or robots[ns].poll() not in (None, 0),
+                              f"{ns}'s robot_node to become ready")
+            assert robots[ns].poll() in (None, 0), robots[ns].output
+        yield client, model, plans, edge, robots
+    finally:
+        client.destroy_node()
+        rclpy.shutdown()
+        for launch in (*robots.values(), edge):
+            launch.stop()
+        for ns, launch in (*robots.items(), ("edge", edge)):
+            for name, lines in launch.output.items():
+                print(f"---- {ns} {name}\n" + "\n".join(list(lines)[-20:]))
+
+
+def test_two_robots_share_one_edge_and_one_leaving_does_not_disturb_the_other(fleet):
+    client, model, plans, edge, robots = fleet
+    images = {"robot1": "dog.jpg", "robot2": "person.jpg"}
+    for _ in range(2):                                    # both robots' frames in flight on the edge at once
+        counts = {ns: len(client.detections[ns]) for ns in ROBOTS}
+        sent = {ns: client.send(ns, load_sample(images[ns])) for ns in ROBOTS}
+        for ns in ROBOTS:
+            client.spin_until(lambda ns=ns, c=counts[ns]: len(client.detections[ns]) > c, f"{ns}'s detections")
+            got = client.detections[ns][counts[ns]]
+            assert got.header.stamp == sent[ns].header.stamp and got.header.frame_id == f"{ns}_camera"
+            assert got.plan_spec == plans[ns].spec()
+            _same(got, model.reference(cv2.cvtColor(load_sample(images[ns]), cv2.COLOR_BGR2RGB)))
+    robots["robot1"].stop()                               # one robot leaves (its nodes stop)
+    for _ in range(2):
+        n = len(client.detections["robot2"])
+        sent = client.send("robot2", load_sample("horses.jpg"))
+        client.spin_until(lambda n=n: len(client.detections["robot2"]) > n, "robot2's detections after robot1 left")
+        got = client.detections["robot2"][n]
+        assert got.header.stamp == sent.header.stamp and got.plan_spec == plans["robot2"].spec()
+        _same(got, model.reference(cv2.cvtColor(load_sample("horses.jpg"), cv2.COLOR_BGR2RGB)))
+    assert edge.poll() is None                            # the one edge process served both, and still runs
+    seen = len(client.status)
+    client.spin_until(lambda: len(client.status) > seen + 2 and client.status[-1].frames_in_flight == 0,
+                      "the edge with no frame in flight")
