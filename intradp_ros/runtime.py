@@ -20,10 +20,11 @@ import torch
 
 from .engine.assembly import Assembler, FrameOutputs
 from .engine.executor import EdgeWorker
-from .engine.packet import Packet
 from .engine.graph import OpGraph, capture
+from .engine.packet import Packet
 from .engine.plan import Plan, PlanError
 from .engine.profiler import load_or_profile
+from .engine.verify import verify_tiles
 from .models import build_model, get_spec
 from .tasks import Task, make_task
 from .vision.preprocess import letterbox
@@ -82,6 +83,7 @@ class ModelRuntime:
         self.module = build_model(spec.name, **kwargs)
         self.example = torch.zeros(1, 3, size, size)
         self.graph: OpGraph = capture(self.module, self.example)
+        verify_tiles(self.graph, torch.rand(self.example.shape, generator=torch.Generator().manual_seed(0)))
         self.graph.gm.to(self.device)
         self.task: Task = make_task(spec, self.module, size)
         if hasattr(self.task, "bind"):

@@ -24,6 +24,7 @@ from intradp_ros.engine.graph import capture  # noqa: E402
 from intradp_ros.engine.plan import Plan, PlanError, compile_plan  # noqa: E402
 from intradp_ros.engine.rows import Segment  # noqa: E402
 from intradp_ros.engine.search import split_points  # noqa: E402
+from intradp_ros.engine.verify import verify_tiles  # noqa: E402
 
 TOL = 1e-4
 EXAMPLES = int(os.environ.get("INTRADP_PROPERTY_EXAMPLES", "300"))
@@ -217,6 +218,7 @@ def _check(graph, plan, x, ref) -> bool:
 def test_every_plan_that_compiles_equals_monolithic(data):
     model, x = data.draw(network())
     graph = capture(model, x)
+    verify_tiles(graph, x)                # what every node does at start-up: each op's tiles against the op
     with torch.inference_mode():
         ref = [model(x)]
     for m in model:
@@ -339,3 +341,16 @@ def test_every_listed_operator_is_local_and_exact():
         for rows, rt, et in [(1, 1, 3), (grid // 3, 2, 2), (grid // 2, 3, 1), (grid - 1, 4, 4), (0, 1, 5)]:
             ran += _check(graph, Plan("prop", 17, 13, a, b, rows, rt, et), x, ref)
     assert ran >= 8     # (the circular pad's bottom rows read the top ones: some edge shares are refused)
+
+
+def test_a_tile_function_that_is_wrong_for_the_model_is_refused_at_start_up_naming_the_op():
+    from intradp_ros.engine.graph import GraphCaptureError
+    torch.manual_seed(0)
+    model, x = _CatThenAsymmetricPad().eval(), torch.randn(1, 3, 13, 11)
+    graph = capture(model, x)
+    assert verify_tiles(graph, x) >= 3                                     # the convolutions and the pad
+    pad = next(op for op in graph.ops if op.node.target is F.pad)
+    right = pad.tile_fn
+    pad.tile_fn = lambda t, a, lo, hi, h: right(t, a, lo, hi, h) + (lo == 0)   # wrong on the top rows only
+    with pytest.raises(GraphCaptureError, match="pad.*differ"):
+        verify_tiles(graph, x)
