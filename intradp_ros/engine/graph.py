@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Any, Collection, Mapping
+from typing import Any, Callable, Collection, Mapping
 
 import torch
 import torch.fx as fx
@@ -38,6 +38,37 @@ class NodeEvaluator(fx.Interpreter):
 
     def __init__(self, gm: fx.GraphModule):
         super().__init__(gm, garbage_collect_values=False)
+
+    def compiled(self, node: fx.Node) -> Callable[[Mapping[str, Any]], Any]:
+        """``node`` as a closure of the value mapping: what :meth:`evaluate` works out per call (the target, which
+        argument is a value and which a constant) done once, so an op costs what eager PyTorch's call costs."""
+        if node.op not in ("call_module", "call_function", "call_method"):
+            return lambda values: self.evaluate(node, values)
+        args = [self._loader(a) for a in node.args]
+        kwargs = {k: self._loader(v) for k, v in node.kwargs.items()}
+        if node.op == "call_method":
+            name = node.target
+            return lambda v: getattr(args[0](v), name)(*[a(v) for a in args[1:]],
+                                                       **{k: f(v) for k, f in kwargs.items()})
+        fn = self.fetch_attr(node.target) if node.op == "call_module" else node.target
+        if not kwargs:
+            return lambda v: fn(*[a(v) for a in args])
+        return lambda v: fn(*[a(v) for a in args], **{k: f(v) for k, f in kwargs.items()})
+
+    def _loader(self, a) -> Callable[[Mapping[str, Any]], Any]:
+        if isinstance(a, fx.Node):
+            if a.op == "get_attr":                   # fetched per call: .to(device) replaces buffers
+                target = a.target
+                return lambda v: self.fetch_attr(target)
+            name = a.name
+            return lambda v: v[name]
+        if isinstance(a, (list, tuple)) and any(isinstance(x, fx.Node) for x in a):
+            parts, kind = [self._loader(x) for x in a], type(a)
+            return lambda v: kind(p(v) for p in parts)
+        if isinstance(a, dict) and any(isinstance(x, fx.Node) for x in a.values()):
+            parts = {k: self._loader(x) for k, x in a.items()}
+            return lambda v: {k: p(v) for k, p in parts.items()}
+        return lambda v: a
 
     def evaluate(self, node: fx.Node, values: Mapping[str, Any]) -> Any:
         def load(n: fx.Node):
@@ -95,6 +126,7 @@ class OpGraph:
         self.by_name = {op.name: op for op in self.ops}
         self.index = {op.name: op.index for op in self.ops}
         self.evaluator = NodeEvaluator(self.gm)
+        self._calls = [self.evaluator.compiled(op.node) for op in self.ops]
         # op index -> values read for the last time by that op (graph outputs never): dropped right after it,
         # as eager PyTorch frees them, so the allocator reuses warm memory instead of touching new pages
         self.last_reads: dict[int, tuple[str, ...]] = {}
@@ -122,7 +154,7 @@ class OpGraph:
 
     def run_op(self, op: Op, env: Mapping[str, Any]) -> torch.Tensor:
         """Run one op on its inputs taken from env by name: whole tensors, or the rows of a tile of a local op."""
-        return self.evaluator.evaluate(op.node, env)
+        return self._calls[op.index](env)
 
     def run(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         env: dict[str, Any] = {self.input_name: x}
