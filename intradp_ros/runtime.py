@@ -83,11 +83,16 @@ class ModelRuntime:
         self.module = build_model(spec.name, **kwargs)
         self.example = torch.zeros(1, 3, size, size)
         self.graph: OpGraph = capture(self.module, self.example)
-        verify_tiles(self.graph, torch.rand(self.example.shape, generator=torch.Generator().manual_seed(0)))
         self.graph.gm.to(self.device)
         self.task: Task = make_task(spec, self.module, size)
         if hasattr(self.task, "bind"):
             self.task.bind(self.graph.outputs)
+
+    def check_tiles(self) -> None:
+        """Each local op's tiles against the op itself, on this device (engine.verify): for the sides that compute
+        tiles (robot, edge), at start-up; a geometry the engine gets wrong is a GraphCaptureError naming the op."""
+        x = torch.rand(self.example.shape, generator=torch.Generator().manual_seed(0))
+        verify_tiles(self.graph, x.to(self.device))
 
     def profile_input(self) -> torch.Tensor:
         """A representative frame for profiling: compressed sizes and detector outputs depend on content,
@@ -138,6 +143,7 @@ class EdgeRuntime:
 
     def __init__(self, cfg: ModelConfig, profile_cache_dir: str = "", log: Log = print):
         self.m = ModelRuntime(cfg)
+        self.m.check_tiles()
         g = self.m.graph
         self.profile = load_or_profile(g, self.m.profile_input(),
                                        Path(profile_cache_dir) if profile_cache_dir else None,

@@ -8,7 +8,6 @@ frame of it in flight.
 from __future__ import annotations
 
 import os
-import time
 
 import cv2
 import pytest
@@ -29,6 +28,7 @@ from intradp_ros.tools.params import with_overrides  # noqa: E402
 from intradp_ros.topology import TOPICS  # noqa: E402
 from intradp_ros.vision.image_convert import array_to_image_fields  # noqa: E402
 from intradp_ros.vision.samples import load_sample  # noqa: E402
+from ros_helpers import print_outputs, robot_listening, spin_until  # noqa: E402
 
 WAIT = 120.0
 ROBOTS = ("robot1", "robot2")
@@ -48,11 +48,7 @@ class Client(Node):
                                  topic_qos("edge_status"))
 
     def spin_until(self, cond, what: str, timeout: float = WAIT):
-        deadline = time.monotonic() + timeout
-        while not cond():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
-            rclpy.spin_once(self, timeout_sec=0.1)
+        spin_until(self, cond, what, timeout)
 
     def send(self, ns: str, bgr) -> Image:
         msg = Image(**array_to_image_fields(bgr, "bgr8"))
@@ -91,12 +87,10 @@ def fleet(tmp_path_factory):
     rclpy.init()
     client = Client()
     try:
-        def listening(ns):
-            subs = client.get_subscriptions_info_by_topic(resolve(TOPICS["camera"].name, ns))
-            return any(s.node_name == "robot_node" for s in subs) and client.cameras[ns].get_subscription_count()
         for ns in ROBOTS:
-            client.spin_until(lambda ns=ns: listening(ns) or robots[ns].poll() not in (None, 0),
-                              f"{ns}'s robot_node to become ready")
+            camera = resolve(TOPICS["camera"].name, ns)
+            client.spin_until(lambda ns=ns, camera=camera: robot_listening(client, client.cameras[ns], camera)
+                              or robots[ns].poll() not in (None, 0), f"{ns}'s robot_node to become ready")
             assert robots[ns].poll() in (None, 0), robots[ns].output
         yield client, model, plans, edge, robots
     finally:
@@ -104,9 +98,7 @@ def fleet(tmp_path_factory):
         rclpy.shutdown()
         for launch in (*robots.values(), edge):
             launch.stop()
-        for ns, launch in (*robots.items(), ("edge", edge)):
-            for name, lines in launch.output.items():
-                print(f"---- {ns} {name}\n" + "\n".join(list(lines)[-20:]))
+        print_outputs({**robots, "edge": edge}, 20)
 
 
 def test_two_robots_share_one_edge_and_one_leaving_does_not_disturb_the_other(fleet):

@@ -7,7 +7,6 @@ Bad input (images, tiles, outputs) is logged and counted on /diagnostics, and th
 from __future__ import annotations
 
 import os
-import time
 
 import cv2
 import numpy as np
@@ -33,6 +32,7 @@ from intradp_ros.tools.params import with_overrides  # noqa: E402
 from intradp_ros.topology import TOPICS  # noqa: E402
 from intradp_ros.vision.image_convert import array_to_image_fields  # noqa: E402
 from intradp_ros.vision.samples import load_sample  # noqa: E402
+from ros_helpers import print_outputs, robot_listening, spin_until  # noqa: E402
 
 WAIT = 90.0
 
@@ -70,11 +70,7 @@ class Client(Node):
             self.counters[st.name.lstrip("/")] = {kv.key: int(kv.value) for kv in st.values}
 
     def spin_until(self, cond, what: str, timeout: float = WAIT):
-        deadline = time.monotonic() + timeout
-        while not cond():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
-            rclpy.spin_once(self, timeout_sec=0.1)
+        spin_until(self, cond, what, timeout)
 
     def publish_now(self, publisher, msg: TensorTile) -> None:
         """Stamped as sent now: a tile built slower than max_tile_age_s ago would be refused as stale."""
@@ -125,21 +121,16 @@ def world(tmp_path_factory):
     rclpy.init()
     client = Client()
     try:
-        # the robot subscribes to the camera only once edge and aggregator are up: that is our start signal
-        # (the aggregator subscribes too, for annotated images: wait for the robot's subscription, matched)
-        def robot_listening():
-            subs = client.get_subscriptions_info_by_topic(TOPICS["camera"].name)
-            return (any(s.node_name == "robot_node" for s in subs) and
-                    client.camera.get_subscription_count() >= len(subs))
-        client.spin_until(lambda: robot_listening() or launch.poll() not in (None, 0), "robot_node to become ready")
+        # (the aggregator subscribes to the camera too, for annotated images: wait for the robot's, matched)
+        client.spin_until(lambda: robot_listening(client, client.camera, TOPICS["camera"].name)
+                          or launch.poll() not in (None, 0), "robot_node to become ready")
         assert launch.poll() in (None, 0), launch.output
         yield client, model, plans, launch
     finally:
         client.destroy_node()
         rclpy.shutdown()
         launch.stop()
-        for name, lines in launch.output.items():     # shown by pytest when a test failed
-            print(f"---- {name}\n" + "\n".join(list(lines)[-25:]))
+        print_outputs({"": launch})
 
 
 def _same(got: DetectionArray, ref) -> None:

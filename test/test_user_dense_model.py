@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import sys
 import textwrap
-import time
 
 import cv2
 import numpy as np
@@ -28,6 +27,7 @@ from intradp_ros.tools.params import with_overrides  # noqa: E402
 from intradp_ros.topology import TOPICS  # noqa: E402
 from intradp_ros.vision.image_convert import array_to_image_fields, image_to_array  # noqa: E402
 from intradp_ros.vision.samples import load_sample  # noqa: E402
+from ros_helpers import print_outputs, robot_listening, spin_until  # noqa: E402
 
 WAIT = 90.0
 # A U-Net step whose decoder pads to the skip's size from shapes (odd at 120 px: 120 -> 60 -> 30 -> 15), with a
@@ -73,11 +73,7 @@ class Client(Node):
         self.create_subscription(FrameTiming, TOPICS["timing"].name, self.timing.append, topic_qos("timing"))
 
     def spin_until(self, cond, what: str, timeout: float = WAIT):
-        deadline = time.monotonic() + timeout
-        while not cond():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
-            rclpy.spin_once(self, timeout_sec=0.1)
+        spin_until(self, cond, what, timeout)
 
 
 @pytest.fixture(scope="module", params=["user_seg_model:build", "unet_small"])
@@ -106,11 +102,8 @@ def world(request, tmp_path_factory):
     rclpy.init()
     client = Client()
     try:
-        def robot_listening():
-            subs = client.get_subscriptions_info_by_topic(TOPICS["camera"].name)
-            return (any(s.node_name == "robot_node" for s in subs) and
-                    client.camera.get_subscription_count() >= len(subs))
-        client.spin_until(lambda: robot_listening() or launch.poll() not in (None, 0), "robot_node to become ready")
+        client.spin_until(lambda: robot_listening(client, client.camera, TOPICS["camera"].name)
+                          or launch.poll() not in (None, 0), "robot_node to become ready")
         assert launch.poll() in (None, 0), launch.output
         yield client, model, plan
     finally:
@@ -118,8 +111,7 @@ def world(request, tmp_path_factory):
         rclpy.shutdown()
         launch.stop()
         sys.path.remove(str(tmp))
-        for node, lines in launch.output.items():
-            print(f"---- {node}\n" + "\n".join(list(lines)[-25:]))
+        print_outputs({name: launch})
 
 
 def test_a_dense_model_gives_the_single_process_mask_pixel_for_pixel(world):

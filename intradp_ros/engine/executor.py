@@ -79,13 +79,12 @@ class RobotWorker:
         enc_of = lambda name: "u8" if name == g.input_name and input_is_u8 else plan.encoding  # noqa: E731
         env: dict[str, torch.Tensor] = {g.input_name: x}
         busy = 0.0
-        keep = set(cp.to_edge_whole) | ({cp.segment.input} if cp.segment else set())
         with torch.inference_mode():
             for k in cp.robot_ops:
                 t0 = time.perf_counter()
                 op = g.ops[k]
                 env[op.name] = g.run_op(op, env)
-                g.drop_dead(env, k, keep)
+                g.drop_dead(env, k)     # values the edge or the segment reads are read after op k
                 dt = (time.perf_counter() - t0) * 1e3
                 busy += dt
                 self.last_whole_ms += dt

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Any, Callable, Collection, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.fx as fx
@@ -163,11 +163,10 @@ class OpGraph:
             self.drop_dead(env, op.index)
         return {name: env[name] for name in self.outputs}
 
-    def drop_dead(self, env: dict, k: int, keep: Collection[str] = ()) -> None:
-        """Forget the values op ``k`` read for the last time (except ``keep``)."""
+    def drop_dead(self, env: dict, k: int) -> None:
+        """Forget the values op ``k`` read for the last time."""
         for name in self.last_reads.get(k, ()):
-            if name not in keep:
-                env.pop(name, None)
+            env.pop(name, None)
 
     def summary(self) -> str:
         lines = []

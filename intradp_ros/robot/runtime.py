@@ -35,6 +35,7 @@ class RobotRuntime:
     def __init__(self, cfg: RobotConfig, log: Log = print, warn: Log | None = None,
                  on_change: Callable[[Status], None] | None = None, start_planner: bool = True):
         self.m = ModelRuntime(cfg)
+        self.m.check_tiles()
         g = self.m.graph
         self.profile = load_or_profile(g, self.m.profile_input(), Path(cfg.profile_cache_dir)
                                        if cfg.profile_cache_dir else None, self.m.task.output_fn, log)
