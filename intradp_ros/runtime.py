@@ -105,10 +105,11 @@ class ModelRuntime:
             bgr = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
         return self.preprocess(bgr[:, :, ::-1].copy())[0].to(self.device)
 
-    def preprocess(self, rgb8: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-        """HxWx3 uint8 RGB camera image -> (1,3,S,S) float input in 0..1, exactly uint8/255."""
-        boxed = letterbox(rgb8, self.size)
-        return torch.from_numpy(boxed.to_input()), boxed.image
+    def preprocess(self, rgb8: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """HxWx3 uint8 RGB camera image -> the (1,3,S,S) float input in 0..1, exactly uint8/255, and the same
+        (1,3,S,S) as uint8: what the input travels as (``u8``), without encoding the float back."""
+        u8 = torch.from_numpy(letterbox(rgb8, self.size).image).permute(2, 0, 1)[None].contiguous()
+        return u8.to(torch.float32).div_(255.0), u8
 
     def reference(self, rgb8: np.ndarray):
         """Single-process inference, the result collaborative inference must equal."""

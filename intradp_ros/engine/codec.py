@@ -43,10 +43,14 @@ def is_u8_exact(x: torch.Tensor) -> bool:
 
 
 def encode(x: torch.Tensor, encoding: str) -> tuple[bytes, str]:
-    """Encode a float32 tensor; returns (payload, wire dtype)."""
+    """Encode a float32 tensor (or, as ``u8``, a uint8 one as it is); returns (payload, wire dtype)."""
     if encoding not in ENCODINGS:
         raise CodecError(f"unknown encoding {encoding!r}; use one of {ENCODINGS}")
     x = x.detach().cpu().contiguous()
+    if x.dtype == torch.uint8:
+        if encoding != "u8":
+            raise CodecError(f"a uint8 tensor travels as u8, not {encoding!r}")
+        return x.numpy().tobytes(), "uint8"      # already the bytes: the image as letterboxed, or class ids
     if encoding == "fp16":
         return x.to(torch.float16).numpy().tobytes(), "float16"
     if encoding == "u8":

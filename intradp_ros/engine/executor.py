@@ -48,7 +48,7 @@ class _Emitter:
         payload_t = self.output_fn(name, rows_t, rows[0]) if self.output_fn else rows_t
         encoding = plan.encoding
         if payload_t.dtype == torch.uint8:     # class ids (a dense task's mask): exact as u8, a byte each
-            payload_t, encoding = payload_t.to(torch.float32) / 255.0, "u8"
+            encoding = "u8"
         return _packet(plan, seq, name, payload_t, rows, self.graph.value_shape(name), stage=stage, index=index,
                        count=count, sender=sender, dest="aggregator", encoding=encoding, compute_ms=compute_ms)
 
@@ -63,8 +63,10 @@ class RobotWorker:
         self._emit_out = _Emitter(graph, output_fn)
 
     def run_frame(self, seq: int, plan: Plan | str, x: torch.Tensor, emit: Callable[[Packet], None],
-                  input_is_u8: bool | None = None) -> float:
+                  input_is_u8: bool | None = None, x_u8: torch.Tensor | None = None) -> float:
         """Compute the robot's share of frame ``seq``; ``emit`` is called with each packet as soon as it exists.
+
+        ``x_u8``: ``x`` as the uint8 it was made from (``x == x_u8 / 255``): the input's packets are its bytes.
 
         Returns the robot's compute time in ms (encoding included). The operators' share of it, what the planner's
         profile predicts, is ``self.last_whole_ms`` (whole-tensor ops) + ``self.last_tiles_ms`` (row tiles).
@@ -77,6 +79,8 @@ class RobotWorker:
         if input_is_u8 is None:
             input_is_u8 = is_u8_exact(x)
         enc_of = lambda name: "u8" if name == g.input_name and input_is_u8 else plan.encoding  # noqa: E731
+        u8 = x_u8 if input_is_u8 else None
+        wire = lambda name, t: u8 if name == g.input_name and u8 is not None else t  # noqa: E731 - what travels
         env: dict[str, torch.Tensor] = {g.input_name: x}
         busy = 0.0
         with torch.inference_mode():
@@ -93,7 +97,7 @@ class RobotWorker:
                                         index=0, count=1, sender="robot", compute_ms=busy))
             for i, name in enumerate(cp.to_edge_whole):
                 t0 = time.perf_counter()
-                pkt = _packet(plan, seq, name, env[name], full_rows(g, name), g.value_shape(name),
+                pkt = _packet(plan, seq, name, wire(name, env[name]), full_rows(g, name), g.value_shape(name),
                               stage=STAGE_WHOLE, index=i, count=len(cp.to_edge_whole), sender="robot", dest="edge",
                               encoding=enc_of(name), compute_ms=busy)
                 dt = (time.perf_counter() - t0) * 1e3
@@ -110,7 +114,7 @@ class RobotWorker:
             for j, (lo, hi) in enumerate(cp.edge_chunks):   # the edge's input first: it starts while we compute
                 t0 = time.perf_counter()
                 chunk = x_in.narrow(axis, lo, hi - lo)
-                pkt = _packet(plan, seq, inp, chunk, (lo, hi), x_in.shape,
+                pkt = _packet(plan, seq, inp, wire(inp, x_in).narrow(axis, lo, hi - lo), (lo, hi), x_in.shape,
                               stage=STAGE_SPLIT, index=j, count=len(cp.edge_chunks), sender="robot", dest="edge",
                               encoding=enc_of(inp), compute_ms=busy, halo=(max(0, own_lo - lo), 0))
                 dt = (time.perf_counter() - t0) * 1e3

@@ -21,7 +21,7 @@ from intradp_ros.nodes.common import (Counters, declare, msg_to_packet, publishe
                                       subscription, subscription_qos)
 from intradp_ros.nodes.detections_out import CHOICES, detections_message, detections_type, type_name
 from intradp_ros.nodes.log_limit import LogLimiter
-from intradp_ros.nodes.receiver import Receiver
+from intradp_ros.nodes.receiver import Receiver, sessions
 from intradp_ros.runtime import AggregatorRuntime, LateOutput, ModelConfig
 from intradp_ros.topology import TOPICS
 from intradp_ros.vision.image_convert import ImageConversionError, array_to_image_fields, image_to_array, to_rgb8
@@ -83,10 +83,13 @@ class AggregatorNode(Node):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._work_loop, daemon=True, name="aggregate")
         self._thread.start()
-        self._rx = Receiver(self, TensorTile, TOPICS["outputs"].name, subscription_qos(self, "outputs"), "outputs",
-                            admit=lambda session: session == self._session, refuse=self._refuse, bad="bad_outputs",
-                            handle=lambda msg, arrived: (self.counters.inc("outputs_received"),
-                                                         self._q.put((msg, arrived))))
+        self._rx = Receiver(self, "outputs")
+        self._rx.add(TensorTile, TOPICS["outputs"].name, subscription_qos(self, "outputs"),
+                     sessions(TensorTile, admit=lambda session: session == self._session, refuse=self._refuse,
+                              bad="bad_outputs", name="outputs",
+                              handle=lambda msg, arrived: (self.counters.inc("outputs_received"),
+                                                           self._q.put((msg, arrived)))))
+        self._rx.start()
         self.create_timer(0.5, self.tick_callback)
         kind = type_name(self.detections_type) if self.detection else TOPICS[key].type
         self.get_logger().info(f"aggregator_node: model {cfg.model}, publishing {TOPICS[key].name} ({kind})")

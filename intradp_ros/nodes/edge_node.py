@@ -21,7 +21,7 @@ from intradp_ros.nodes.common import (Counters, declare, msg_to_packet, packet_t
                                       shutting_down, stamp_ms, subscription, subscription_qos)
 from intradp_ros.nodes.lifecycle import ManagedNode
 from intradp_ros.nodes.log_limit import LogLimiter
-from intradp_ros.nodes.receiver import Receiver
+from intradp_ros.nodes.receiver import Receiver, sessions
 from intradp_ros.runtime import EdgeRuntime, ModelConfig
 from intradp_ros.topology import TOPICS
 
@@ -46,7 +46,7 @@ class EdgeNode(ManagedNode):
         self.frame_timeout_s = declare(self, "frame_timeout_s", 5.0, "drop a frame whose tiles stop arriving",
                                        limits=(0.1, 3600.0))
         self.cache = declare(self, "profile_cache_dir", "", "profile cache, '' = default", ro)
-        self.heartbeat_hz = declare(self, "heartbeat_hz", 10.0, "EdgeStatus heartbeats per second (robots time out "
+        self.heartbeat_hz = declare(self, "heartbeat_hz", 5.0, "EdgeStatus heartbeats per second (robots time out "
                                     "on them: keep well above 1 / their edge_timeout_s)", ro, limits=(0.5, 1000.0))
         self.max_age = declare(self, "max_tile_age_s", 2.0, "ignore tiles that took this much longer than the "
                                "fastest of their robot (queued by an outage: the robot has answered those frames "
@@ -77,9 +77,11 @@ class EdgeNode(ManagedNode):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._work_loop, daemon=True, name="edge-compute")
         self._thread.start()
-        self._rx = Receiver(self, TensorTile, TOPICS["to_edge"].name, subscription_qos(self, "to_edge"), "tiles",
-                            admit=lambda session: session in self.announced, handle=self._queue_tile,
-                            refuse=self._refuse, bad="bad_tiles")
+        self._rx = Receiver(self, "tiles")
+        self._rx.add(TensorTile, TOPICS["to_edge"].name, subscription_qos(self, "to_edge"),
+                     sessions(TensorTile, admit=lambda session: session in self.announced, handle=self._queue_tile,
+                              refuse=self._refuse, bad="bad_tiles", name="tiles"))
+        self._rx.start()
         self._busy_s = 0.0               # compute thread busy time since start: written by it alone
         self.create_timer(0.5, self.timeout_callback)
         self.get_logger().info(f"edge_node: model {self.cfg.model} @ {self.rt.m.size}px on {self.rt.m.device}")

@@ -15,24 +15,24 @@ import time
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.time import Time
-from sensor_msgs.msg import Image
 
 from intradp_ros.engine.plan import PlanError
 from intradp_ros.engine.profile import DeviceProfile
 from intradp_ros.msg import EdgeProfile, FrameTiming, LinkEstimate, PlanStatus, TensorTile
+from intradp_ros.nodes.camera_intake import CameraIntake
 from intradp_ros.nodes.common import (Counters, declare, packet_to_msg, publisher, run_node, shutting_down,
-                                      subscription)
+                                      subscription, subscription_qos)
 from intradp_ros.nodes.edge_watch import EdgeWatch
 from intradp_ros.nodes.link_probe import ProbeSender
 from intradp_ros.nodes.lifecycle import ManagedNode
 from intradp_ros.nodes.log_limit import LogLimiter
+from intradp_ros.nodes.receiver import Receiver, deserialized
 from intradp_ros.robot.controller import LIVE_SETTINGS
 from intradp_ros.robot.planning import parse_plan_choice
 from intradp_ros.robot.runtime import RobotRuntime
 from intradp_ros.robot.state import Status
 from intradp_ros.runtime import RobotConfig
 from intradp_ros.topology import TOPICS
-from intradp_ros.vision.image_convert import ImageConversionError, image_to_array, to_rgb8
 
 
 class RobotNode(ManagedNode):
@@ -56,9 +56,10 @@ class RobotNode(ManagedNode):
                                         "probes_sent", "guard_switches", "send_errors", "plan_changes",
                                         "frames_rescued", "edge_lost"])
         self.report = LogLimiter(self.get_logger().warning)
+        self.refuse = lambda cause, line: (self.counters.inc(cause), self.report(cause, line))   # bad input
         self.create_timer(1.0, self.report.flush)
         self.add_on_set_parameters_callback(self.parameters_callback)
-        self.rt = self.controller = self._camera_sub = self._ready_timer = None
+        self.rt = self.controller = self._camera = self._rx = self._ready_timer = None
         self._threads: list[threading.Thread] = []
 
     def configure(self):
@@ -74,12 +75,17 @@ class RobotNode(ManagedNode):
         self.tile_pub = publisher(self, TensorTile, "to_edge")
         self.out_pub = publisher(self, TensorTile, "outputs")
         subscription(self, EdgeProfile, "edge_profile", self.edge_profile_callback)
-        subscription(self, LinkEstimate, "link", self.link_callback)
-        subscription(self, FrameTiming, "timing", self.timing_callback)
         self._edge_profile_seen, self._frame, self._seq = False, None, 0
         self._cond = threading.Condition()
-        self.watch = EdgeWatch(self, self.rt, self.counters, self._cond,
+        # what arrives with every frame, and the edge's heartbeats, off the executor (see Receiver)
+        self._rx = Receiver(self, "rx")
+        for key, kind, fn in (("link", LinkEstimate, self.link_callback), ("timing", FrameTiming,
+                                                                           self.timing_callback)):
+            self._rx.add(kind, TOPICS[key].name, subscription_qos(self, key),
+                         deserialized(kind, lambda msg, _arrived, fn=fn: fn(msg), self.refuse, f"bad_{key}", key))
+        self.watch = EdgeWatch(self, self._rx, self.rt, self.counters, self._cond,
                                lambda: self.tile_pub.get_subscription_count() > 0, *self._watch_args)
+        self._rx.start()
         self._send_q: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._infer_loop, daemon=True, name="infer"),
@@ -102,9 +108,9 @@ class RobotNode(ManagedNode):
     def deactivate(self):
         if self._ready_timer is not None:
             self.destroy_timer(self._ready_timer)
-        if self._camera_sub is not None:
-            self.destroy_subscription(self._camera_sub)
-        self._ready_timer = self._camera_sub = None
+        if self._camera is not None:
+            self._camera.close()
+        self._ready_timer = self._camera = None
         with self._cond:
             self._frame = None                 # a frame taken but not started is not served
 
@@ -115,8 +121,9 @@ class RobotNode(ManagedNode):
                 self._cond.notify_all()
             for t in self._threads:
                 t.join(timeout=2.0)
+        if self._rx is not None: self._rx.close()  # noqa: E701
         if self.rt is not None: self.rt.close()  # noqa: E701
-        self._threads, self.rt, self.controller = [], None, None
+        self._threads, self.rt, self.controller, self._rx = [], None, None, None
 
     # -- readiness: subscribe to the camera only once the frames' consumers are there --------------------------
     def ready_callback(self):
@@ -137,9 +144,9 @@ class RobotNode(ManagedNode):
         self._ready_timer = None
         if not have_edge:
             self.get_logger().warning(f"no edge after {waited:.0f} s: running all-local until one appears")
-        self._camera_sub = subscription(self, Image, "camera", self.image_callback)
+        self._camera = CameraIntake(self, self.counters, self.report, self.max_image_pixels, self._offer)
         self.get_logger().info(f"ready: plan {self.controller.status().describe}; "
-                               f"listening on {self._camera_sub.topic_name}")
+                               f"listening on {self._camera.topic_name}")
 
     def edge_profile_callback(self, msg: EdgeProfile):
         try:
@@ -170,7 +177,7 @@ class RobotNode(ManagedNode):
         """Keep the bandwidth estimate alive when the plan in force sends nothing measurable."""
         idle_s = (self.get_clock().now() - self._last_link_sample).nanoseconds / 1e9
         if (self.controller.config.bandwidth_source != "measured" or idle_s < self.probe_period_s
-                or self._camera_sub is None or not self._edge_profile_seen
+                or self._camera is None or not self._edge_profile_seen
                 or self.tile_pub.get_subscription_count() == 0):
             return
         self.probes.queue(4, max(16, int(self.probe_kib) * 1024 // 4))
@@ -199,23 +206,12 @@ class RobotNode(ManagedNode):
             self.roster_pub.publish(msg)      # the same, to the edge (its namespace may be another)
 
     # -- frames -------------------------------------------------------------------------------------------------
-    def image_callback(self, msg: Image):
-        self.counters.inc("frames_received")
-        try:
-            if msg.width * msg.height > self.max_image_pixels:
-                raise ImageConversionError(f"{msg.width}x{msg.height} is over max_image_pixels "
-                                           f"({self.max_image_pixels}); raise it if your camera is that large")
-            arr = image_to_array(msg.encoding, msg.height, msg.width, msg.step, msg.data, bool(msg.is_bigendian))
-            rgb = to_rgb8(arr, msg.encoding)
-        except ImageConversionError as e:
-            self.counters.inc("bad_images")
-            self.report("bad_images", f"camera image {msg.header.frame_id}@{msg.header.stamp.sec}."
-                        f"{msg.header.stamp.nanosec:09d} refused: {e}")
-            return
+    def _offer(self, header, rgb):
+        """Camera thread (CameraIntake): the newest frame, for the frame thread."""
         with self._cond:
             if self._frame is not None:
                 self.counters.inc("frames_skipped_busy")   # a newer frame replaces one not yet started
-            self._frame = (msg.header, rgb)
+            self._frame = (header, rgb)
             self._cond.notify()
 
     def _infer_loop(self):

@@ -54,9 +54,10 @@ class RobotRuntime:
         controller pairs with the aggregator's time as the per-frame overhead."""
         plan = self.controller.begin_frame(seq)
         t0 = time.perf_counter()
-        x = self.m.preprocess(rgb8)[0].to(self.m.device)
+        x, u8 = self.m.preprocess(rgb8)
+        x = x.to(self.m.device)
         self.controller.note_intake(seq, max(age_ms, 0.0) + (time.perf_counter() - t0) * 1e3)
-        busy = self.worker.run_frame(seq, plan, x, emit, input_is_u8=True)
+        busy = self.worker.run_frame(seq, plan, x, emit, input_is_u8=True, x_u8=u8)
         w = self.worker
         self.controller.end_frame(FrameRecord(seq, plan.spec(), w.last_whole_ms, w.last_tiles_ms,
                                               tuple(w.last_packed)))

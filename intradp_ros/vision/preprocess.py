@@ -14,6 +14,7 @@ the uint8 rounding of the resized image and grey ``127 / 255`` instead of ``0.5`
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import cv2
 import numpy as np
@@ -90,15 +91,22 @@ def letterbox_geometry(orig_w: int, orig_h: int, size: int | tuple[int, int] = 4
     return LetterboxGeometry(orig_w, orig_h, in_w, in_h, new_w, new_h, (in_w - new_w) // 2, (in_h - new_h) // 2)
 
 
+@functools.lru_cache(maxsize=8)
+def _resize_maps(w: int, h: int, new_w: int, new_h: int) -> tuple[np.ndarray, np.ndarray]:
+    """The source coordinates of each output pixel, computed once per camera geometry (not per frame)."""
+    sx = np.float32((w - 1) / (new_w - 1)) if new_w > 1 else np.float32(0)
+    sy = np.float32((h - 1) / (new_h - 1)) if new_h > 1 else np.float32(0)
+    map_x = np.ascontiguousarray(np.broadcast_to(np.arange(new_w, dtype=np.float32) * sx, (new_h, new_w)))
+    map_y = np.ascontiguousarray(np.broadcast_to((np.arange(new_h, dtype=np.float32) * sy)[:, None], (new_h, new_w)))
+    map_x.flags.writeable = map_y.flags.writeable = False
+    return map_x, map_y
+
+
 def _corner_aligned_resize(image: np.ndarray, new_w: int, new_h: int) -> np.ndarray:
     """Bilinear resize mapping first/last pixel centres onto each other, like darknet's ``resize_image``."""
     h, w = image.shape[:2]
-    sx = np.float32((w - 1) / (new_w - 1)) if new_w > 1 else np.float32(0)
-    sy = np.float32((h - 1) / (new_h - 1)) if new_h > 1 else np.float32(0)
-    map_x = np.broadcast_to(np.arange(new_w, dtype=np.float32) * sx, (new_h, new_w))        # (new_h, new_w)
-    map_y = np.broadcast_to((np.arange(new_h, dtype=np.float32) * sy)[:, None], (new_h, new_w))
-    return cv2.remap(np.ascontiguousarray(image), np.ascontiguousarray(map_x), np.ascontiguousarray(map_y),
-                     cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    map_x, map_y = _resize_maps(w, h, new_w, new_h)
+    return cv2.remap(np.ascontiguousarray(image), map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def letterbox(image: np.ndarray, size: int | tuple[int, int] = 416, color_order: str = "rgb",
