@@ -15,6 +15,7 @@ import dataclasses
 from pathlib import Path
 from typing import Callable
 
+import cv2
 import numpy as np
 import torch
 
@@ -69,6 +70,8 @@ class ModelRuntime:
             raise ValueError(f"input_size {size} must be a positive multiple of {spec.size_multiple} for {spec.name}")
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
+            cv2.setNumThreads(cfg.threads)    # the letterbox and colour conversion too: on a capped core a pool of
+                                              # OpenCV threads only adds hand-offs
         self.cfg, self.spec, self.size = cfg, spec, size
         self.device = resolve_device(cfg.device)
         if self.device.startswith("cuda"):
@@ -108,8 +111,12 @@ class ModelRuntime:
     def preprocess(self, rgb8: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """HxWx3 uint8 RGB camera image -> the (1,3,S,S) float input in 0..1, exactly uint8/255, and the same
         (1,3,S,S) as uint8: what the input travels as (``u8``), without encoding the float back."""
-        u8 = torch.from_numpy(letterbox(rgb8, self.size).image).permute(2, 0, 1)[None].contiguous()
+        u8 = self.letterboxed(rgb8)
         return u8.to(torch.float32).div_(255.0), u8
+
+    def letterboxed(self, rgb8: np.ndarray) -> torch.Tensor:
+        """HxWx3 uint8 RGB camera image -> the (1,3,S,S) uint8 network input (before scaling to 0..1)."""
+        return torch.from_numpy(letterbox(rgb8, self.size).image).permute(2, 0, 1)[None].contiguous()
 
     def reference(self, rgb8: np.ndarray):
         """Single-process inference, the result collaborative inference must equal."""

@@ -56,17 +56,18 @@ class _Emitter:
 class RobotWorker:
     """The robot's share of a frame: prefix ops, then its tiles of the split segment."""
 
-    def __init__(self, graph: OpGraph, output_fn: OutputFn | None = None):
-        self.graph = graph
+    def __init__(self, graph: OpGraph, output_fn: OutputFn | None = None, device: str | torch.device = "cpu"):
+        self.graph, self.device = graph, torch.device(device)
         self.last_whole_ms = self.last_tiles_ms = 0.0
         self.last_packed: list[tuple[float, str, float]] = []   # (raw MB, encoding, ms) per packet for the edge
         self._emit_out = _Emitter(graph, output_fn)
 
-    def run_frame(self, seq: int, plan: Plan | str, x: torch.Tensor, emit: Callable[[Packet], None],
+    def run_frame(self, seq: int, plan: Plan | str, x: torch.Tensor | None, emit: Callable[[Packet], None],
                   input_is_u8: bool | None = None, x_u8: torch.Tensor | None = None) -> float:
         """Compute the robot's share of frame ``seq``; ``emit`` is called with each packet as soon as it exists.
 
-        ``x_u8``: ``x`` as the uint8 it was made from (``x == x_u8 / 255``): the input's packets are its bytes.
+        ``x_u8``: the uint8 input ``x`` is made from (``x == x_u8 / 255``): the input's packets are its bytes, and
+        ``x`` may be None: it is made on this worker's device only when the plan computes something here.
 
         Returns the robot's compute time in ms (encoding included). The operators' share of it, what the planner's
         profile predicts, is ``self.last_whole_ms`` (whole-tensor ops) + ``self.last_tiles_ms`` (row tiles).
@@ -76,12 +77,16 @@ class RobotWorker:
         self.last_packed = []
         cp = compile_plan(g, plan)
         plan = cp.plan
-        if input_is_u8 is None:
+        if x is None:
+            input_is_u8 = True
+            if cp.robot_ops or cp.segment is not None:
+                x = x_u8.to(self.device).to(torch.float32).div_(255.0)
+        elif input_is_u8 is None:
             input_is_u8 = is_u8_exact(x)
         enc_of = lambda name: "u8" if name == g.input_name and input_is_u8 else plan.encoding  # noqa: E731
         u8 = x_u8 if input_is_u8 else None
         wire = lambda name, t: u8 if name == g.input_name and u8 is not None else t  # noqa: E731 - what travels
-        env: dict[str, torch.Tensor] = {g.input_name: x}
+        env: dict[str, torch.Tensor] = {g.input_name: x} if x is not None else {}
         busy = 0.0
         with torch.inference_mode():
             for k in cp.robot_ops:
@@ -97,12 +102,13 @@ class RobotWorker:
                                         index=0, count=1, sender="robot", compute_ms=busy))
             for i, name in enumerate(cp.to_edge_whole):
                 t0 = time.perf_counter()
-                pkt = _packet(plan, seq, name, wire(name, env[name]), full_rows(g, name), g.value_shape(name),
+                t = wire(name, env.get(name))
+                pkt = _packet(plan, seq, name, t, full_rows(g, name), g.value_shape(name),
                               stage=STAGE_WHOLE, index=i, count=len(cp.to_edge_whole), sender="robot", dest="edge",
                               encoding=enc_of(name), compute_ms=busy)
                 dt = (time.perf_counter() - t0) * 1e3
                 busy += dt
-                self.last_packed.append((env[name].numel() * 4 / 1e6, enc_of(name), dt))
+                self.last_packed.append((t.numel() * 4 / 1e6, enc_of(name), dt))
                 emit(pkt)
             seg = cp.segment
             if seg is None:

@@ -17,8 +17,8 @@ from intradp_ros.engine.codec import CodecError
 from intradp_ros.engine.packet import ProtocolError
 from intradp_ros.engine.plan import Plan, PlanError
 from intradp_ros.msg import Classification, FrameTiming, PlanStatus, TensorTile
-from intradp_ros.nodes.common import (Counters, declare, msg_to_packet, publisher, run_node, shutting_down, stamp_ms,
-                                      subscription, subscription_qos)
+from intradp_ros.nodes.common import (Counters, declare, msg_to_packet, name_native_thread, publisher, run_node,
+                                      shutting_down, stamp_ms, subscription, subscription_qos)
 from intradp_ros.nodes.detections_out import CHOICES, detections_message, detections_type, type_name
 from intradp_ros.nodes.log_limit import LogLimiter
 from intradp_ros.nodes.receiver import Receiver, sessions
@@ -28,6 +28,7 @@ from intradp_ros.vision.image_convert import ImageConversionError, array_to_imag
 
 
 class AggregatorNode(Node):
+    HOUSEKEEPING_S = 0.5           # stale frames dropped and suppressed log lines summarised this often
 
     def __init__(self):
         super().__init__("aggregator_node")
@@ -90,13 +91,8 @@ class AggregatorNode(Node):
                               handle=lambda msg, arrived: (self.counters.inc("outputs_received"),
                                                            self._q.put((msg, arrived)))))
         self._rx.start()
-        self.create_timer(0.5, self.tick_callback)
         kind = type_name(self.detections_type) if self.detection else TOPICS[key].type
         self.get_logger().info(f"aggregator_node: model {cfg.model}, publishing {TOPICS[key].name} ({kind})")
-
-    def tick_callback(self):
-        self._q.put(None)
-        self.report.flush()
 
     def plan_callback(self, msg: PlanStatus):
         self._session = msg.session
@@ -113,13 +109,16 @@ class AggregatorNode(Node):
             self._images.pop(next(iter(self._images)))
 
     def _work_loop(self):
+        name_native_thread()
+        housekeeping = time.monotonic()
         while not self._stop.is_set():
-            try:
-                item = self._q.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            if item is None:
+            if time.monotonic() - housekeeping >= self.HOUSEKEEPING_S:   # here, not on an executor timer (each
+                housekeeping = time.monotonic()                           # wake-up of rclpy's costs ~1 ms)
                 self._drop_stale()
+                self.report.flush()
+            try:
+                item = self._q.get(timeout=self.HOUSEKEEPING_S)
+            except queue.Empty:
                 continue
             if item[0] == "session":
                 self._new_session(item[1])

@@ -1,6 +1,7 @@
 """What every intradp_ros node shares: topics with their QoS, counters on /diagnostics, tile conversion, main()."""
 from __future__ import annotations
 
+import ctypes
 import signal
 import struct
 import threading
@@ -25,8 +26,8 @@ from intradp_ros.msg import TensorTile
 from intradp_ros.topology import QOS, TOPICS
 
 __all__ = ["declare", "QOS_OVERRIDES", "topic_qos", "publisher", "subscription", "subscription_qos", "Counters",
-           "packet_to_msg", "msg_to_packet", "tile_session", "make_executor", "StartupError", "NotStarted",
-           "failure_line", "run_node",
+           "packet_to_msg", "msg_to_packet", "tile_session", "name_native_thread", "make_executor", "StartupError",
+           "NotStarted", "failure_line", "run_node",
            "shutting_down", "stamp_ms"]
 
 
@@ -87,8 +88,9 @@ def subscription_qos(node: Node, key: str) -> QoSProfile:
 class Counters:
     """Named event counters, published on /diagnostics once a second (and readable in tests)."""
 
-    def __init__(self, node: Node, names: list[str]):
-        self._node = node
+    def __init__(self, node: Node, names: list[str], also: Callable[[], None] | None = None):
+        """``also``: called on the same 1 Hz timer before publishing (one executor wake-up for both)."""
+        self._node, self._also = node, also
         self._lock = threading.Lock()
         self.values = dict.fromkeys(names, 0)
         self.level, self.message = DiagnosticStatus.OK, "counters"   # set_status() changes them
@@ -106,6 +108,8 @@ class Counters:
         self.publish()
 
     def publish(self) -> None:
+        if self._also is not None:
+            self._also()
         with self._lock:
             values, level, message = dict(self.values), self.level, self.message
         st = DiagnosticStatus(level=level, name=self._node.get_fully_qualified_name(),
@@ -114,6 +118,17 @@ class Counters:
         arr = DiagnosticArray(status=[st])
         arr.header.stamp = self._node.get_clock().now().to_msg()
         self._pub.publish(arr)
+
+
+def name_native_thread() -> None:
+    """Give the calling thread's Python name to the OS thread (15 bytes: Linux's limit), so that ``top -H``,
+    /proc/<pid>/task/*/comm and ``./intradp thread-cpu`` tell the nodes' threads apart (Python 3.11 leaves them
+    all named after the process)."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.prctl(15, threading.current_thread().name.encode()[:15], 0, 0, 0)     # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
 
 
 def stamp_ms(t: Time) -> float:

@@ -17,8 +17,8 @@ from intradp_ros.engine.packet import STAGE_PROBE, STAGE_SPLIT, ProtocolError
 from intradp_ros.engine.link import ChunkTimer
 from intradp_ros.engine.plan import PlanError, compile_plan
 from intradp_ros.msg import EdgeProfile, EdgeStatus, LinkEstimate, PlanStatus, TensorTile
-from intradp_ros.nodes.common import (Counters, declare, msg_to_packet, packet_to_msg, publisher, run_node,
-                                      shutting_down, stamp_ms, subscription, subscription_qos)
+from intradp_ros.nodes.common import (Counters, declare, msg_to_packet, name_native_thread, packet_to_msg, publisher,
+                                      run_node, shutting_down, stamp_ms, subscription, subscription_qos)
 from intradp_ros.nodes.lifecycle import ManagedNode
 from intradp_ros.nodes.log_limit import LogLimiter
 from intradp_ros.nodes.receiver import Receiver, sessions
@@ -41,7 +41,8 @@ class EdgeNode(ManagedNode):
             input_size=declare(self, "input_size", d.input_size, "network input side in px, 0 = model default", ro,
                                limits=(0, 8192)),
             device=declare(self, "device", d.device, "auto (cuda when available) | cpu | cuda:N", ro),
-            threads=declare(self, "threads", d.threads, "torch CPU threads, 0 = torch default", ro, limits=(0, 1024)),
+            threads=declare(self, "threads", d.threads, "torch and OpenCV CPU threads, 0 = their defaults", ro,
+                            limits=(0, 1024)),
         )
         self.frame_timeout_s = declare(self, "frame_timeout_s", 5.0, "drop a frame whose tiles stop arriving",
                                        limits=(0.1, 3600.0))
@@ -154,6 +155,7 @@ class EdgeNode(ManagedNode):
         self._q.put((msg, arrived))
 
     def _work_loop(self):
+        name_native_thread()
         while not self._stop.is_set():
             try:
                 msg = self._q.get(timeout=0.5)

@@ -55,7 +55,7 @@ class EdgeWatch:
                     (0.05, 60.0)))
 
     def liveliness_callback(self, info) -> None:
-        """Receiver thread: the middleware's verdict on the edges' heartbeat writers (the liveliness lease of its QoS)."""
+        """Receiver thread: the middleware's verdict on the edges' heartbeat writers (their QoS's liveliness lease)."""
         if info.alive_count == 0 and info.not_alive_count_change > 0:
             self._lost(self.health.lease_lost(time.monotonic()))
 

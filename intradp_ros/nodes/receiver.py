@@ -25,7 +25,7 @@ import rclpy
 from rclpy.serialization import deserialize_message
 
 from intradp_ros.engine.admission import Refusal
-from intradp_ros.nodes.common import tile_session
+from intradp_ros.nodes.common import name_native_thread, tile_session
 
 __all__ = ["Receiver", "sessions", "deserialized"]
 
@@ -60,6 +60,7 @@ class Receiver:
         return self
 
     def _loop(self) -> None:
+        name_native_thread()
         from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
         events = [h for sub, _ in self._subs for h in sub.event_handlers]
         ctx = self._node.context

@@ -20,8 +20,8 @@ from intradp_ros.engine.plan import PlanError
 from intradp_ros.engine.profile import DeviceProfile
 from intradp_ros.msg import EdgeProfile, FrameTiming, LinkEstimate, PlanStatus, TensorTile
 from intradp_ros.nodes.camera_intake import CameraIntake
-from intradp_ros.nodes.common import (Counters, declare, packet_to_msg, publisher, run_node, shutting_down,
-                                      subscription, subscription_qos)
+from intradp_ros.nodes.common import (Counters, declare, name_native_thread, packet_to_msg, publisher, run_node,
+                                      shutting_down, subscription, subscription_qos)
 from intradp_ros.nodes.edge_watch import EdgeWatch
 from intradp_ros.nodes.link_probe import ProbeSender
 from intradp_ros.nodes.lifecycle import ManagedNode
@@ -51,13 +51,12 @@ class RobotNode(ManagedNode):
                                    (0.0, 86400.0))
         self.probe_period_s, self.probe_kib, self.send_selftest = ProbeSender.declare_parameters(self)
         self._watch_args = EdgeWatch.declare_parameters(self)
+        self.report = LogLimiter(self.get_logger().warning)
         self.counters = Counters(self, ["frames_received", "frames_processed", "frames_skipped_busy", "bad_images",
                                         "frame_errors", "tiles_sent", "bytes_to_edge", "link_samples",
                                         "probes_sent", "guard_switches", "send_errors", "plan_changes",
-                                        "frames_rescued", "edge_lost"])
-        self.report = LogLimiter(self.get_logger().warning)
+                                        "frames_rescued", "edge_lost"], also=self.report.flush)
         self.refuse = lambda cause, line: (self.counters.inc(cause), self.report(cause, line))   # bad input
-        self.create_timer(1.0, self.report.flush)
         self.add_on_set_parameters_callback(self.parameters_callback)
         self.rt = self.controller = self._camera = self._rx = self._ready_timer = None
         self._threads: list[threading.Thread] = []
@@ -216,6 +215,7 @@ class RobotNode(ManagedNode):
 
     def _infer_loop(self):
         """Frames and rescues, one at a time: a rescue (a frame whose edge part is late) goes before a new frame."""
+        name_native_thread()
         while not self._stop.is_set():
             with self._cond:
                 while self._frame is None and not self.watch.due and not self._stop.is_set():
@@ -246,6 +246,7 @@ class RobotNode(ManagedNode):
                 self.report("frame_errors", f"frame {seq} ({header.frame_id}) failed on the robot: {e}")
 
     def _send_loop(self):
+        name_native_thread()
         while not self._stop.is_set():
             try:
                 item = self._send_q.get(timeout=0.5)
@@ -288,7 +289,7 @@ def declare_config(node: Node) -> RobotConfig:
         input_size=declare(node, "input_size", d.input_size, "network input side in px, 0 = model default", ro,
                            (0, 8192)),
         device=declare(node, "device", d.device, "torch device for the robot's share", ro),
-        threads=declare(node, "threads", d.threads, "torch CPU threads, 0 = torch default", ro, (0, 1024)),
+        threads=declare(node, "threads", d.threads, "torch and OpenCV CPU threads, 0 = their defaults", ro, (0, 1024)),
         plan=declare(node, "plan", d.plan, "auto | local | offload | cut:<op> | a plan text"),
         bandwidth_mbps=declare(node, "bandwidth_mbps", d.bandwidth_mbps, "robot-edge bandwidth for planning",
                                limits=(0.01, 1e5)),

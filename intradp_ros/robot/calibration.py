@@ -11,9 +11,9 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
+import statistics
 from typing import NamedTuple
 
-import numpy as np
 
 from ..engine.cost import edge_compute_ms, robot_compute_ms
 from ..engine.graph import OpGraph
@@ -166,4 +166,4 @@ class Calibration:
 
 
 def _median(d, default: float) -> float:
-    return float(np.median(d)) if d is not None and len(d) >= MIN_FRAMES else default
+    return float(statistics.median(d)) if d is not None and len(d) >= MIN_FRAMES else default

@@ -5,6 +5,7 @@ Not thread-safe: owned by :class:`~intradp_ros.robot.controller.PlanController`,
 from __future__ import annotations
 
 import collections
+import statistics
 
 import numpy as np
 
@@ -61,7 +62,7 @@ class SendCost:
     def pack_ms(self) -> float:
         """Median time to build one packet beyond its priced encoding (slicing, the codec call, the packet: fixed
         per message, so what many small chunks pay); 0 until MIN_PACKETS are measured."""
-        return max(float(np.median(self.packing)), 0.0) if len(self.packing) >= self.MIN_PACKETS else 0.0
+        return max(float(statistics.median(self.packing)), 0.0) if len(self.packing) >= self.MIN_PACKETS else 0.0
 
     def msg_ms(self) -> float:
         """Robot wall time per message: sending plus building it."""
@@ -95,7 +96,7 @@ class FrameOverhead:
         return True
 
     def frame_ms(self) -> float:
-        return float(np.median(self._frames)) if len(self._frames) >= self.MIN_FRAMES else 0.0
+        return float(statistics.median(self._frames)) if len(self._frames) >= self.MIN_FRAMES else 0.0
 
     def moved_since(self, reported: float | None) -> bool:
         """Enough to report the predictions again: 3 frames measured, and 10 ms or 15 % from ``reported``."""

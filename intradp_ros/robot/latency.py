@@ -8,9 +8,9 @@ Not thread-safe: owned by :class:`~intradp_ros.robot.controller.PlanController`,
 from __future__ import annotations
 
 import collections
+import statistics
 from typing import Iterable
 
-import numpy as np
 
 __all__ = ["LatencyBook"]
 
@@ -57,10 +57,10 @@ class LatencyBook:
             if not trial:
                 return None
             fastest = min(d)
-            if not any(k != spec and len(v) >= self.MEASURED_MIN_FRAMES and np.median(v) < fastest
+            if not any(k != spec and len(v) >= self.MEASURED_MIN_FRAMES and statistics.median(v) < fastest
                        for k, v in self._lat.items()):
                 return None
-        return float(np.median(d)) - frame_ms
+        return float(statistics.median(d)) - frame_ms
 
     def measured(self, frame_ms: float, trials: Iterable[str] = ()) -> dict[str, float]:
         """Plan text -> :meth:`measured_one` for every plan measured so far (``trials``: plans run as trials)."""
@@ -74,4 +74,4 @@ class LatencyBook:
         negative, prices it once one of the family ran)."""
         if len(self._split_residuals) < self.SPLIT_MIN_FRAMES:
             return 0.0
-        return max(float(np.median(self._split_residuals)), 0.0)
+        return max(float(statistics.median(self._split_residuals)), 0.0)

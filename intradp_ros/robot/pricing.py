@@ -6,9 +6,9 @@ thread without the lock (a search takes a quarter-core robot seconds), and commi
 from __future__ import annotations
 
 import dataclasses
+import statistics
 from typing import Mapping
 
-import numpy as np
 
 from ..engine.cost import LinkModel, Prediction, predict
 from ..engine.graph import OpGraph
@@ -89,7 +89,7 @@ def family_extra(inputs: PassInputs, robot: DeviceProfile, edge: DeviceProfile) 
         except PlanError:
             continue
         out.setdefault(family(plan), []).append(inputs.measured[plan.spec()] - q)
-    return {k: float(np.median(v)) for k, v in out.items()}
+    return {k: float(statistics.median(v)) for k, v in out.items()}
 
 
 def on_its_own(inputs: PassInputs, evidence: Evidence, p: Prediction) -> tuple[Prediction, Scales]:

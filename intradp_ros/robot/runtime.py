@@ -24,7 +24,7 @@ __all__ = ["RobotRuntime", "FrameRun"]
 class FrameRun:
     busy_ms: float           # robot compute (encoding included)
     plan: Plan               # the plan it ran
-    x: object                # the pre-processed network input, for a rescue
+    x: object                # the letterboxed uint8 network input, for a rescue
 
 
 class RobotRuntime:
@@ -39,8 +39,8 @@ class RobotRuntime:
         g = self.m.graph
         self.profile = load_or_profile(g, self.m.profile_input(), Path(cfg.profile_cache_dir)
                                        if cfg.profile_cache_dir else None, self.m.task.output_fn, log)
-        self.worker = RobotWorker(g, self.m.task.output_fn)
-        self._rescue_worker = RobotWorker(g, self.m.task.output_fn)   # its timings must not pose as a plan's
+        self.worker = RobotWorker(g, self.m.task.output_fn, self.m.device)
+        self._rescue_worker = RobotWorker(g, self.m.task.output_fn, self.m.device)   # its timings are no plan's
         self.local = Plan.local(g, self.m.spec.name)
         self.controller = PlanController(g, self.m.spec.name, self.profile, cfg, log, warn, on_change, start_planner)
 
@@ -54,14 +54,13 @@ class RobotRuntime:
         controller pairs with the aggregator's time as the per-frame overhead."""
         plan = self.controller.begin_frame(seq)
         t0 = time.perf_counter()
-        x, u8 = self.m.preprocess(rgb8)
-        x = x.to(self.m.device)
+        u8 = self.m.letterboxed(rgb8)
         self.controller.note_intake(seq, max(age_ms, 0.0) + (time.perf_counter() - t0) * 1e3)
-        busy = self.worker.run_frame(seq, plan, x, emit, input_is_u8=True, x_u8=u8)
+        busy = self.worker.run_frame(seq, plan, None, emit, x_u8=u8)   # the float input only if the plan needs it
         w = self.worker
         self.controller.end_frame(FrameRecord(seq, plan.spec(), w.last_whole_ms, w.last_tiles_ms,
                                               tuple(w.last_packed)))
-        return FrameRun(busy, plan, x)
+        return FrameRun(busy, plan, u8)
 
     def needs_rescue_keeping(self, plan: Plan) -> bool:
         """A frame under ``plan`` depends on the edge: keep its input until its result is out."""
@@ -71,7 +70,7 @@ class RobotRuntime:
         """Compute frame ``seq`` all-local from its kept input (its edge part was late); its latency judges no
         plan. Returns robot compute ms. Call from the frame thread."""
         self.controller.exclude(seq)
-        return self._rescue_worker.run_frame(seq, self.local, x, emit, input_is_u8=True)
+        return self._rescue_worker.run_frame(seq, self.local, None, emit, x_u8=x)
 
     def close(self) -> None:
         self.controller.close()

@@ -8,9 +8,10 @@
 One machine plays both hosts (root needed): two network namespaces joined by a veth pair, shaped with tbf in both
 directions to each bandwidth of the sweep. robot_node, aggregator_node and the bench's camera client run in the
 robot namespace under a cgroup v1 CPU quota (default 2.5 ms per 10 ms = a quarter core; torch on one thread),
-edge_node runs in the edge namespace uncapped. Every process uses config/fastdds_udp.xml (UDP only): Fast DDS's
-shared memory would otherwise carry robot <-> edge samples through /dev/shm, past the shaped link; the veth byte
-counters prove that the tiles crossed it. Per bandwidth and strategy (all-local, all-offload, the planner's best
+edge_node runs in the edge namespace uncapped. edge_node uses config/fastdds_udp.xml (UDP only), the robot's
+processes config/fastdds_robot_shm.xml (shared memory among themselves, as on a robot, and UDP): since the edge
+announces no shared-memory locator, robot <-> edge samples cannot take /dev/shm past the shaped link; the veth
+byte counters prove that the tiles crossed it. Per bandwidth and strategy (all-local, all-offload, the planner's best
 single layer-wise cut, Intra-DP = plan auto) the client sets robot_node's `plan` and `bandwidth_mbps` and runs a
 closed loop of warm-up + measured frames. Output in --out (default bench_results/<timestamp>/): frames.csv (every
 frame), summary.md, PNG plots, run.json (set-up, machine, planner decisions), logs/. Defaults: config/bench.yaml.

@@ -143,7 +143,8 @@ def _header(cfg: dict, meta: dict) -> list[str]:
         f"device {e['device']}; rclpy executor of the nodes: {cfg.get('executor', 'multi')}",
         f"- link: veth, tbf both ways at each rate (burst {link['burst_ms']} ms of line rate, >= "
         f"{link['min_burst_bytes']} B; queue {link['queue_bytes'] >> 20} MiB), MTU {link['mtu']}; "
-        "Fast DDS UDPv4 only (config/fastdds_udp.xml)",
+        "Fast DDS: edge UDPv4 only (config/fastdds_udp.xml), robot processes shared memory among themselves + "
+        "UDPv4 to the edge (config/fastdds_robot_shm.xml)",
         f"- {cfg['warmup']} warm-up + {cfg['frames']} measured frames per cell, closed loop, "
         + (f"and after each warm-up up to {cfg['settle_max']} more while robot_node's plan is not settled "
            "(PlanStatus.settled; fixed plans are), "

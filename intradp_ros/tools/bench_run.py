@@ -76,15 +76,17 @@ class Run:
                           "executor": executor,
                           "profile_cache_dir": str(prof / "edge")},
             }, edge_updates))
-        dds = config_file("fastdds_udp.xml")
-        env = dict(os.environ, ROS_DOMAIN_ID=str(cfg["domain_id"]), FASTRTPS_DEFAULT_PROFILES_FILE=str(dds),
+        # the edge UDP only; the robot's processes (and the client) shared memory among themselves, UDP to the edge
+        dds = {"edge": config_file("fastdds_udp.xml"), "robot": config_file("fastdds_robot_shm.xml")}
+        env = dict(os.environ, ROS_DOMAIN_ID=str(cfg["domain_id"]), FASTRTPS_DEFAULT_PROFILES_FILE=str(dds["robot"]),
                    RMW_IMPLEMENTATION="rmw_fastrtps_cpp", ROS_AUTOMATIC_DISCOVERY_RANGE="SUBNET",
                    ROS_STATIC_PEERS=";".join(tb.ip.values()), PYTHONUNBUFFERED="1")
         env.pop("ROS_LOCALHOST_ONLY", None)
-        self.env = env
+        self.env = env                   # the robot namespace's (nodes and client)
+        self.envs = {"robot": env, "edge": dict(env, FASTRTPS_DEFAULT_PROFILES_FILE=str(dds["edge"]))}
         cmds = []
         for host, params, cgroup in (("edge", edge_yaml, None), ("robot", robot_yaml, "nodes")):
-            values = resolve_arguments(host, {"params_file": str(params), "dds_profile": str(dds),
+            values = resolve_arguments(host, {"params_file": str(params), "dds_profile": str(dds[host]),
                                               "model": cfg["model"],
                                               **({"start_camera": "true"} if camera and host == "robot" else {})})
             cmds += [(host, spec, tb.wrap(argv, host, cgroup)) for spec, argv in node_commands(host, values)]
@@ -127,7 +129,7 @@ class Run:
     def launch_node(self, name: str) -> Launch:
         """Start node ``name`` (again: after a fault killed it) with the command line of the run."""
         host, spec, argv = self.commands[name]
-        launch = Launch(host, [(spec, argv)], self.env, echo=self.echo, log_dir=self.out / "logs")
+        launch = Launch(host, [(spec, argv)], self.envs[host], echo=self.echo, log_dir=self.out / "logs")
         self.launches.append(launch)
         return launch
 
