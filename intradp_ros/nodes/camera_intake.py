@@ -38,7 +38,7 @@ class CameraIntake:
     def topic_name(self) -> str:
         return self.subscription.topic_name
 
-    def _on_raw(self, raw: bytes) -> None:
+    def _on_raw(self, raw: bytes, _arrived: float) -> None:
         self.counters.inc("frames_received")
         img = None
         try:

@@ -36,14 +36,15 @@ class Receiver:
         self._node = rclpy.create_node(f"{node.get_name()}_rx_{name}", namespace=node.get_namespace(),
                                        context=node.context, start_parameter_services=False, enable_rosout=False)
         self._name, self._log = name, node.get_logger()
-        self._subs: list[tuple[object, Callable[[bytes], None]]] = []
+        self._subs: list[tuple[object, Callable[[bytes, float], None]]] = []
         self._tick: tuple[float, Callable[[], None]] | None = None
         self._stop = threading.Event()
         self._wake = self._node.create_guard_condition(lambda: None)    # close() wakes the wait with it
         self._thread = threading.Thread(target=self._loop, daemon=True, name=f"rx {name}")
 
-    def add(self, msg_type, topic: str, qos, on_raw: Callable[[bytes], None], event_callbacks=None):
-        """Receive ``topic``: ``on_raw(serialized bytes)`` for each message, on the receiver's thread."""
+    def add(self, msg_type, topic: str, qos, on_raw: Callable[[bytes, float], None], event_callbacks=None):
+        """Receive ``topic``: ``on_raw(serialized bytes, arrival)`` for each message, on the receiver's thread
+        (arrival: when the middleware received it, on ``time.monotonic()``'s clock)."""
         kwargs = {} if event_callbacks is None else {"event_callbacks": event_callbacks}
         sub = self._node.create_subscription(msg_type, topic, _never_called, qos, raw=True, **kwargs)
         self._subs.append((sub, on_raw))
@@ -122,7 +123,7 @@ class Receiver:
                 return
             if got is None:
                 return
-            on_raw(got[0])
+            on_raw(got[0], _arrival(got[1]))
 
     def close(self) -> None:
         self._stop.set()
@@ -130,6 +131,17 @@ class Receiver:
         if self._thread.is_alive():
             self._thread.join(timeout=1.0)
         self._node.destroy_node()
+
+
+def _arrival(info) -> float:
+    """When the middleware received the message, on ``time.monotonic()``'s clock: its reception timestamp (wall
+    clock, set by the DDS thread as the sample completed), not when this thread got to it, which a busy process
+    delays (the edge's estimate of the link times chunk arrivals with it)."""
+    received = info.get("received_timestamp") if isinstance(info, dict) else None
+    now = time.monotonic()
+    if not received:
+        return now
+    return now - min(max(time.time_ns() - received, 0), 1_000_000_000) / 1e9     # a wall-clock step: at most 1 s
 
 
 def _run_event(handler) -> None:
@@ -146,8 +158,7 @@ def _run_event(handler) -> None:
 
 def deserialized(msg_type, handle: Callable, refuse: Callable[[str, str], None], bad: str, name: str):
     """An ``on_raw`` that deserializes and calls ``handle(msg, arrived)``; garbage goes to ``refuse(bad, line)``."""
-    def on_raw(raw: bytes, arrived: float | None = None) -> None:
-        arrived = time.monotonic() if arrived is None else arrived
+    def on_raw(raw: bytes, arrived: float) -> None:
         try:
             msg = deserialize_message(raw, msg_type)
         except Exception as e:  # noqa: BLE001 - a message that does not deserialize is garbage, not a crash
@@ -162,8 +173,7 @@ def sessions(msg_type, admit: Callable[[str], bool], handle: Callable, refuse: C
     """The ``on_raw`` of a tile topic: a session ``admit`` refuses is dropped before deserializing."""
     take = deserialized(msg_type, handle, refuse, bad, name)
 
-    def on_raw(raw: bytes) -> None:
-        arrived = time.monotonic()
+    def on_raw(raw: bytes, arrived: float) -> None:
         session = tile_session(raw)
         if session is not None and not admit(session):
             refuse(Refusal.FOREIGN.value, f"{name}: session {session} is not one this node serves: ignored")
