@@ -119,8 +119,8 @@ class RobotWorker:
             own_lo = cp.plan.robot_rows * x_in.shape[axis] // seg.grid
             for j, (lo, hi) in enumerate(cp.edge_chunks):   # the edge's input first: it starts while we compute
                 t0 = time.perf_counter()
-                chunk = x_in.narrow(axis, lo, hi - lo)
-                pkt = _packet(plan, seq, inp, wire(inp, x_in).narrow(axis, lo, hi - lo), (lo, hi), x_in.shape,
+                chunk = wire(inp, x_in).narrow(axis, lo, hi - lo)
+                pkt = _packet(plan, seq, inp, chunk, (lo, hi), x_in.shape,
                               stage=STAGE_SPLIT, index=j, count=len(cp.edge_chunks), sender="robot", dest="edge",
                               encoding=enc_of(inp), compute_ms=busy, halo=(max(0, own_lo - lo), 0))
                 dt = (time.perf_counter() - t0) * 1e3

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import struct
 
-__all__ = ["CdrImage", "CdrError", "image_from_cdr"]
+__all__ = ["CdrImage", "CdrError", "image_from_cdr", "tile_session"]
 
 MAX_STRING = 4096               # frame_id / encoding longer than this are a corrupt or hostile message
 
@@ -58,14 +58,14 @@ class _Reader:
         self.off += 1
         return self.buf[self.off - 1]
 
-    def string(self) -> str:
+    def string(self, max_len: int = MAX_STRING, codec: str = "utf-8") -> str:
         n = self.u32()
-        if not 0 < n <= MAX_STRING or self.off + n > len(self.buf):
+        if not 0 < n <= max_len or self.off + n > len(self.buf):
             raise CdrError(f"string of {n} bytes")
         s = bytes(self.buf[self.off:self.off + n - 1])
         self.off += n
         try:
-            return s.decode("utf-8")
+            return s.decode(codec)
         except UnicodeDecodeError as e:
             raise CdrError(f"string is not UTF-8: {e}") from None
 
@@ -77,13 +77,32 @@ class _Reader:
         return self.buf[self.off - n:self.off]
 
 
+def _little_endian(raw) -> bool:
+    return len(raw) >= 4 and bytes(raw[:2]) == b"\x00\x01"
+
+
+def tile_session(raw) -> str | None:
+    """The ``session`` of a serialized TensorTile, read without deserializing it (None if it cannot be read): a
+    receiver that serves one session drops other sessions' messages for ~1 us instead of ~25 us plus the queue,
+    which on a CPU-capped robot is the difference between a flood of garbage slowing its frames or not.
+    TensorTile starts with std_msgs/Header (as Image does), then the string ``session``."""
+    if not _little_endian(raw):
+        return None
+    r = _Reader(raw)
+    try:
+        r.u32(), r.u32(), r.string(codec="latin-1")       # header: stamp, frame_id (skipped)
+        return r.string(max_len=64, codec="ascii")
+    except CdrError:
+        return None
+
+
 def image_from_cdr(raw) -> CdrImage | None:
     """The fields of a serialized sensor_msgs/Image (``data`` zero-copy), None if not little-endian CDR.
 
     Raises:
         CdrError: the bytes are truncated or hold absurd lengths.
     """
-    if len(raw) < 4 or bytes(raw[:2]) != b"\x00\x01":
+    if not _little_endian(raw):
         return None
     r = _Reader(raw)
     sec, nanosec = r.u32("<i"), r.u32()

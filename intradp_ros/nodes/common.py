@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import ctypes
 import signal
-import struct
 import threading
 import traceback
 import zlib
@@ -23,6 +22,7 @@ from rclpy.subscription import Subscription
 from intradp_ros.engine.packet import Packet
 from intradp_ros.engine.plan import Plan, PlanError
 from intradp_ros.msg import TensorTile
+from intradp_ros.nodes.cdr import tile_session  # noqa: F401 - part of this module's interface
 from intradp_ros.topology import QOS, TOPICS
 
 __all__ = ["declare", "QOS_OVERRIDES", "topic_qos", "publisher", "subscription", "subscription_qos", "Counters",
@@ -159,27 +159,6 @@ def packet_to_msg(p: Packet, header, image_size: tuple[int, int], model: str, no
     m.robot_compute_ms, m.robot_to_edge_bytes = float(p.robot_ms), int(p.robot_bytes)
     m.data = p.payload          # bytes: fast path (a numpy array here would be copied element by element)
     return m
-
-
-def tile_session(raw: bytes) -> str | None:
-    """The ``session`` of a serialized TensorTile, read without deserializing it (None if it cannot be read): a
-    receiver that serves one session drops other sessions' messages for ~1 us instead of ~25 us plus the queue,
-    which on a CPU-capped robot is the difference between a flood of garbage slowing its frames or not.
-
-    Little-endian CDR: a 4-byte encapsulation header, then std_msgs/Header (stamp: int32 + uint32; frame_id:
-    uint32 length with the NUL, the bytes), then the 4-aligned uint32 length and bytes of ``session``."""
-    try:
-        if raw[:2] != b"\x00\x01":
-            return None
-        off = 4 + 8
-        n = struct.unpack_from("<I", raw, off)[0]
-        off = 4 + (off - 4 + 4 + n + 3) // 4 * 4
-        n = struct.unpack_from("<I", raw, off)[0]
-        if not 0 < n <= 64:
-            return None
-        return bytes(raw[off + 4:off + 3 + n]).decode("ascii")
-    except (struct.error, UnicodeDecodeError):
-        return None
 
 
 def msg_to_packet(m: TensorTile, dest: str) -> Packet:

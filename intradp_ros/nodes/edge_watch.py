@@ -18,9 +18,9 @@ from rclpy.event_handler import SubscriptionEventCallbacks
 from intradp_ros.msg import EdgeStatus
 from intradp_ros.nodes.common import declare, packet_to_msg, subscription_qos
 from intradp_ros.nodes.receiver import deserialized
-from intradp_ros.topology import TOPICS
 from intradp_ros.robot.health import EdgeHealth, Health
 from intradp_ros.robot.rescue import Kept, RescueBook
+from intradp_ros.topology import TOPICS
 
 __all__ = ["EdgeWatch"]
 

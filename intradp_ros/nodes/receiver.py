@@ -22,6 +22,7 @@ import time
 from typing import Callable
 
 import rclpy
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.serialization import deserialize_message
 
 from intradp_ros.engine.admission import Refusal
@@ -62,7 +63,6 @@ class Receiver:
 
     def _loop(self) -> None:
         name_native_thread()
-        from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
         events = [h for sub, _ in self._subs for h in sub.event_handlers]
         ctx = self._node.context
         try:
