@@ -2,12 +2,16 @@
 
 Publishes its latency profile (latched) so the robot can plan, but only once the aggregator is listening,
 so that a robot that sees the profile knows the edge's outputs have somewhere to go; and a heartbeat with its
-load (EdgeStatus), by which robots tell a live edge from a dead one.
+load (EdgeStatus), by which robots tell a live edge from a dead one and price the queueing they would meet. One
+edge_node serves a fleet: robots are told apart by session, and their tiles are computed in fair turns
+(nodes.edge_fleet).
+
+Threads: the tile receiver queues admitted tiles (its own thread, see Receiver); one compute thread takes them
+from the fair queue, computes and publishes, and alone touches frame state (``_headers``, ``_last_seen``, the
+runtime); timers and the roster run on the executor.
 """
 from __future__ import annotations
 
-import collections
-import queue
 import threading
 import time
 
@@ -19,6 +23,7 @@ from intradp_ros.engine.plan import PlanError, compile_plan
 from intradp_ros.msg import EdgeProfile, EdgeStatus, LinkEstimate, PlanStatus, TensorTile
 from intradp_ros.nodes.common import (Counters, declare, msg_to_packet, name_native_thread, packet_to_msg, publisher,
                                       run_node, shutting_down, stamp_ms, subscription, subscription_qos)
+from intradp_ros.nodes.edge_fleet import EdgeFleet
 from intradp_ros.nodes.lifecycle import ManagedNode
 from intradp_ros.nodes.log_limit import LogLimiter
 from intradp_ros.nodes.receiver import Receiver, sessions
@@ -53,9 +58,11 @@ class EdgeNode(ManagedNode):
                                "fastest of their robot (queued by an outage: the robot has answered those frames "
                                "itself); 0 = off", limits=(0.0, 3600.0))
         self.counters = Counters(self, ["tiles_received", "bad_tiles", "frames_done", "frames_dropped_timeout",
-                                        "outputs_sent", "link_samples", "tiles_while_inactive",
-                                        *(r.value for r in Refusal)])
+                                        "outputs_sent", "link_samples", "tiles_while_inactive", "robots_refused",
+                                        "robots_freed", *(r.value for r in Refusal)])
         self.report = LogLimiter(self.get_logger().warning)
+        self._fleet_args = EdgeFleet.declare_parameters(self)
+        self.fleet = None
         self.rt = None
         self._rx = self._thread = self.status_pub = None
 
@@ -65,14 +72,11 @@ class EdgeNode(ManagedNode):
         self.rt = EdgeRuntime(self.cfg, self.cache, log=self.get_logger().info)
         self.out_pub = publisher(self, TensorTile, "outputs")
         self.profile_pub = publisher(self, EdgeProfile, "edge_profile")
-        # tiles only of robots that announced their session on /intradp/robots, on their own thread (see Receiver),
-        # the session read before deserializing (see tile_session). ``_announced`` is the executor's (PlanStatus);
-        # the receiver reads ``announced``, a frozen copy replaced whole
-        self._announced: collections.OrderedDict[str, None] = collections.OrderedDict()
-        self.announced: frozenset[str] = frozenset()
-        subscription(self, PlanStatus, "roster", self.plan_callback)
+        # tiles only of robots admitted on /intradp/robots (see EdgeFleet), on their own thread (see Receiver),
+        # the session read before deserializing (see tile_session)
+        self.fleet = EdgeFleet(*self._fleet_args, self.counters, self.report)
+        subscription(self, PlanStatus, "roster", self.fleet.roster)
         self.link_pub = publisher(self, LinkEstimate, "link")
-        self._q: queue.Queue = queue.Queue()
         self._headers: dict[tuple, tuple] = {}      # (session, seq) -> header, image size: compute thread's
         self._last_seen: dict[tuple, float] = {}
         self._stop = threading.Event()
@@ -80,11 +84,11 @@ class EdgeNode(ManagedNode):
         self._thread.start()
         self._rx = Receiver(self, "tiles")
         self._rx.add(TensorTile, TOPICS["to_edge"].name, subscription_qos(self, "to_edge"),
-                     sessions(TensorTile, admit=lambda session: session in self.announced, handle=self._queue_tile,
+                     sessions(TensorTile, admit=self.fleet.admits, handle=self._queue_tile,
                               refuse=self._refuse, bad="bad_tiles", name="tiles"))
         self._rx.start()
         self._busy_s = 0.0               # compute thread busy time since start: written by it alone
-        self.create_timer(0.5, self.timeout_callback)
+        self.create_timer(0.5, self.report.flush)
         self.get_logger().info(f"edge_node: model {self.cfg.model} @ {self.rt.m.size}px on {self.rt.m.device}")
 
     def activate(self):
@@ -105,8 +109,9 @@ class EdgeNode(ManagedNode):
             self._rx.close()
         if self._thread is not None:
             self._stop.set()
+            self.fleet.queue.close()
             self._thread.join(timeout=2.0)
-        self._rx = self._thread = self.rt = None
+        self._rx = self._thread = self.rt = self.fleet = None
 
     def profile_callback(self):
         if self.out_pub.get_subscription_count() == 0:
@@ -132,14 +137,7 @@ class EdgeNode(ManagedNode):
                          frames_done=self.counters.values.get("frames_done", 0),
                          busy_fraction=min((busy - busy_then) / max(now - then, 1e-6), 1.0))
         msg.header.stamp = self.get_clock().now().to_msg()
-        self.status_pub.publish(msg)
-
-    def plan_callback(self, msg: PlanStatus):
-        self._announced[msg.session] = None
-        self._announced.move_to_end(msg.session)
-        while len(self._announced) > Admission.MAX_SESSIONS:
-            self._announced.popitem(last=False)
-        self.announced = frozenset(self._announced)
+        self.status_pub.publish(self.fleet.fill(msg))
 
     def _refuse(self, counter: str, line: str):
         self.counters.inc(counter)
@@ -152,34 +150,39 @@ class EdgeNode(ManagedNode):
                          "edge_node is not active (`ros2 lifecycle set /edge_node activate`)")
             return
         self.counters.inc("tiles_received")
-        self._q.put((msg, arrived))
+        self.fleet.queue.put(msg.session, (msg, arrived))
 
     def _work_loop(self):
         name_native_thread()
+        housekept = time.monotonic()
         while not self._stop.is_set():
-            try:
-                msg = self._q.get(timeout=0.5)
-            except queue.Empty:
+            got = self.fleet.queue.get(timeout=0.25)
+            if time.monotonic() - housekept > 0.5:
+                housekept = time.monotonic()
+                self._housekeeping()
+            if got is None:
                 continue
-            if msg is None:           # timer tick: frame state is only touched on this thread
-                self._drop_stale()
-                continue
-            msg, arrived = msg
+            session, queued, (msg, arrived) = got
             if msg.stage == STAGE_PROBE:
                 self._time_chunk(("probe", msg.session, msg.frame_seq), msg, arrived)
                 continue
             t0 = time.monotonic()
+            done = False
             try:
-                self._take(msg, arrived)
+                done = self._take(msg, arrived)
             except Exception:
                 if shutting_down(self):
                     return                 # Ctrl-C: the context went under a publish
                 raise
             finally:
-                self._busy_s += time.monotonic() - t0
+                dt = time.monotonic() - t0
+                self._busy_s += dt
+                self.fleet.queue.done(session, dt)
+                self.fleet.load.served(session, dt, t0 - queued, done)
 
-    def _take(self, msg: TensorTile, arrived: float):
-        """One tile from a robot, on the compute thread: admitted, computed, its outputs published."""
+    def _take(self, msg: TensorTile, arrived: float) -> bool:
+        """One tile from a robot, on the compute thread: admitted, computed, its outputs published. True when it
+        completed its frame."""
         key = (msg.session, msg.frame_seq)
         refused = self.admission.check(msg.session, msg.frame_seq, msg.sender, stamp_ms(msg.sent) / 1e3,
                                        time.time() - (time.monotonic() - arrived))
@@ -187,7 +190,7 @@ class EdgeNode(ManagedNode):
             self.counters.inc(refused.value)
             self.report(refused.value, f"tile {msg.tensor}[{msg.tile_index}] of frame {msg.frame_seq} (session "
                         f"{msg.session or '?'}) ignored: {refused.value.replace('_', ' ')}")
-            return
+            return False
         try:
             pkt = msg_to_packet(msg, "edge")
             self._headers[key] = (msg.header, (msg.image_width, msg.image_height))
@@ -204,7 +207,7 @@ class EdgeNode(ManagedNode):
             self.report("bad_tiles", f"frame {msg.frame_seq} ({msg.header.frame_id}) tile {msg.tensor}["
                         f"{msg.tile_index}/{msg.tile_count}] rows [{msg.row_start},{msg.row_stop}) rejected, frame "
                         f"dropped: {e}")
-            return
+            return False
         header, size = self._headers[key]
         for p in outs:
             self.out_pub.publish(packet_to_msg(p, header, size, self.cfg.model, self.get_clock().now().to_msg()))
@@ -213,6 +216,8 @@ class EdgeNode(ManagedNode):
             self.counters.inc("frames_done")
             self.admission.finish(*key)
             self._forget(key)
+            return True
+        return False
 
     def _time_chunk(self, key, msg: TensorTile, arrived: float):
         sample = self.chunks.arrived(key, msg.tile_index, msg.tile_count, len(msg.data), arrived)
@@ -229,11 +234,16 @@ class EdgeNode(ManagedNode):
         self._headers.pop(key, None)
         self._last_seen.pop(key, None)
 
-    def timeout_callback(self):
-        self._q.put(None)
-        self.report.flush()
-
-    def _drop_stale(self):
+    def _housekeeping(self):
+        """Compute thread: free robots that left, drop frames whose tiles stopped."""
+        for session in self.fleet.leaving():
+            frames = [k for k in self._last_seen if k[0] == session]
+            for key in frames:
+                self.rt.drop_frame(key)
+                self._forget(key)
+            self.counters.inc("robots_freed")
+            self.get_logger().info(f"robot session {session} left: its state freed ({len(frames)} frames in flight "
+                                   "dropped)")
         now = time.monotonic()
         for key, t in list(self._last_seen.items()):
             if now - t > self.frame_timeout_s and self.rt.in_progress(key):
@@ -243,6 +253,7 @@ class EdgeNode(ManagedNode):
                 self.counters.inc("frames_dropped_timeout")
                 self.report("frames_dropped_timeout", f"frame {key[1]} (session {key[0]}): tiles stopped arriving "
                             f"for {self.frame_timeout_s:.1f} s; dropped")
+
 
 def main(args=None) -> int:
     return run_node(EdgeNode, args, "edge_node")

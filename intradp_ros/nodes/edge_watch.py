@@ -1,10 +1,12 @@
-"""robot_node's watch on the edge: its heartbeats, the frames kept until their results are out, and rescues.
+"""robot_node's watch on the edge: its heartbeats (with its load and whether it admits this robot), the
+robot's announcements on the edge's roster, the frames kept until their results are out, and rescues.
 
 Threads: the heartbeat subscription, its liveliness events, :meth:`answered` (FrameTiming) and the tick (after
 each of them, and 150 ms after the last) run on robot_node's receiver thread (nodes.receiver: at 20 Hz on the
 executor the tick alone cost the quarter-core robot 25 ms of CPU a second); :meth:`keep` runs on the frame thread.
 ``_lock`` guards the RescueBook. Frames due for rescue are handed to the frame thread through :attr:`due`, under
-the node's frame condition (``cond``), which also wakes it. EdgeHealth is the receiver thread's alone.
+the node's frame condition (``cond``), which also wakes it. EdgeHealth and ``admitted`` are the receiver thread's alone; :meth:`announce`
+runs on whichever thread changed the plan (``_roster`` is replaced whole, and a publish is thread-safe).
 """
 from __future__ import annotations
 
@@ -15,8 +17,8 @@ import time
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.event_handler import SubscriptionEventCallbacks
 
-from intradp_ros.msg import EdgeStatus
-from intradp_ros.nodes.common import declare, packet_to_msg, subscription_qos
+from intradp_ros.msg import EdgeStatus, PlanStatus
+from intradp_ros.nodes.common import declare, packet_to_msg, publisher, subscription_qos
 from intradp_ros.nodes.receiver import deserialized
 from intradp_ros.robot.health import EdgeHealth, Health
 from intradp_ros.robot.rescue import Kept, RescueBook
@@ -26,6 +28,8 @@ __all__ = ["EdgeWatch"]
 
 
 class EdgeWatch:
+    ANNOUNCE_S = 2.0       # the roster again this often: the edge frees robots silent for its robot_timeout_s
+
     def __init__(self, node, rx, rt, counters, cond: threading.Condition, reachable, timeout_s: float,
                  deadline_factor: float, deadline_min_s: float):
         """``reachable()``: the edge's tile subscription is matched (heartbeats alone can come back first); the
@@ -36,9 +40,13 @@ class EdgeWatch:
         self.book = RescueBook()
         self._lock = threading.Lock()
         self.due: collections.deque[Kept] = collections.deque()     # guarded by cond
+        self.roster_pub = publisher(node, PlanStatus, "roster")
+        self._roster: PlanStatus | None = None
+        self._announced = 0.0
+        self.admitted: bool | None = None          # by the last heartbeat: None before the first one
+        self._full_why = ""
         rx.add(EdgeStatus, TOPICS["edge_status"].name, subscription_qos(node, "edge_status"),
-               deserialized(EdgeStatus, lambda _msg, arrived: self.health.heard(arrived), node.refuse,
-                            "bad_heartbeats", "edge_status"),
+               deserialized(EdgeStatus, self.heartbeat, node.refuse, "bad_heartbeats", "edge_status"),
                event_callbacks=SubscriptionEventCallbacks(liveliness=self.liveliness_callback))
         rx.every(min(0.15, float(timeout_s) / 4), self.tick)    # and on every heartbeat
 
@@ -53,6 +61,29 @@ class EdgeWatch:
                     "after this many times its plan's predicted latency", ro, (1.0, 100.0)),
             declare(node, "rescue_deadline_min_s", 1.0, "the rescue deadline is never shorter than this", ro,
                     (0.05, 60.0)))
+
+    def announce(self, msg: PlanStatus | None = None) -> None:
+        """The robot's PlanStatus on the edge's roster (its namespace may be another): the edge serves announced
+        sessions. Again every ANNOUNCE_S (from the tick); once with an empty plan when the robot leaves."""
+        if msg is not None:
+            self._roster = msg
+        if self._roster is not None:
+            self._announced = time.monotonic()
+            self.roster_pub.publish(self._roster)
+
+    def leave(self) -> None:
+        """robot_node stops: the edge frees this robot's state now rather than after its robot_timeout_s."""
+        self.announce(PlanStatus(session=self.node.session, reason="leaving"))
+
+    def heartbeat(self, msg: EdgeStatus, arrived: float) -> None:
+        """Receiver thread: the edge lives; the others' share of it prices the queueing this robot would meet."""
+        self.health.heard(arrived)
+        me = self.node.session
+        busy = dict(zip(msg.robot_sessions, msg.robot_busy_fraction))
+        self.rt.controller.set_edge_load(max(sum(busy.values()) - busy.get(me, 0.0), 0.0))
+        self.admitted = not msg.full or me in busy
+        if not self.admitted:
+            self._full_why = f"the edge is full: it serves its max_robots ({msg.max_robots}) already"
 
     def liveliness_callback(self, info) -> None:
         """Receiver thread: the middleware's verdict on the edges' heartbeat writers (their QoS's liveliness lease)."""
@@ -92,8 +123,13 @@ class EdgeWatch:
         self._lost(change)
         if change is Health.ALIVE:
             self.counters.set_status(DiagnosticStatus.OK, "counters")
-        if self.health.state is Health.ALIVE and not self.rt.controller.edge_alive and self.reachable():
-            self.rt.controller.set_edge_alive(True, self.health.why)
+        if now - self._announced > self.ANNOUNCE_S:
+            self.announce()
+        ctl = self.rt.controller
+        if self.admitted is False and ctl.edge_alive:
+            ctl.set_edge_alive(False, self._full_why)
+        elif (self.health.state is Health.ALIVE and self.admitted and not ctl.edge_alive and self.reachable()):
+            ctl.set_edge_alive(True, self.health.why)
 
     def _lost(self, change) -> None:
         if change is not Health.LOST:

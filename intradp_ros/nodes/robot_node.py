@@ -58,7 +58,7 @@ class RobotNode(ManagedNode):
                                         "frames_rescued", "edge_lost"], also=self.report.flush)
         self.refuse = lambda cause, line: (self.counters.inc(cause), self.report(cause, line))   # bad input
         self.add_on_set_parameters_callback(self.parameters_callback)
-        self.rt = self.controller = self._camera = self._rx = self._ready_timer = None
+        self.rt = self.controller = self._camera = self._rx = self._ready_timer = self.watch = None
         self._threads: list[threading.Thread] = []
 
     def configure(self):
@@ -66,7 +66,7 @@ class RobotNode(ManagedNode):
         parse_plan_choice(self.cfg.plan, None, self.cfg.model)     # a bad plan fails before the model loads
         self.session = secrets.token_hex(8)   # names this run's frames: receivers ignore other sessions' tiles
         log = self.get_logger()
-        self.plan_pub, self.roster_pub = publisher(self, PlanStatus, "plan"), publisher(self, PlanStatus, "roster")
+        self.plan_pub, self.watch = publisher(self, PlanStatus, "plan"), None
         # lines dropped once Ctrl-C took the context; one lambda per severity (rclpy: one severity per call site)
         self.rt = RobotRuntime(self.cfg, log=lambda line: shutting_down(self) or log.info(line),
                                warn=lambda line: shutting_down(self) or log.warning(line), on_change=self.publish_plan)
@@ -114,6 +114,8 @@ class RobotNode(ManagedNode):
             self._frame = None                 # a frame taken but not started is not served
 
     def release(self):
+        if self.watch is not None and not shutting_down(self):
+            self.watch.leave()
         if self._threads:
             self._stop.set()
             with self._cond:
@@ -122,15 +124,17 @@ class RobotNode(ManagedNode):
                 t.join(timeout=2.0)
         if self._rx is not None: self._rx.close()  # noqa: E701
         if self.rt is not None: self.rt.close()  # noqa: E701
-        self._threads, self.rt, self.controller, self._rx = [], None, None, None
+        self._threads, self.rt, self.controller, self._rx, self.watch = [], None, None, None, None
 
     # -- readiness: subscribe to the camera only once the frames' consumers are there --------------------------
     def ready_callback(self):
         waited = (self.get_clock().now() - self._started).nanoseconds / 1e9
         have_agg = self.count_publishers(TOPICS["timing"].name) > 0    # ours (robots share the outputs topic)
-        have_edge = self._edge_profile_seen and self.tile_pub.get_subscription_count() > 0
+        full = self.watch.admitted is False       # an edge: its profile, tile subscription, and admission (heartbeat)
+        have_edge = self._edge_profile_seen and self.tile_pub.get_subscription_count() > 0 and self.watch.admitted
         plan_fixed = self.controller.config.plan != "auto"
-        if not have_agg or not (have_edge or waited > self.edge_wait_s or (plan_fixed and not self.rt.needs_edge)):
+        if not have_agg or not (have_edge or full or waited > self.edge_wait_s
+                                or (plan_fixed and not self.rt.needs_edge)):
             return
         if have_edge and self.send_selftest:
             if self._selftest is None:
@@ -142,7 +146,8 @@ class RobotNode(ManagedNode):
         self.destroy_timer(self._ready_timer)
         self._ready_timer = None
         if not have_edge:
-            self.get_logger().warning(f"no edge after {waited:.0f} s: running all-local until one appears")
+            self.get_logger().warning("the edge is full (its max_robots): running all-local until a place frees" if full
+                                      else f"no edge after {waited:.0f} s: running all-local until one appears")
         self._camera = CameraIntake(self, self.counters, self.report, self.max_image_pixels, self._offer)
         self.get_logger().info(f"ready: plan {self.controller.status().describe}; "
                                f"listening on {self._camera.topic_name}")
@@ -202,7 +207,8 @@ class RobotNode(ManagedNode):
             self.counters.inc("plan_changes")
             msg = plan_status_msg(status, self.get_clock().now().to_msg(), self.session)
             self.plan_pub.publish(msg)
-            self.roster_pub.publish(msg)      # the same, to the edge (its namespace may be another)
+            if self.watch is not None:
+                self.watch.announce(msg)      # the same, to the edge
 
     # -- frames -------------------------------------------------------------------------------------------------
     def _offer(self, header, rgb):

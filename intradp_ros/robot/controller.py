@@ -27,6 +27,7 @@ from ..engine.graph import OpGraph
 from ..engine.guard import PlanGuard
 from ..engine.plan import Plan, compile_plan
 from ..engine.profile import DeviceProfile
+from .edge_load import EdgeLoad
 from .explorer import Explorer
 from .measurements import FrameRecord, Measurements
 from .planning import parse_plan_choice, Planner
@@ -39,9 +40,16 @@ LIVE_SETTINGS = ("plan", "bandwidth_mbps", "link_latency_ms", "encodings", "band
                  "explore_margin")
 
 
+def _checked_choice(text: str, graph: OpGraph, model: str) -> Plan | None:
+    """A plan choice parsed and compiled, so that a bad one fails before it is in force; None for plan auto."""
+    fixed = parse_plan_choice(text, graph, model)
+    if fixed is not None:
+        compile_plan(graph, fixed)
+    return fixed
+
+
 class PlanController:
-    LINK_CHANGE = 0.25     # the bandwidth moved this far from the link's first estimate: a new link (measurements
-                           # restart). Wider than a measured estimate's noise, so re-prices do not restart the link
+    LINK_CHANGE = 0.25     # moved this far from the link's first estimate: a new link (wider than the estimate's noise)
 
     def __init__(self, graph: OpGraph, model: str, robot: DeviceProfile, cfg, log: Log = print,
                  warn: Log | None = None, on_change: Callable[[Status], None] | None = None, start: bool = True):
@@ -54,10 +62,9 @@ class PlanController:
         self.measurements = Measurements(graph, robot)
         self.explorer = Explorer(graph, model)
         self.guard = PlanGuard()
+        self.edge_load = EdgeLoad()
         self.planner = Planner(self)
-        self._fixed = parse_plan_choice(cfg.plan, graph, model)
-        if self._fixed is not None:
-            compile_plan(graph, self._fixed)                        # fail early on a bad plan parameter
+        self._fixed = _checked_choice(cfg.plan, graph, model)
         self._state = PlanState(self._fixed or Plan.local(graph, model),
                                 PlanReason.FIXED if self._fixed else PlanReason.NO_EDGE)
         self._choice_gen = 0           # +1 when the user changes the plan: a pass priced for the old choice is void
@@ -109,16 +116,11 @@ class PlanController:
 
     # -- inputs -------------------------------------------------------------------------------------------------
     def configure(self, **settings) -> None:
-        """Live settings (robot_node's parameters); raises PlanError / ValueError for a plan that cannot run. A
-        new plan choice takes effect once priced, from the next frame after that."""
+        """Live settings (robot_node's parameters); PlanError / ValueError for a plan that cannot run."""
         unknown = set(settings) - set(LIVE_SETTINGS)
         if unknown:
             raise ValueError(f"not live settings: {sorted(unknown)}")
-        fixed = self._fixed
-        if "plan" in settings:
-            fixed = parse_plan_choice(settings["plan"], self.graph, self.model)
-            if fixed is not None:
-                compile_plan(self.graph, fixed)
+        fixed = _checked_choice(settings["plan"], self.graph, self.model) if "plan" in settings else self._fixed
         with self._lock:
             for k, v in settings.items():
                 setattr(self._cfg, k, v)
@@ -138,8 +140,7 @@ class PlanController:
     edge_alive = property(lambda self: self._edge_alive)
 
     def set_edge_alive(self, alive: bool, why: str) -> None:
-        """The edge stopped answering: all-local from the next frame, a fixed plan included, until it is back. It
-        came back: a new link (nothing measured before or during the outage is used) and a planning pass."""
+        """Edge lost: all-local from the next frame (a fixed plan too). Back: a new link, and a planning pass."""
         with self._lock:
             if alive == self._edge_alive:
                 return
@@ -150,11 +151,20 @@ class PlanController:
                                         st.version + 1))
             else:
                 self.planner.link_mbps = None
+                self.edge_load.reset()
         if alive:
             self.request(f"edge back ({why})")
         else:
             self._warn(f"edge lost ({why}): running all-local until it is back")
         self._notify()
+
+    def set_edge_load(self, others_busy: float) -> None:
+        """A shared edge's heartbeat: the share of it the other robots used (see EdgeLoad)."""
+        with self._lock:
+            live = self._fixed is None and self._edge_alive and self._state.pricing is not None
+            why = self.edge_load.heard(others_busy, self.planner.planned_load if live else None)
+        if why:
+            self.request(why)
 
     def exclude(self, seq: int) -> None:
         """Frame ``seq`` judges no plan (the robot rescued it: its latency is the deadline's)."""
@@ -185,8 +195,7 @@ class PlanController:
 
     # -- frames -------------------------------------------------------------------------------------------------
     def begin_frame(self, seq: int) -> Plan:
-        """The plan frame ``seq`` runs. A frame computed while a pass runs, or the first after a switch, says
-        little about its plan's latency: marked disturbed (and one computed during a pass calibrates nothing)."""
+        """The plan frame ``seq`` runs; disturbed when computed during a pass or first after a switch."""
         with self._lock:
             plan = self._state.plan
             spec = plan.spec()
@@ -218,8 +227,7 @@ class PlanController:
 
     def observe_timing(self, seq: int, spec: str, latency_ms: float, edge_ms: float = 0.0,
                        aggregator_ms: float | None = None) -> Plan | None:
-        """A frame's measured latency (FrameTiming), credited to the plan it ran; returns the new plan when the
-        guard switches."""
+        """A frame's measured latency (FrameTiming), credited to its plan; the new plan when the guard switches."""
         switched = report = None
         with self._lock:
             m, st = self.measurements, self._state

@@ -53,6 +53,7 @@ class Planner:
         self.shortlist: tuple[Plan, ...] = ()       # of the last decision for plan auto
         self.planned_scales: Scales | None = None
         self.planned_msg_ms: float | None = None
+        self.planned_load: float | None = None      # the edge load factor the plan in force was priced with
         self.last_kind: ReplanKind | None = None
         self.passes = 0
         self.running = 0                            # passes running now (at most 1: see run_pass)
@@ -130,8 +131,8 @@ class Planner:
         inputs = PassInputs(c.graph, c.model, c._fixed, self.search_options(), m.robot, m.calibration.edge, link,
                             scales, m.own_scales(scales),
                             m.latency.measured(m.overhead.frame_ms(), c.explorer.explored),
-                            m.latency.split_extra_ms(), self.last_search, self.shortlist)
-        self.planned_scales, self.planned_msg_ms = scales, link.msg_ms
+                            m.latency.split_extra_ms(), self.last_search, self.shortlist, c.edge_load.factor)
+        self.planned_scales, self.planned_msg_ms, self.planned_load = scales, link.msg_ms, c.edge_load.factor
         c._frames_since_priced = 0
         return inputs, new_link, c._choice_gen
 
@@ -217,8 +218,8 @@ class Planner:
         why = f"measured send cost {now:.2f} ms/message (planned with {self.planned_msg_ms:.2f})"
         if planned is None or m.calibration.edge is None:
             return why
-        robot, edge = m.calibration.robot_profile(m.calibration.scales()), m.calibration.edge_profile(
-            m.calibration.scales())
+        robot = m.calibration.robot_profile(m.calibration.scales())
+        edge = m.calibration.edge_profile(m.calibration.scales()).scaled(self.planned_load or 1.0)
         new = predict(c.graph, st.plan, robot, edge, m.link(c._bandwidth(), c._cfg.link_latency_ms)).latency_ms
         return why if abs(new - planned) > 0.1 * planned else ""
 

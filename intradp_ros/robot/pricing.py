@@ -53,11 +53,12 @@ class PassInputs:
     split_extra_ms: float
     last_search: SearchMemo | None
     shortlist: tuple[Plan, ...]           # of the last decision for plan auto
+    edge_load: float = 1.0                # the queueing the other robots on a shared edge add (robot.edge_load)
 
     def profiles(self, s: Scales) -> tuple[DeviceProfile, DeviceProfile]:
         robot = dataclasses.replace(self.robot, scale=self.robot.scale * s.whole,
                                     tile_scale=self.robot.tile_scale * s.tiles / s.whole)
-        return robot, self.edge.scaled(s.edge)
+        return robot, self.edge.scaled(s.edge * self.edge_load)
 
     def memo(self) -> SearchMemo:
         robot, edge = self.profiles(self.scales)

@@ -1,0 +1,96 @@
+"""edge_node's fleet: which robots it serves (admission), their tiles' fair queue, their load, and who left.
+
+Robots announce themselves on the roster (``intradp/robots``: each robot_node's PlanStatus, again every few
+seconds while it runs, and once with an empty plan when it stops). The edge admits up to ``max_robots`` sessions;
+a robot beyond that is refused (counted, logged) and learns from the heartbeat that the edge is full. A robot
+neither announced nor served for ``robot_timeout_s`` has gone (crashed, or unplugged): its state is freed.
+
+Threads: :meth:`roster` runs on the executor, :meth:`admits` on the tile receiver's thread (it reads
+``admitted``, a frozenset replaced whole), :meth:`leaving` and the queue's consumer side on the compute thread,
+:meth:`fill` on the heartbeat timer (executor). ``_lock`` guards ``_admitted`` and ``_left``.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+
+from intradp_ros.engine.admission import Admission
+from intradp_ros.engine.fleet import FairQueue, FleetLoad
+from intradp_ros.msg import EdgeStatus, PlanStatus
+from intradp_ros.nodes.common import declare
+
+__all__ = ["EdgeFleet"]
+
+
+class EdgeFleet:
+    @staticmethod
+    def declare_parameters(node) -> tuple[int, float]:
+        """edge_node's parameters of the fleet: (max_robots, robot_timeout_s)."""
+        return (declare(node, "max_robots", 0, "serve at most this many robots at once (0 = no limit): beyond it "
+                        "robots are told the edge is full and plan without it", True, (0, 4096)),
+                declare(node, "robot_timeout_s", 6.0, "free the state of a robot neither announced nor served for "
+                        "this long (robots announce every 2 s)", True, (0.5, 3600.0)))
+
+    def __init__(self, max_robots: int, robot_timeout_s: float, counters, report):
+        self.max_robots, self.robot_timeout_s = int(max_robots), float(robot_timeout_s)
+        self.counters, self.report = counters, report
+        self.queue = FairQueue()
+        self.load = FleetLoad()
+        self._lock = threading.Lock()
+        self._admitted: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._left: list[str] = []
+        self.admitted: frozenset[str] = frozenset()
+
+    def admits(self, session: str) -> bool:
+        return session in self.admitted
+
+    def roster(self, msg: PlanStatus) -> None:
+        """Executor: a robot's announcement (an empty plan: it is leaving)."""
+        s = msg.session
+        if not s:
+            return
+        with self._lock:
+            if not msg.plan_spec:
+                if s in self._admitted:
+                    del self._admitted[s]
+                    self._left.append(s)
+            elif s in self._admitted:
+                self._admitted.move_to_end(s)
+            elif self.max_robots and len(self._admitted) >= self.max_robots:
+                self.counters.inc("robots_refused")
+                self.report("robots_refused", f"robot session {s} refused: this edge serves its max_robots "
+                            f"({self.max_robots}) already; it plans without this edge until one leaves")
+                return
+            else:
+                self._admitted[s] = None
+                while len(self._admitted) > Admission.MAX_SESSIONS:
+                    self._left.append(self._admitted.popitem(last=False)[0])
+            self.admitted = frozenset(self._admitted)
+        if msg.plan_spec:
+            self.load.seen(s)
+
+    def leaving(self) -> list[str]:
+        """Compute thread: the sessions to free now (announced leaving, or silent for robot_timeout_s)."""
+        quiet = self.load.quiet_since(self.robot_timeout_s)
+        with self._lock:
+            gone = list(dict.fromkeys(self._left + quiet))
+            self._left.clear()
+            for s in gone:
+                self._admitted.pop(s, None)
+            self.admitted = frozenset(self._admitted)
+        for s in gone:
+            self.queue.forget(s)
+            self.load.forget(s)
+        return gone
+
+    def fill(self, msg: EdgeStatus) -> EdgeStatus:
+        """The fleet's part of a heartbeat."""
+        loads = {r.session: r for r in self.load.snapshot()}
+        sessions = sorted(self.admitted)
+        msg.robot_sessions = sessions
+        msg.robot_busy_fraction = [loads[s].busy_fraction if s in loads else 0.0 for s in sessions]
+        msg.robot_service_ms = [loads[s].service_ms if s in loads else 0.0 for s in sessions]
+        msg.robot_queue_ms = [loads[s].queue_ms if s in loads else 0.0 for s in sessions]
+        msg.max_robots = int(self.max_robots)
+        msg.full = bool(self.max_robots) and len(sessions) >= self.max_robots
+        return msg

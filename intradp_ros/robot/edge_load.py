@@ -1,0 +1,68 @@
+"""The queueing a shared edge adds to this robot's share of it, as a factor on the edge's compute, damped.
+
+The edge serves its robots' tiles in fair turns (engine.fleet.FairQueue): while the other robots keep it busy a
+fraction rho of the time, this robot's tiles get about 1 - rho of it, so its edge compute stretches by about
+1 / (1 - rho) (processor sharing). The planner prices every plan with the edge's profile scaled by that factor, so
+that as the edge fills up the robot takes rows back.
+
+Damped so that a fleet does not flip all at once: rho is smoothed over a few seconds, and a change re-plans only
+when the factor moved by a quarter, no sooner than a hold time after the last such re-plan, randomised per robot
+(each robot re-plans at its own phase and sees the others' moves before making its own).
+
+Not thread-safe: owned by the PlanController, called under its lock.
+"""
+from __future__ import annotations
+
+import random
+import time
+
+__all__ = ["EdgeLoad"]
+
+
+class EdgeLoad:
+    TAU_S = 2.0           # smoothing time constant of the others' busy fraction
+    MAX_RHO = 0.9         # a saturated edge is priced 10x slower, not infinitely
+    MOVE = 0.25           # the factor moved this far from the one planned with: re-plan
+    HOLD_S = 2.0          # ... but no sooner than HOLD_S to 2 HOLD_S after the last load re-plan
+
+    def __init__(self, rng: random.Random | None = None, clock=time.monotonic):
+        self._rng, self._clock = rng or random.Random(), clock
+        self.rho = 0.0
+        self._t: float | None = None
+        self._next = 0.0
+
+    @property
+    def factor(self) -> float:
+        return 1.0 / (1.0 - min(max(self.rho, 0.0), self.MAX_RHO))
+
+    def observe(self, others_busy: float) -> None:
+        """One heartbeat: the fraction of the edge's time the other robots used."""
+        now = self._clock()
+        if self._t is None:
+            self.rho = others_busy
+        else:
+            a = min((now - self._t) / self.TAU_S, 1.0)
+            self.rho += a * (others_busy - self.rho)
+        self._t = now
+
+    def should_replan(self, planned: float | None) -> bool:
+        """The factor moved enough from ``planned`` (None: not priced yet) and the hold time is over."""
+        if planned is None:
+            return False
+        now = self._clock()
+        if abs(self.factor - planned) <= self.MOVE * planned or now < self._next:
+            return False
+        self._next = now + self.HOLD_S * (1.0 + self._rng.random())
+        return True
+
+    def heard(self, others_busy: float, planned: float | None) -> str | None:
+        """One heartbeat (:meth:`observe`); why to re-plan, or None (see :meth:`should_replan`)."""
+        self.observe(others_busy)
+        if not self.should_replan(planned):
+            return None
+        return (f"the other robots use {self.rho:.0%} of the edge: its compute priced {self.factor:.2f}x (planned "
+                f"with {planned:.2f}x)")
+
+    def reset(self) -> None:
+        """A new edge (or the same one back): nothing of the old load holds."""
+        self.rho, self._t = 0.0, None
