@@ -5,8 +5,9 @@ Threads: the heartbeat subscription, its liveliness events, :meth:`answered` (Fr
 each of them, and 150 ms after the last) run on robot_node's receiver thread (nodes.receiver: at 20 Hz on the
 executor the tick alone cost the quarter-core robot 25 ms of CPU a second); :meth:`keep` runs on the frame thread.
 ``_lock`` guards the RescueBook. Frames due for rescue are handed to the frame thread through :attr:`due`, under
-the node's frame condition (``cond``), which also wakes it. EdgeHealth and ``admitted`` are the receiver thread's alone; :meth:`announce`
-runs on whichever thread changed the plan (``_roster`` is replaced whole, and a publish is thread-safe).
+the node's frame condition (``cond``), which also wakes it. EdgeHealth and ``admitted`` are the receiver thread's
+alone; :meth:`announce` runs on whichever thread changed the plan (``_roster`` is replaced whole, and a publish is
+thread-safe).
 """
 from __future__ import annotations
 
