@@ -29,7 +29,8 @@ def _launch_nodes(context, host):
                               LaunchConfiguration('dds_interfaces').perform(context))
     if dds_profile:
         actions.append(SetEnvironmentVariable('FASTRTPS_DEFAULT_PROFILES_FILE', dds_profile))
-    for name, value in discovery_environment(LaunchConfiguration('dds_peers').perform(context)).items():
+    for name, value in discovery_environment(LaunchConfiguration('dds_peers').perform(context),
+                                             LaunchConfiguration('discovery_server').perform(context)).items():
         actions.append(SetEnvironmentVariable(name, value))
     values = {arg.name: LaunchConfiguration(arg.name).perform(context) for arg in launch_arguments(host)}
     remaps = remappings(host, values)

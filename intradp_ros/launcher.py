@@ -68,7 +68,7 @@ def start(host: str, args: dict[str, str] | None = None, env: dict[str, str] | N
     child_env.update(env or {})
     if dds_profile(values):
         child_env["FASTRTPS_DEFAULT_PROFILES_FILE"] = dds_profile(values)
-    child_env.update(discovery_environment(values["dds_peers"]))
+    child_env.update(_discovery(values))
     child_env.setdefault("PYTHONUNBUFFERED", "1")
     return Launch(host, node_commands(host, values), child_env, echo=echo, log_dir=log_dir)
 
@@ -79,6 +79,14 @@ def dds_profile(values: dict[str, str]) -> str:
         return profile_for(values["dds_profile"], values["dds_interfaces"])
     except (OSError, ValueError) as e:
         raise LaunchError(f"dds_interfaces: {e}") from e
+
+
+def _discovery(values: dict[str, str]) -> dict[str, str]:
+    """The discovery variables to export (see :func:`intradp_ros.launching.dds_profile.discovery_environment`)."""
+    try:
+        return discovery_environment(values["dds_peers"], values["discovery_server"])
+    except ValueError as e:
+        raise LaunchError(str(e)) from e
 
 
 def _usage(host: str | None = None) -> str:
@@ -124,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         if "--dry-run" in flags:
             if dds_profile(values):
                 print(f"FASTRTPS_DEFAULT_PROFILES_FILE={dds_profile(values)}")
-            for k, v in discovery_environment(values["dds_peers"]).items():
+            for k, v in _discovery(values).items():
                 print(f"{k}={v}")
             for spec, command in node_commands(host, values):
                 print(f"[{spec.name}] {subprocess.list2cmdline(command)}")

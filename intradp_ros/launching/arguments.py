@@ -70,6 +70,9 @@ LAUNCH_ARGS = (
     LaunchArg("dds_peers", "", "comma list of the other hosts' addresses (the edge's, on the robot): discovery "
               "with them and this host only (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, ROS_STATIC_PEERS; Jazzy+); "
               "empty = the environment's"),
+    LaunchArg("discovery_server", "", "host:port of a Fast DDS Discovery Server (on the edge: `fastdds discovery "
+              "-i 0 -l <its address> -p 11811`): every node discovers through it, no multicast (ROS_DISCOVERY_SERVER); "
+              "empty = the environment's"),
 )
 
 

@@ -61,7 +61,17 @@ def profile_for(base: str, interfaces: str) -> str:
     return write_derived(restricted_profile(Path(base).read_text(), ifs), "fastdds", ".xml")
 
 
-def discovery_environment(peers: str) -> dict[str, str]:
-    """ROS's discovery variables for ``dds_peers`` (none without peers)."""
-    ps = _addresses(peers)
-    return {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "ROS_STATIC_PEERS": ";".join(ps)} if ps else {}
+def discovery_environment(peers: str, server: str = "") -> dict[str, str]:
+    """ROS's discovery variables for ``dds_peers`` and ``discovery_server`` (none without either).
+
+    A Discovery Server (``host:port``, several comma separated) makes every participant its client
+    (ROS_DISCOVERY_SERVER, read by Fast DDS): discovery is unicast to the server, for networks that drop multicast."""
+    ps, servers = _addresses(peers), _addresses(server)
+    out = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "ROS_STATIC_PEERS": ";".join(ps)} if ps else {}
+    if servers:
+        for s in servers:
+            host, _, port = s.rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"discovery_server {s!r}: expected host:port, e.g. 10.0.0.2:11811")
+        out["ROS_DISCOVERY_SERVER"] = ";".join(servers)
+    return out
