@@ -73,7 +73,9 @@ TOPICS = {
 
 # Topics between a robot and its edge: a robot's nodes resolve them in the edge's namespace (launch argument
 # edge_namespace, default the root), so robots in any namespace share one edge_node.
-EDGE_FACING = ("to_edge", "outputs", "edge_profile", "link", "edge_status", "roster")
+# The outputs topic is the robot's own: the edge publishes each robot's outputs in that robot's namespace
+# (PlanStatus.robot_namespace), so that an aggregator receives its robot's outputs only.
+EDGE_FACING = ("to_edge", "edge_profile", "link", "edge_status", "roster")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -102,10 +102,10 @@ def test_robot_and_edge_discover_each_other_through_a_discovery_server_without_m
                         f"params_file:={robot_params}", "start_camera:=false"])
         sent_before = _tx_bytes(tb, "robot")
         images = [str(find_samples() / name) for name in IMAGES]
+        client_env = dict(env, ROS_DISCOVERY_SERVER=server_at,
+                          FASTRTPS_DEFAULT_PROFILES_FILE=str(config_file("fastdds.xml")))
         client = subprocess.run(tb.wrap([sys.executable, str(HERE / "ns_client.py"), "/", *images], "robot"),
-                                env=dict(env, ROS_DISCOVERY_SERVER=server_at,
-                                         FASTRTPS_DEFAULT_PROFILES_FILE=str(config_file("fastdds.xml"))), capture_output=True, text=True,
-                                timeout=400)
+                                env=client_env, capture_output=True, text=True, timeout=400)
         assert client.returncode == 0, (client.stdout[-2000:] + client.stderr[-2000:] + "\n".join(
             ln for o in procs for ln in o.lines[-15:]))
         results = [json.loads(line) for line in client.stdout.splitlines() if line.startswith("{")]

@@ -158,3 +158,6 @@ def test_two_robots_share_one_edge_and_one_leaving_does_not_disturb_the_other(fl
         _same(got, model.reference(cv2.cvtColor(load_sample("horses.jpg"), cv2.COLOR_BGR2RGB)))
     served(ROBOTS[2:], lambda ns: plans[ns].spec())
     assert edge.poll() is None                            # the one edge process served them all, and still runs
+    for ns, launch in robots.items():                     # each robot's outputs reached its own aggregator only
+        foreign = [ln for ln in launch.output.get("aggregator_node", ()) if "not one this node serves" in ln]
+        assert not foreign, (ns, foreign[:3])

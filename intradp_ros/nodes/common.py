@@ -66,9 +66,11 @@ def topic_qos(key: str) -> QoSProfile:
                       durability=DurabilityPolicy[d.durability.upper()], **liveliness)
 
 
-def publisher(node: Node, msg_type, key: str):
-    """A publisher on topic ``key`` with its QoS: the defaults, then the node's ``qos_overrides.`` parameters."""
-    return node.create_publisher(msg_type, TOPICS[key].name, topic_qos(key), qos_overriding_options=QOS_OVERRIDES)
+def publisher(node: Node, msg_type, key: str, topic: str | None = None):
+    """A publisher on topic ``key`` (or on ``topic``, with ``key``'s QoS) with its QoS: the defaults, then the
+    node's ``qos_overrides.`` parameters."""
+    return node.create_publisher(msg_type, topic or TOPICS[key].name, topic_qos(key),
+                                 qos_overriding_options=QOS_OVERRIDES)
 
 
 def subscription(node: Node, msg_type, key: str, callback, **kwargs):

@@ -4,10 +4,15 @@ Robots announce themselves on the roster (``intradp/robots``: each robot_node's 
 seconds while it runs, and once with an empty plan when it stops). The edge admits up to ``max_robots`` sessions;
 a robot beyond that is refused (counted, logged) and learns from the heartbeat that the edge is full. A robot
 neither announced nor served for ``robot_timeout_s`` has gone (crashed, or unplugged): its state is freed.
+Each robot's outputs go to ``<its namespace>/intradp/tiles/outputs`` (PlanStatus.robot_namespace), where only
+its aggregator listens; the heartbeat lists a robot once that publisher has matched it, so a robot that sees
+itself listed knows its outputs have a way back.
 
 Threads: :meth:`roster` runs on the executor, :meth:`admits` on the tile receiver's thread (it reads
 ``admitted``, a frozenset replaced whole), :meth:`leaving` and the queue's consumer side on the compute thread,
-:meth:`fill` on the heartbeat timer (executor). ``_lock`` guards ``_admitted`` and ``_left``.
+:meth:`fill` on the heartbeat timer (executor); the compute thread reads ``outputs`` (session -> publisher,
+replaced whole). ``_lock`` guards ``_admitted``, ``_left`` and the replacing of ``outputs``; ``_publishers`` (per
+namespace, made on the executor) is the executor's.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from intradp_ros.engine.admission import Admission
 from intradp_ros.engine.fleet import FairQueue, FleetLoad
 from intradp_ros.msg import EdgeStatus, PlanStatus
 from intradp_ros.nodes.common import declare
+from intradp_ros.topology import TOPICS
 
 __all__ = ["EdgeFleet"]
 
@@ -31,7 +37,8 @@ class EdgeFleet:
                 declare(node, "robot_timeout_s", 6.0, "free the state of a robot neither announced nor served for "
                         "this long (robots announce every 2 s)", True, (0.5, 3600.0)))
 
-    def __init__(self, max_robots: int, robot_timeout_s: float, counters, report):
+    def __init__(self, max_robots: int, robot_timeout_s: float, counters, report, make_outputs):
+        """``make_outputs(topic)``: a publisher of outputs on that (absolute) topic."""
         self.max_robots, self.robot_timeout_s = int(max_robots), float(robot_timeout_s)
         self.counters, self.report = counters, report
         self.queue = FairQueue()
@@ -40,6 +47,9 @@ class EdgeFleet:
         self._admitted: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._left: list[str] = []
         self.admitted: frozenset[str] = frozenset()
+        self._make_outputs = make_outputs
+        self._publishers: dict[str, object] = {}
+        self.outputs: dict[str, object] = {}
 
     def admits(self, session: str) -> bool:
         return session in self.admitted
@@ -65,6 +75,8 @@ class EdgeFleet:
                 self._admitted[s] = None
                 while len(self._admitted) > Admission.MAX_SESSIONS:
                     self._left.append(self._admitted.popitem(last=False)[0])
+            if msg.plan_spec and s not in self.outputs:
+                self.outputs = {**self.outputs, s: self._publisher(msg.robot_namespace)}
             self.admitted = frozenset(self._admitted)
         if msg.plan_spec:
             self.load.seen(s)
@@ -78,6 +90,7 @@ class EdgeFleet:
             for s in gone:
                 self._admitted.pop(s, None)
             self.admitted = frozenset(self._admitted)
+            self.outputs = {s: p for s, p in self.outputs.items() if s in self._admitted}
         for s in gone:
             self.queue.forget(s)
             self.load.forget(s)
@@ -86,11 +99,20 @@ class EdgeFleet:
     def fill(self, msg: EdgeStatus) -> EdgeStatus:
         """The fleet's part of a heartbeat."""
         loads = {r.session: r for r in self.load.snapshot()}
-        sessions = sorted(self.admitted)
+        outputs = self.outputs
+        sessions = sorted(s for s in self.admitted if s in outputs and outputs[s].get_subscription_count() > 0)
         msg.robot_sessions = sessions
         msg.robot_busy_fraction = [loads[s].busy_fraction if s in loads else 0.0 for s in sessions]
         msg.robot_service_ms = [loads[s].service_ms if s in loads else 0.0 for s in sessions]
         msg.robot_queue_ms = [loads[s].queue_ms if s in loads else 0.0 for s in sessions]
         msg.max_robots = int(self.max_robots)
-        msg.full = bool(self.max_robots) and len(sessions) >= self.max_robots
+        msg.full = bool(self.max_robots) and len(self.admitted) >= self.max_robots
         return msg
+
+    def _publisher(self, namespace: str):
+        """Executor: the outputs publisher of robots in ``namespace`` (one per namespace, kept)."""
+        ns = "/" + (namespace or "/").strip("/")
+        topic = ns.rstrip("/") + "/" + TOPICS["outputs"].name
+        if topic not in self._publishers:
+            self._publishers[topic] = self._make_outputs(topic)
+        return self._publishers[topic]

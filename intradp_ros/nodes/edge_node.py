@@ -70,11 +70,11 @@ class EdgeNode(ManagedNode):
         self.admission = Admission(self.max_age)       # any robot's session: a fleet may share this edge
         self.chunks = ChunkTimer()
         self.rt = EdgeRuntime(self.cfg, self.cache, log=self.get_logger().info)
-        self.out_pub = publisher(self, TensorTile, "outputs")
         self.profile_pub = publisher(self, EdgeProfile, "edge_profile")
         # tiles only of robots admitted on /intradp/robots (see EdgeFleet), on their own thread (see Receiver),
         # the session read before deserializing (see tile_session)
-        self.fleet = EdgeFleet(*self._fleet_args, self.counters, self.report)
+        self.fleet = EdgeFleet(*self._fleet_args, self.counters, self.report, lambda topic: publisher(
+            self, TensorTile, "outputs", topic))
         subscription(self, PlanStatus, "roster", self.fleet.roster)
         self.link_pub = publisher(self, LinkEstimate, "link")
         self._headers: dict[tuple, tuple] = {}      # (session, seq) -> header, image size: compute thread's
@@ -114,7 +114,7 @@ class EdgeNode(ManagedNode):
         self._rx = self._thread = self.rt = self.fleet = None
 
     def profile_callback(self):
-        if self.out_pub.get_subscription_count() == 0:
+        if not any(p.get_subscription_count() for p in self.fleet.outputs.values()):
             return        # no aggregator yet: advertising ourselves would lose the first frames' outputs
         self._profile_timer.cancel()
         p = self.rt.profile
@@ -209,8 +209,9 @@ class EdgeNode(ManagedNode):
                         f"dropped: {e}")
             return False
         header, size = self._headers[key]
-        for p in outs:
-            self.out_pub.publish(packet_to_msg(p, header, size, self.cfg.model, self.get_clock().now().to_msg()))
+        out_pub = self.fleet.outputs.get(msg.session)
+        for p in outs if out_pub is not None else ():      # None: the robot left meanwhile
+            out_pub.publish(packet_to_msg(p, header, size, self.cfg.model, self.get_clock().now().to_msg()))
             self.counters.inc("outputs_sent")
         if not self.rt.in_progress(key):      # complete
             self.counters.inc("frames_done")

@@ -19,7 +19,7 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.event_handler import SubscriptionEventCallbacks
 
 from intradp_ros.msg import EdgeStatus, PlanStatus
-from intradp_ros.nodes.common import declare, packet_to_msg, publisher, subscription_qos
+from intradp_ros.nodes.common import declare, packet_to_msg, publisher, shutting_down, subscription_qos
 from intradp_ros.nodes.receiver import deserialized
 from intradp_ros.robot.health import EdgeHealth, Health
 from intradp_ros.robot.rescue import Kept, RescueBook
@@ -44,7 +44,10 @@ class EdgeWatch:
         self.roster_pub = publisher(node, PlanStatus, "roster")
         self._roster: PlanStatus | None = None
         self._announced = 0.0
-        self.admitted: bool | None = None          # by the last heartbeat: None before the first one
+        # by the last heartbeat: True = it lists this robot (its outputs have a way back), False = it is full,
+        # None = neither (before the first heartbeat, or not on its roster yet)
+        self.admitted: bool | None = None
+        self._listed_once = False
         self._full_why = ""
         rx.add(EdgeStatus, TOPICS["edge_status"].name, subscription_qos(node, "edge_status"),
                deserialized(EdgeStatus, self.heartbeat, node.refuse, "bad_heartbeats", "edge_status"),
@@ -68,13 +71,19 @@ class EdgeWatch:
         sessions. Again every ANNOUNCE_S (from the tick); once with an empty plan when the robot leaves."""
         if msg is not None:
             self._roster = msg
-        if self._roster is not None:
-            self._announced = time.monotonic()
+        if self._roster is None or shutting_down(self.node):
+            return
+        self._announced = time.monotonic()
+        try:
             self.roster_pub.publish(self._roster)
+        except Exception:
+            if not shutting_down(self.node):       # else Ctrl-C took the context between the check and the publish
+                raise
 
     def leave(self) -> None:
         """robot_node stops: the edge frees this robot's state now rather than after its robot_timeout_s."""
-        self.announce(PlanStatus(session=self.node.session, reason="leaving"))
+        self.announce(PlanStatus(session=self.node.session, robot_namespace=self.node.get_namespace(),
+                                 reason="leaving"))
 
     def heartbeat(self, msg: EdgeStatus, arrived: float) -> None:
         """Receiver thread: the edge lives; the others' share of it prices the queueing this robot would meet."""
@@ -82,9 +91,12 @@ class EdgeWatch:
         me = self.node.session
         busy = dict(zip(msg.robot_sessions, msg.robot_busy_fraction))
         self.rt.controller.set_edge_load(max(sum(busy.values()) - busy.get(me, 0.0), 0.0))
-        self.admitted = not msg.full or me in busy
-        if not self.admitted:
+        self.admitted = True if me in busy else (False if msg.full else None)
+        self._listed_once |= self.admitted is True
+        if self.admitted is False:
             self._full_why = f"the edge is full: it serves its max_robots ({msg.max_robots}) already"
+        elif self.admitted is None:
+            self._full_why = "the edge does not list this robot (a new edge: it re-announces itself)"
 
     def liveliness_callback(self, info) -> None:
         """Receiver thread: the middleware's verdict on the edges' heartbeat writers (their QoS's liveliness lease)."""
@@ -127,7 +139,7 @@ class EdgeWatch:
         if now - self._announced > self.ANNOUNCE_S:
             self.announce()
         ctl = self.rt.controller
-        if self.admitted is False and ctl.edge_alive:
+        if ctl.edge_alive and (self.admitted is False or (self.admitted is None and self._listed_once)):
             ctl.set_edge_alive(False, self._full_why)
         elif (self.health.state is Health.ALIVE and self.admitted and not ctl.edge_alive and self.reachable()):
             ctl.set_edge_alive(True, self.health.why)

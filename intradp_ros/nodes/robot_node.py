@@ -205,7 +205,7 @@ class RobotNode(ManagedNode):
         controller calls this after every change, from whichever thread made it."""
         if not shutting_down(self):     # else Ctrl-C: a pass that ends now has nowhere to say so
             self.counters.inc("plan_changes")
-            msg = plan_status_msg(status, self.get_clock().now().to_msg(), self.session)
+            msg = plan_status_msg(status, self.get_clock().now().to_msg(), self.session, self.get_namespace())
             self.plan_pub.publish(msg)
             if self.watch is not None:
                 self.watch.announce(msg)      # the same, to the edge
@@ -316,8 +316,8 @@ def declare_config(node: Node) -> RobotConfig:
     return cfg
 
 
-def plan_status_msg(status: Status, stamp, session: str = "") -> PlanStatus:
-    msg = PlanStatus(session=session)
+def plan_status_msg(status: Status, stamp, session: str = "", namespace: str = "/") -> PlanStatus:
+    msg = PlanStatus(session=session, robot_namespace=namespace)
     msg.header.stamp = stamp
     plan = status.plan
     msg.plan_id, msg.plan_spec = plan.plan_id, plan.spec()
