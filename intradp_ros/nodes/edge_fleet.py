@@ -19,13 +19,27 @@ from __future__ import annotations
 import collections
 import threading
 
+from rclpy.validate_full_topic_name import validate_full_topic_name
+
 from intradp_ros.engine.admission import Admission
 from intradp_ros.engine.fleet import FairQueue, FleetLoad
 from intradp_ros.msg import EdgeStatus, PlanStatus
 from intradp_ros.nodes.common import declare
 from intradp_ros.topology import TOPICS
 
-__all__ = ["EdgeFleet"]
+__all__ = ["EdgeFleet", "outputs_topic"]
+
+
+def outputs_topic(namespace: str) -> str | None:
+    """Where the outputs of a robot in ``namespace`` go ("" = the root), or None for a name that is no namespace
+    (a forged roster entry must not take the node down when its publisher is made)."""
+    ns = "/" + (namespace or "").strip("/")
+    topic = ns.rstrip("/") + "/" + TOPICS["outputs"].name
+    try:
+        validate_full_topic_name(topic)
+    except Exception:  # noqa: BLE001 - rclpy's InvalidTopicNameException, and anything else it finds wrong
+        return None
+    return topic
 
 
 class EdgeFleet:
@@ -59,6 +73,12 @@ class EdgeFleet:
         s = msg.session
         if not s:
             return
+        topic = outputs_topic(msg.robot_namespace)
+        if topic is None:
+            self.counters.inc("bad_roster")
+            self.report("bad_roster", f"robot session {s} ignored: its namespace {msg.robot_namespace[:80]!r} is "
+                        "not a ROS namespace")
+            return
         with self._lock:
             if not msg.plan_spec:
                 if s in self._admitted:
@@ -76,7 +96,7 @@ class EdgeFleet:
                 while len(self._admitted) > Admission.MAX_SESSIONS:
                     self._left.append(self._admitted.popitem(last=False)[0])
             if msg.plan_spec and s not in self.outputs:
-                self.outputs = {**self.outputs, s: self._publisher(msg.robot_namespace)}
+                self.outputs = {**self.outputs, s: self._publisher(topic)}
             self.admitted = frozenset(self._admitted)
         if msg.plan_spec:
             self.load.seen(s)
@@ -109,10 +129,8 @@ class EdgeFleet:
         msg.full = bool(self.max_robots) and len(self.admitted) >= self.max_robots
         return msg
 
-    def _publisher(self, namespace: str):
-        """Executor: the outputs publisher of robots in ``namespace`` (one per namespace, kept)."""
-        ns = "/" + (namespace or "/").strip("/")
-        topic = ns.rstrip("/") + "/" + TOPICS["outputs"].name
+    def _publisher(self, topic: str):
+        """Executor: the outputs publisher of robots whose outputs go to ``topic`` (one per namespace, kept)."""
         if topic not in self._publishers:
             self._publishers[topic] = self._make_outputs(topic)
         return self._publishers[topic]

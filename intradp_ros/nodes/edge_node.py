@@ -59,7 +59,7 @@ class EdgeNode(ManagedNode):
                                "itself); 0 = off", limits=(0.0, 3600.0))
         self.counters = Counters(self, ["tiles_received", "bad_tiles", "frames_done", "frames_dropped_timeout",
                                         "outputs_sent", "link_samples", "tiles_while_inactive", "robots_refused",
-                                        "robots_freed", *(r.value for r in Refusal)])
+                                        "robots_freed", "bad_roster", *(r.value for r in Refusal)])
         self.report = LogLimiter(self.get_logger().warning)
         self._fleet_args = EdgeFleet.declare_parameters(self)
         self.fleet = None
