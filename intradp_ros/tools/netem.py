@@ -174,61 +174,85 @@ class LinkShape:
 
 
 class Testbed:
-    """Robot and edge namespaces joined by a veth pair; the robot's CPU cap; cleanup on every path.
+    """Robot namespaces, each joined to one edge namespace by its own veth pair; each robot's CPU cap; cleanup on
+    every path. One robot by default (the bench); ``robots=N`` for a fleet: sides "robot", "robot2", ..., each with
+    its own link (subnet ``<a>.<b>.<c+k>``, robot .1, edge .2), its own cap and CPU accounting, and no route to the
+    other robots.
 
     Attributes:
-        ns: side -> namespace name; dev: side -> veth name (inside that namespace); ip: side -> address.
+        ns: side -> namespace name; dev: side -> veth name (inside that namespace; "edge": the edge's end of the
+        first robot's link); ip: side -> address ("edge": its address on the first link); robots: the robot sides;
+        edge_dev / edge_ip: robot side -> the edge's end of that robot's link and its address there.
     """
 
     def __init__(self, subnet: str = "10.77.0", cpu_quota_us: int = 2500, cpu_period_us: int = 10000,
-                 mtu: int = 1500, log=print):
+                 mtu: int = 1500, log=print, robots: int = 1):
         pid = os.getpid()
         self.tag = f"{PREFIX}{pid}"
-        self.ns = {"robot": f"{self.tag}-robot", "edge": f"{self.tag}-edge"}
-        self.dev = {"robot": f"{self.tag}r", "edge": f"{self.tag}e"}
-        self.ip = {"robot": f"{subnet}.1", "edge": f"{subnet}.2"}
+        self.robots = ["robot", *(f"robot{k}" for k in range(2, robots + 1))]
+        net, third = subnet.rsplit(".", 1)
+        self.ns = {side: f"{self.tag}-{side}" for side in [*self.robots, "edge"]}
+        self.dev = {side: f"{self.tag}r{k + 1 if k else ''}" for k, side in enumerate(self.robots)}
+        self.edge_dev = {side: f"{self.tag}e{k + 1 if k else ''}" for k, side in enumerate(self.robots)}
+        self.ip = {side: f"{net}.{int(third) + k}.1" for k, side in enumerate(self.robots)}     # 10.77.0.1, 10.77.1.1
+        self.edge_ip = {side: f"{net}.{int(third) + k}.2" for k, side in enumerate(self.robots)}
+        self.dev["edge"], self.ip["edge"] = self.edge_dev["robot"], self.edge_ip["robot"]
         self.cpu_quota_us, self.cpu_period_us, self.mtu = cpu_quota_us, cpu_period_us, mtu
         self.log = log
         self.shape_now: LinkShape | None = None
         dirs = _controller_dirs()
         self.cpu_dir = dirs.get("cpu", CGROUP_ROOT / "cpu") / self.tag
         self.acct_dir = dirs.get("cpuacct", CGROUP_ROOT / "cpuacct") / self.tag
+        # one robot: its cap on the run's group itself (as the bench always had it); several: a group each
+        self._group = {side: Path() if robots == 1 else Path(side) for side in self.robots}
         self._up = False
 
     @property
     def cpu_fraction(self) -> float:
-        """Share of one host core the robot's processes get (1.0 when uncapped)."""
+        """Share of one host core each robot's processes get (1.0 when uncapped)."""
         return self.cpu_quota_us / self.cpu_period_us if self.cpu_quota_us > 0 else 1.0
+
+    @property
+    def addresses(self) -> list[str]:
+        """Every address of the testbed (the robots', the edge's on each link): ROS_STATIC_PEERS."""
+        return [*(self.ip[r] for r in self.robots), *(self.edge_ip[r] for r in self.robots)]
 
     # ------------------------------------------------------------------ set-up / tear-down
     def setup(self) -> "Testbed":
         self._up = True          # from here on, close() removes whatever exists
-        for side in ("robot", "edge"):
-            _run("ip", "netns", "add", self.ns[side])
-        _run("ip", "link", "add", self.dev["robot"], "mtu", str(self.mtu), "netns", self.ns["robot"], "type", "veth",
-             "peer", "name", self.dev["edge"], "mtu", str(self.mtu), "netns", self.ns["edge"])
-        for side in ("robot", "edge"):
-            ns, dev = self.ns[side], self.dev[side]
+        for ns in self.ns.values():
+            _run("ip", "netns", "add", ns)
+        _run("ip", "-n", self.ns["edge"], "link", "set", "lo", "up")
+        for k, side in enumerate(self.robots):
+            ns, dev, edev = self.ns[side], self.dev[side], self.edge_dev[side]
+            _run("ip", "link", "add", dev, "mtu", str(self.mtu), "netns", ns, "type", "veth",
+                 "peer", "name", edev, "mtu", str(self.mtu), "netns", self.ns["edge"])
             _run("ip", "-n", ns, "link", "set", "lo", "up")
-            _run("ip", "-n", ns, "addr", "add", f"{self.ip[side]}/30", "dev", dev)
-            _run("ip", "-n", ns, "link", "set", dev, "up")
-            # DDS discovery is multicast; the namespace has no default route, so send it over the veth
+            for n, d, a in ((ns, dev, self.ip[side]), (self.ns["edge"], edev, self.edge_ip[side])):
+                _run("ip", "-n", n, "addr", "add", f"{a}/30", "dev", d)
+                _run("ip", "-n", n, "link", "set", d, "up")
+            # DDS discovery is multicast; the namespace has no default route, so send it over the veth (the edge:
+            # over the first link; it finds the other robots through their multicast and ROS_STATIC_PEERS)
             _run("ip", "-n", ns, "route", "add", "224.0.0.0/4", "dev", dev)
+            if k == 0:
+                _run("ip", "-n", self.ns["edge"], "route", "add", "224.0.0.0/4", "dev", edev)
         for d in {self.cpu_dir, self.acct_dir}:
-            for leaf in ("", "nodes", "client"):
-                (d / leaf).mkdir(exist_ok=True)
+            d.mkdir(exist_ok=True)
+            for side in self.robots:
+                for leaf in ("", "nodes", "client"):
+                    (d / self._group[side] / leaf).mkdir(exist_ok=True)
         if self.cpu_quota_us > 0:
-            (self.cpu_dir / "cpu.cfs_period_us").write_text(str(self.cpu_period_us))
-            (self.cpu_dir / "cpu.cfs_quota_us").write_text(str(self.cpu_quota_us))
+            for side in self.robots:
+                (self.cpu_dir / self._group[side] / "cpu.cfs_period_us").write_text(str(self.cpu_period_us))
+                (self.cpu_dir / self._group[side] / "cpu.cfs_quota_us").write_text(str(self.cpu_quota_us))
         return self
 
     def close(self) -> None:
-        """Kill what still runs in the namespaces, delete them (the veth goes with them), remove the cgroups."""
+        """Kill what still runs in the namespaces, delete them (the veths go with them), remove the cgroups."""
         if not self._up:
             return
         self._up = False
-        for side in ("robot", "edge"):
-            ns = self.ns[side]
+        for ns in self.ns.values():
             pids = [int(p) for p in _run("ip", "netns", "pids", ns, check=False).stdout.split()]
             _kill_pids([p for p in pids if p != os.getpid()])
             _run("ip", "netns", "delete", ns, check=False)
@@ -243,16 +267,18 @@ class Testbed:
 
     # ------------------------------------------------------------------ use
     def shape(self, rate_mbps: float, **kw) -> LinkShape:
-        """tbf at ``rate_mbps`` on both ends of the veth (each end shapes what it sends)."""
+        """tbf at ``rate_mbps`` on both ends of every robot's veth (each end shapes what it sends)."""
         s = LinkShape.for_rate(rate_mbps, **kw)
-        for side in ("robot", "edge"):
-            _run("ip", "netns", "exec", self.ns[side], "tc", "qdisc", "replace", "dev", self.dev[side], "root", "tbf",
-                 "rate", f"{rate_mbps:g}mbit", "burst", str(s.burst_bytes), "latency", f"{s.latency_ms:g}ms")
+        for side in self.robots:
+            for ns, dev in ((self.ns[side], self.dev[side]), (self.ns["edge"], self.edge_dev[side])):
+                _run("ip", "netns", "exec", ns, "tc", "qdisc", "replace", "dev", dev, "root", "tbf",
+                     "rate", f"{rate_mbps:g}mbit", "burst", str(s.burst_bytes), "latency", f"{s.latency_ms:g}ms")
         self.shape_now = s
         return s
 
     def qdisc_stats(self, side: str) -> dict:
-        """tc's counters of the tbf on ``side``'s veth: bytes, packets, drops, overlimits."""
+        """tc's counters of the tbf on ``side``'s veth ("edge": its end of the first link): bytes, packets, drops,
+        overlimits."""
         p = _run("ip", "netns", "exec", self.ns[side], "tc", "-s", "-j", "qdisc", "show", "dev", self.dev[side],
                  check=False)
         try:
@@ -261,16 +287,17 @@ class Testbed:
         except (ValueError, IndexError, KeyError):
             return {}
 
-    def acct_file(self, group: str) -> Path:
-        """cpuacct.usage (ns) of ``group`` ("nodes" or "client") of the robot."""
-        return self.acct_dir / group / "cpuacct.usage"
+    def acct_file(self, group: str, side: str = "robot") -> Path:
+        """cpuacct.usage (ns) of ``group`` ("nodes" or "client") of robot ``side``."""
+        return self.acct_dir / self._group[side] / group / "cpuacct.usage"
 
     def wrap(self, argv: list[str], side: str, cgroup: str | None = None) -> list[str]:
-        """``argv`` run in ``side``'s namespace; with ``cgroup`` ("nodes" | "client") under the robot's CPU cap and
+        """``argv`` run in ``side``'s namespace; with ``cgroup`` ("nodes" | "client") under that robot's CPU cap and
         CPU accounting. The process joins the cgroups before exec, so all its threads and children are in them."""
         prefix: list[str] = []
         if cgroup:
-            procs = sorted({str(self.cpu_dir / cgroup / "cgroup.procs"), str(self.acct_dir / cgroup / "cgroup.procs")})
+            procs = sorted({str(d / self._group[side] / cgroup / "cgroup.procs")
+                            for d in (self.cpu_dir, self.acct_dir)})
             script = "for f in " + " ".join(f'"${i + 1}"' for i in range(len(procs))) + \
                      '; do echo $$ > "$f" || exit 111; done; shift ' + str(len(procs)) + '; exec "$@"'
             prefix = ["sh", "-c", script, "sh", *procs]
