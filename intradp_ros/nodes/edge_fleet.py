@@ -22,7 +22,7 @@ import threading
 from rclpy.validate_full_topic_name import validate_full_topic_name
 
 from intradp_ros.engine.admission import Admission
-from intradp_ros.engine.fleet import FairQueue, FleetLoad
+from intradp_ros.engine.fleet import FairQueue, FleetLoad, RobotLoad
 from intradp_ros.msg import EdgeStatus, PlanStatus
 from intradp_ros.nodes.common import declare
 from intradp_ros.topology import TOPICS
@@ -120,11 +120,12 @@ class EdgeFleet:
         """The fleet's part of a heartbeat."""
         loads = {r.session: r for r in self.load.snapshot()}
         outputs = self.outputs
-        sessions = sorted(s for s in self.admitted if s in outputs and outputs[s].get_subscription_count() > 0)
-        msg.robot_sessions = sessions
-        msg.robot_busy_fraction = [loads[s].busy_fraction if s in loads else 0.0 for s in sessions]
-        msg.robot_service_ms = [loads[s].service_ms if s in loads else 0.0 for s in sessions]
-        msg.robot_queue_ms = [loads[s].queue_ms if s in loads else 0.0 for s in sessions]
+        listed = [loads.get(s) or RobotLoad(s, 0.0, 0.0, 0.0, 0) for s in sorted(self.admitted)
+                  if s in outputs and outputs[s].get_subscription_count() > 0]
+        msg.robot_sessions = [r.session for r in listed]
+        msg.robot_busy_fraction = [r.busy_fraction for r in listed]
+        msg.robot_service_ms = [r.service_ms for r in listed]
+        msg.robot_queue_ms = [r.queue_ms for r in listed]
         msg.max_robots = int(self.max_robots)
         msg.full = bool(self.max_robots) and len(self.admitted) >= self.max_robots
         return msg

@@ -48,7 +48,7 @@ class EdgeWatch:
         # None = neither (before the first heartbeat, or not on its roster yet)
         self.admitted: bool | None = None
         self._listed_once = False
-        self._full_why = ""
+        self._unserved_why = ""      # why this robot must not offload to the edge now ("" = it may)
         rx.add(EdgeStatus, TOPICS["edge_status"].name, subscription_qos(node, "edge_status"),
                deserialized(EdgeStatus, self.heartbeat, node.refuse, "bad_heartbeats", "edge_status"),
                event_callbacks=SubscriptionEventCallbacks(liveliness=self.liveliness_callback))
@@ -94,9 +94,11 @@ class EdgeWatch:
         self.admitted = True if me in busy else (False if msg.full else None)
         self._listed_once |= self.admitted is True
         if self.admitted is False:
-            self._full_why = f"the edge is full: it serves its max_robots ({msg.max_robots}) already"
-        elif self.admitted is None:
-            self._full_why = "the edge does not list this robot (a new edge: it re-announces itself)"
+            self._unserved_why = f"the edge is full: it serves its max_robots ({msg.max_robots}) already"
+        elif self.admitted is None and self._listed_once:
+            self._unserved_why = "the edge does not list this robot (a new edge: it re-announces itself)"
+        else:
+            self._unserved_why = ""
 
     def liveliness_callback(self, info) -> None:
         """Receiver thread: the middleware's verdict on the edges' heartbeat writers (their QoS's liveliness lease)."""
@@ -139,8 +141,8 @@ class EdgeWatch:
         if now - self._announced > self.ANNOUNCE_S:
             self.announce()
         ctl = self.rt.controller
-        if ctl.edge_alive and (self.admitted is False or (self.admitted is None and self._listed_once)):
-            ctl.set_edge_alive(False, self._full_why)
+        if ctl.edge_alive and self._unserved_why:
+            ctl.set_edge_alive(False, self._unserved_why)
         elif (self.health.state is Health.ALIVE and self.admitted and not ctl.edge_alive and self.reachable()):
             ctl.set_edge_alive(True, self.health.why)
 

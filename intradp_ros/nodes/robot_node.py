@@ -66,7 +66,7 @@ class RobotNode(ManagedNode):
         parse_plan_choice(self.cfg.plan, None, self.cfg.model)     # a bad plan fails before the model loads
         self.session = secrets.token_hex(8)   # names this run's frames: receivers ignore other sessions' tiles
         log = self.get_logger()
-        self.plan_pub, self.watch = publisher(self, PlanStatus, "plan"), None
+        self.plan_pub = publisher(self, PlanStatus, "plan")
         # lines dropped once Ctrl-C took the context; one lambda per severity (rclpy: one severity per call site)
         self.rt = RobotRuntime(self.cfg, log=lambda line: shutting_down(self) or log.info(line),
                                warn=lambda line: shutting_down(self) or log.warning(line), on_change=self.publish_plan)
@@ -129,7 +129,7 @@ class RobotNode(ManagedNode):
     # -- readiness: subscribe to the camera only once the frames' consumers are there --------------------------
     def ready_callback(self):
         waited = (self.get_clock().now() - self._started).nanoseconds / 1e9
-        have_agg = self.count_publishers(TOPICS["timing"].name) > 0    # ours (robots share the outputs topic)
+        have_agg = self.count_publishers(TOPICS["timing"].name) > 0    # ours: the timing topic is in our namespace
         full = self.watch.admitted is False       # an edge: its profile, tile subscription, and admission (heartbeat)
         have_edge = self._edge_profile_seen and self.tile_pub.get_subscription_count() > 0 and self.watch.admitted
         plan_fixed = self.controller.config.plan != "auto"

@@ -80,7 +80,7 @@ class Run:
         dds = {"edge": config_file("fastdds_udp.xml"), "robot": config_file("fastdds_robot_shm.xml")}
         env = dict(os.environ, ROS_DOMAIN_ID=str(cfg["domain_id"]), FASTRTPS_DEFAULT_PROFILES_FILE=str(dds["robot"]),
                    RMW_IMPLEMENTATION="rmw_fastrtps_cpp", ROS_AUTOMATIC_DISCOVERY_RANGE="SUBNET",
-                   ROS_STATIC_PEERS=";".join(tb.ip.values()), PYTHONUNBUFFERED="1")
+                   ROS_STATIC_PEERS=";".join(tb.addresses), PYTHONUNBUFFERED="1")
         env.pop("ROS_LOCALHOST_ONLY", None)
         self.env = env                   # the robot namespace's (nodes and client)
         self.envs = {"robot": env, "edge": dict(env, FASTRTPS_DEFAULT_PROFILES_FILE=str(dds["edge"]))}
