@@ -4,6 +4,7 @@
     ./intradp bench --model vgg19_bn --frames 20
     ./intradp bench --quick                          # CI smoke test: 50 Mbit/s, 2 + 3 frames
     ./intradp bench --bandwidths 25,100 --strategies local,intra-dp --out /tmp/b
+    ./intradp bench --robots 1,2,4 --bandwidths 50      # a fleet on ONE edge_node (intradp_ros.tools.fleet_bench)
 
 One machine plays both hosts (root needed): two network namespaces joined by a veth pair, shaped with tbf in both
 directions to each bandwidth of the sweep. robot_node, aggregator_node and the bench's camera client run in the
@@ -33,7 +34,7 @@ import time
 from pathlib import Path
 
 from intradp_ros.engine.plan import Plan
-from intradp_ros.tools import bench_report, netem
+from intradp_ros.tools import bench_report, fleet_bench, netem
 from intradp_ros.tools.bench_client import turns
 from intradp_ros.tools.bench_config import CSV_COLUMNS, load_config, machine_info
 from intradp_ros.tools.bench_run import Run
@@ -178,6 +179,8 @@ def main(argv=None) -> int:
     ap.add_argument("--edge-threads", type=int, dest="edge_threads", help="edge_node torch threads (default 1)")
     ap.add_argument("--profile-cache", dest="profile_cache",
                     help="reuse operator profiles from this folder (default: profile afresh into <out>/profiles)")
+    ap.add_argument("--robots", help="fleet sizes, comma separated (e.g. 1,2,4): that many robots, each with its own "
+                    "namespace, cap and link, share ONE edge_node; the config's fleet block applies")
     ap.add_argument("--config", type=Path, help="YAML of defaults (default config/bench.yaml)")
     ap.add_argument("--out", type=Path, help="output folder (default bench_results/<timestamp>)")
     ap.add_argument("--verbose", action="store_true", help="echo the nodes' log lines")
@@ -185,8 +188,17 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if a.report_only:
         meta = json.loads((a.report_only / "run.json").read_text())
-        print(bench_report.report(a.report_only, meta["config"], meta))
+        report = fleet_bench.fleet_report.report if "robots" in meta else bench_report.report
+        print(report(a.report_only, meta["config"], meta))
         return 0
+    try:
+        sizes = sorted({int(n) for n in a.robots.split(",") if n}) if a.robots else []
+    except ValueError:
+        sizes = [0]
+    if sizes and (sizes[0] < 1 or sizes[-1] > 8):
+        print(f"intradp bench: --robots takes fleet sizes from 1 to 8, comma separated (got {a.robots!r})",
+              file=sys.stderr)
+        return 2
     cfg = load_config(a.config, a)
     if a.profile_cache:
         cfg["profile_cache"] = a.profile_cache
@@ -196,7 +208,14 @@ def main(argv=None) -> int:
         return 2
     out = a.out or Path(os.environ.get("INTRADP_ROOT", ".")) / "bench_results" / \
         datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return run(cfg, out.resolve(), echo=a.verbose)
+    if not sizes:
+        return run(cfg, out.resolve(), echo=a.verbose)
+    old = {s: signal.signal(s, _on_signal) for s in _SIGNALS}
+    try:
+        return fleet_bench.run(cfg, out.resolve(), sizes, echo=a.verbose)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,20 @@ It talks to the benchmark over stdin/stdout, one JSON object per line:
                    {"event": "plan", ...}, {"event": "frame", ...}, {"event": "log", ...}, {"event": "done"}
 Per frame it reads the robot's CPU time from cgroup cpuacct.usage files the bench opened for it (the file
 descriptors survive ``ip netns exec``, which hides /sys/fs/cgroup), and the veth byte counters (visible here).
+
+In a fleet (``./intradp bench --robots``, :mod:`intradp_ros.tools.fleet_bench`) one client runs per robot, its node
+in that robot's namespace; config ``fleet`` = {"robots": [1, 2, 4], "robot": k}. Per bandwidth every client takes
+the planner's decision with the edge idle; then for each fleet size N the first N clients run the same turns at
+once (the bench answers ``mark`` once all N asked, a barrier). After its measured frames a client says
+{"event": "measured"} and goes on with "tail" frames until the bench writes "stop" (all N measured), so that every
+measured frame met the full fleet's load. Client 1 also reports the edge's heartbeats per turn ({"event": "edge"}).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import select
 import sys
 import time
 from pathlib import Path
@@ -71,6 +79,17 @@ def _ask(**event) -> str:
     return line.strip()
 
 
+def _stop_asked() -> bool:
+    """Whether the bench wrote "stop" (every robot of the fleet has measured its frames). Nothing else can be
+    pending on stdin then: the bench writes only answers to asks, and none is open during the tail."""
+    if not select.select([sys.stdin], [], [], 0)[0]:
+        return False
+    line = sys.stdin.readline()
+    if not line:
+        raise SystemExit("bench went away")
+    return line.strip() == "stop"
+
+
 def _read_fd(fd: int) -> int:
     return int(os.pread(fd, 64, 0).split()[0])
 
@@ -99,7 +118,7 @@ def main(argv=None) -> int:
     from sensor_msgs.msg import Image
 
     from intradp_ros.models import get_spec
-    from intradp_ros.msg import Classification, FrameTiming, PlanStatus
+    from intradp_ros.msg import Classification, EdgeStatus, FrameTiming, PlanStatus
     from intradp_ros.nodes.common import stamp_ms, topic_qos
     from intradp_ros.nodes.detections_out import detections_type, frame_and_plan, read_detections
     from intradp_ros.topology import TOPICS
@@ -116,8 +135,9 @@ def main(argv=None) -> int:
     detection = task == "detection"
     counters = Counters(cfg["nodes_fd"], cfg["client_fd"], cfg["dev"])
 
+    fleet = cfg.get("fleet")          # {"robots": [N, ...], "robot": k} in a fleet bench, else None
     rclpy.init()
-    node = Node("intradp_bench_client")
+    node = Node("intradp_bench_client", namespace=cfg.get("namespace") or None)
     results: dict[tuple[int, int], float] = {}        # stamp -> receive time (s, wall clock)
     result_info: dict[tuple[int, int], dict] = {}
     timings: dict[tuple[int, int], FrameTiming] = {}
@@ -147,7 +167,11 @@ def main(argv=None) -> int:
                              topic_qos("timing"))
     node.create_subscription(PlanStatus, TOPICS["plan"].name, lambda m: plans.append((time.time(), m)),
                              topic_qos("plan"))
-    params = AsyncParameterClient(node, "robot_node")
+    heartbeats: list[tuple[float, EdgeStatus]] = []     # (receive time, heartbeat): the edge's load in a fleet
+    if fleet:
+        node.create_subscription(EdgeStatus, "/" + TOPICS["edge_status"].name,
+                                 lambda m: heartbeats.append((time.monotonic(), m)), topic_qos("edge_status"))
+    params = AsyncParameterClient(node, "robot_node")     # relative: this robot's, in the client's namespace
 
     def spin_until(cond, what: str, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -194,21 +218,38 @@ def main(argv=None) -> int:
 
     check_bw = cfg["bandwidth_source"] == "parameter"     # else robot_node plans for the bandwidth it measures
     frame_no = 0
+    fleet_n = 1
     timeout = cfg["frame_timeout_s"]
 
     def settled() -> bool:
         return plans[-1][1].settled if plans else False
 
-    def phases(warmup: int, frames: int):
+    def phases(warmup: int, frames: int, cell: dict):
         """The phase of each frame of a turn: ``warmup`` frames, then "settle" frames while robot_node's newest
         PlanStatus says the plan in force is not settled (plan auto measuring its candidates on a new link: every
-        strategy gets the same rule, and fixed plans are settled at once), at most settle_max; then ``frames``."""
+        strategy gets the same rule, and fixed plans are settled at once), at most settle_max; then ``frames``;
+        in a fleet then "tail" frames until the bench says stop."""
         yield from ["warmup"] * warmup
         for _ in range(cfg["settle_max"]):
             if settled():
                 break
             yield "settle"
+        since = len(heartbeats)
         yield from ["measure"] * frames
+        if fleet:
+            _emit(event="measured", **cell)
+            edge_load(heartbeats[since:], cell)
+            while not _stop_asked():
+                yield "tail"
+
+    def edge_load(hbs: list, cell: dict) -> None:
+        """Client 1: the edge's heartbeats during its measured frames (the fleet's load on the edge)."""
+        if fleet["robot"] != 1 or len(hbs) < 2:
+            return
+        span = hbs[-1][0] - hbs[0][0]
+        _emit(event="edge", **cell, span_s=span, busy_fraction=float(np.mean([m.busy_fraction for _, m in hbs[1:]])),
+              frames_per_s=(hbs[-1][1].frames_done - hbs[0][1].frames_done) / span if span > 0 else 0.0,
+              sessions=max(len(m.robot_sessions) for _, m in hbs))
 
     def run_cell(mbps, strategy, base, base_pred, rnd: int, warmup: int, frames: int) -> bool:
         """One strategy's turn in one round: set its plan, then ``warmup`` (+ settle) + ``frames`` frames, closed
@@ -225,9 +266,10 @@ def main(argv=None) -> int:
                   f"from the Intra-DP decision's {base_pred[strategy]:.1f} for the same plan and bandwidth")
         _emit(event="plan", mbps=mbps, strategy=strategy, round=rnd, plan_spec=st.plan_spec, predicted_ms=predicted,
               decision_predicted_ms=base_pred.get(strategy), reason=st.reason)
-        _ask(event="mark", mbps=mbps, strategy=strategy, round=rnd, phase="start")
+        cell = dict(mbps=mbps, strategy=strategy, round=rnd, **({"robots": fleet_n} if fleet else {}))
+        _ask(event="mark", **cell, phase="start")
         since = len(plans)      # robot_node may switch plans during the run (its measured-latency guard)
-        for i, phase in enumerate(phases(warmup, frames)):
+        for i, phase in enumerate(phases(warmup, frames, cell)):
             plan_settled = settled()
             name, img = images[frame_no % len(images)]
             frame_no += 1
@@ -243,8 +285,7 @@ def main(argv=None) -> int:
             # the prediction for the plan this frame ran under: from the newest status announcing that plan
             in_force = [p for _, p in plans[since:] if p.plan_spec == frame_plan]
             frame_pred = in_force[-1].predicted_ms if in_force else predicted
-            row = dict(event="frame", mbps=mbps, strategy=strategy, round=rnd,
-                       phase=phase, plan_settled=int(plan_settled), index=i, image=name, ok=ok,
+            row = dict(event="frame", **cell, phase=phase, plan_settled=int(plan_settled), index=i, image=name, ok=ok,
                        plan_spec=st.plan_spec, predicted_ms=frame_pred,
                        latency_ms=(results[k] - (k[0] + k[1] * 1e-9)) * 1e3 if k in results else None,
                        agg_latency_ms=t.latency_ms if t else None,
@@ -257,11 +298,22 @@ def main(argv=None) -> int:
             results.pop(k, None)
             timings.pop(k, None)
             result_info.pop(k, None)
-        _ask(event="mark", mbps=mbps, strategy=strategy, round=rnd, phase="end")
+        _ask(event="mark", **cell, phase="end")
         return True
+
+    def edge_idle() -> bool:
+        """In a fleet, before a decision: wait for a heartbeat that shows the edge idle, then 6 s more (three time
+        constants of the robots' load estimate), so that every robot decides its baselines for an idle edge."""
+        t0 = time.monotonic()
+        if not spin_until(lambda: any(t > t0 and m.busy_fraction == 0.0 for t, m in heartbeats), "an idle edge", 120):
+            return False
+        t1 = time.monotonic()
+        return spin_until(lambda: time.monotonic() > t1 + 6.0, "the load estimate to decay", 10)
 
     for mbps in cfg["bandwidths"]:
         _ask(event="shape", mbps=mbps)
+        if fleet and not edge_idle():
+            return 4
         auto = set_plan("auto", mbps, None)
         if auto is None:
             return 4
@@ -272,10 +324,13 @@ def main(argv=None) -> int:
         # strategies take turns, a few frames each, in orders where each follows every other equally often: slow
         # drift of the host (its other tenants, thermal state) and what a turn leaves to the next then fall on every
         # strategy alike instead of on whichever cell ran during it or behind it
-        for rnd, strategy, warm, n in turns(cfg["strategies"], cfg["frames"], cfg["rounds"], cfg["warmup"],
-                                            cfg["round_warmup"]):
-            if not run_cell(mbps, strategy, base, base_pred, rnd, warm, n):
-                return 5
+        for fleet_n in fleet["robots"] if fleet else [1]:
+            if fleet and fleet["robot"] > fleet_n:
+                continue        # not in a fleet of this size: idle while the first fleet_n robots run
+            for rnd, strategy, warm, n in turns(cfg["strategies"], cfg["frames"], cfg["rounds"], cfg["warmup"],
+                                                cfg["round_warmup"]):
+                if not run_cell(mbps, strategy, base, base_pred, rnd, warm, n):
+                    return 5
     node.destroy_node()
     rclpy.shutdown()
     _emit(event="done")      # last: the bench then stops everything, this process included

@@ -36,6 +36,8 @@ def config_file(name: str) -> Path:
 def load_config(path: Path | None, a: argparse.Namespace) -> dict:
     """The bench's settings: ``path`` (default config/bench.yaml), its quick block with --quick, the options over it."""
     cfg = yaml.safe_load((path or config_file("bench.yaml")).read_text())
+    if getattr(a, "robots", None):
+        cfg.update(cfg.get("fleet", {}))
     if a.quick:
         cfg.update(cfg.get("quick", {}))
     for opt, keyname in (("model", "model"), ("warmup", "warmup"), ("frames", "frames"), ("input_size", "input_size"),
