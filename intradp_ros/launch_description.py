@@ -16,7 +16,7 @@ from intradp_ros.launcher import launch_arguments, params_argument
 from intradp_ros.launching.arguments import LaunchError, node_parameters
 from intradp_ros.launching.commands import enclave_arguments
 from intradp_ros.launching.dds_profile import discovery_environment, profile_for
-from intradp_ros.launching.qos_file import qos_file_for, remappings
+from intradp_ros.launching.qos_file import edge_namespaces, qos_file_for, remappings
 from intradp_ros.topology import PACKAGE, nodes_for
 
 __all__ = ["generate_for"]
@@ -34,7 +34,7 @@ def _launch_nodes(context, host):
         actions.append(SetEnvironmentVariable(name, value))
     values = {arg.name: LaunchConfiguration(arg.name).perform(context) for arg in launch_arguments(host)}
     remaps = remappings(host, values)
-    qos = qos_file_for(values['qos_file'], values['namespace'], remaps)
+    qos = qos_file_for(values['qos_file'], values['namespace'], remaps, edge_namespaces(host, values))
     for spec in nodes_for(host):
         actions.append(Node(
             package=PACKAGE,

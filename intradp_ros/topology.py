@@ -6,8 +6,10 @@ read this module; it imports nothing from ROS so that all three can.
 from __future__ import annotations
 
 import dataclasses
+import re
 
-__all__ = ["Topic", "QosDefaults", "NodeSpec", "TOPICS", "QOS", "NODES", "PACKAGE", "EDGE_FACING", "nodes_for"]
+__all__ = ["Topic", "QosDefaults", "NodeSpec", "TOPICS", "QOS", "NODES", "PACKAGE", "EDGE_FACING", "nodes_for",
+           "resolve", "parse_edge_namespaces", "DISCOVER_EDGES"]
 
 PACKAGE = "intradp_ros"
 
@@ -71,8 +73,9 @@ TOPICS = {
 }
 
 
-# Topics between a robot and its edge: a robot's nodes resolve them in the edge's namespace (launch argument
-# edge_namespace, default the root), so robots in any namespace share one edge_node.
+# Topics between a robot and its edge: robot_node names them in each edge's namespace (its parameter and launch
+# argument edge_namespace, default the root), so robots in any namespace share one edge_node, and a robot can use
+# any of several edges.
 # The outputs topic is the robot's own: the edge publishes each robot's outputs in that robot's namespace
 # (PlanStatus.robot_namespace), so that an aggregator receives its robot's outputs only.
 EDGE_FACING = ("to_edge", "edge_profile", "link", "edge_status", "roster")
@@ -105,3 +108,41 @@ QOS_FILE = "qos.yaml"          # shared QoS parameters, applied to every node af
 def nodes_for(host: str) -> tuple[NodeSpec, ...]:
     """Nodes started on ``host`` ("robot", "edge" or "all")."""
     return tuple(n for n in NODES if host == "all" or n.host == host)
+
+
+def resolve(name: str, namespace: str) -> str:
+    """``name`` as a node in ``namespace`` resolves it (absolute names stay)."""
+    if name.startswith("/"):
+        return name
+    ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    return f"{ns}/{name}"
+
+
+DISCOVER_EDGES = "*"          # edge_namespace: every edge on the domain (found by its heartbeat topic)
+_NAMESPACE = re.compile(r"^/([A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*)?$")
+
+
+def parse_edge_namespaces(text: str, own: str = "/") -> list[str] | None:
+    """robot_node's ``edge_namespace`` as absolute namespaces in order of preference; None = every edge ("*");
+    empty = ``own`` (the robot's namespace: one launch of robot and edge together).
+
+    Raises:
+        ValueError: an empty list, ``*`` beside namespaces, or a name that is no ROS namespace.
+    """
+    if not str(text).strip():
+        text = own
+    names = [n.strip() for n in str(text).split(",") if n.strip()]
+    if names == [DISCOVER_EDGES]:
+        return None
+    if not names or DISCOVER_EDGES in names:
+        raise ValueError(f"edge_namespace {text!r}: give one namespace, a comma-separated list, or "
+                         f"{DISCOVER_EDGES!r} (every edge on the domain)")
+    out = []
+    for n in names:
+        ns = "/" + n.strip("/")
+        if not _NAMESPACE.match(ns):
+            raise ValueError(f"edge_namespace {text!r}: {n!r} is no ROS namespace (letters, digits and _ per "
+                             "token, a token starts with no digit)")
+        if ns not in out:
+            out.append(ns)
+    return out

@@ -284,32 +284,41 @@ def test_qos_file_is_re_keyed_for_the_namespace_and_the_camera_topic(tmp_path, m
     assert '/robot1/camera/image_raw' in relative['qos_overrides']
 
 
-def test_a_robot_in_a_namespace_resolves_the_edge_facing_topics_in_the_edges(tmp_path, monkeypatch):
-    """robot.launch.py namespace:=robot1 (edge_namespace default /): the edge-facing topics are remapped to the
-    root, the rest stays in robot1, and the QoS file is keyed as the nodes resolve them."""
-    from intradp_ros.launching.qos_file import remappings
+def test_a_robot_in_a_namespace_names_the_edge_facing_topics_in_the_edges(tmp_path, monkeypatch):
+    """robot.launch.py namespace:=robot1: robot_node gets edge_namespace (default /, where it names the edge-facing
+    topics itself), nothing is remapped but the camera, and the QoS file is keyed as the nodes resolve the topics:
+    the robot's own in robot1, the edge-facing ones once per edge namespace."""
+    from intradp_ros.launching.qos_file import edge_namespaces, remappings
     from intradp_ros.topology import EDGE_FACING
     monkeypatch.setenv('ROS_HOME', str(tmp_path))
     values = launcher.resolve_arguments('robot', {'namespace': 'robot1'})
-    remaps = remappings('robot', values)
     cam = {TOPICS['camera'].name: TOPICS['camera'].name}
-    assert remaps == {**cam, **{TOPICS[k].name: '/' + TOPICS[k].name for k in EDGE_FACING}}
-    assert remappings('robot', launcher.resolve_arguments('robot', {})) == cam        # robot and edge in the root
-    assert remappings('robot', launcher.resolve_arguments('robot', {'namespace': 'r', 'edge_namespace': 'r'})) == cam
-    other = remappings('robot', launcher.resolve_arguments('robot', {'namespace': 'r', 'edge_namespace': '/e1'}))
-    assert other[TOPICS['to_edge'].name] == '/e1/intradp/tiles/to_edge'
-    assert remappings('edge', launcher.resolve_arguments('edge', {'namespace': 'robot1'})) == {}
+    assert remappings('robot', values) == cam
+    assert edge_namespaces('robot', values) == ['/'] and edge_namespaces('edge', values) == []
     argv = dict(launcher.node_commands('robot', values))
     robot = next(a for spec, a in argv.items() if spec.name == 'robot_node')
-    assert f"{TOPICS['to_edge'].name}:=/intradp/tiles/to_edge" in robot and '__ns:=/robot1' in robot
-    keyed = _yaml_at(qos_file_for(str(REPO / 'config' / QOS_FILE), '/robot1', remaps))['/**']['ros__parameters']
-    assert '/intradp/tiles/to_edge' in keyed['qos_overrides'] and '/robot1/intradp/plan' in keyed['qos_overrides']
+    assert 'edge_namespace:=/' in robot and '__ns:=/robot1' in robot
+    assert not [a for a in robot if a.startswith(TOPICS['to_edge'].name + ':=')]
+    two = launcher.resolve_arguments('robot', {'namespace': 'r', 'edge_namespace': 'e1, /e2/'})
+    keyed = _yaml_at(qos_file_for(str(REPO / 'config' / QOS_FILE), '/r', remappings('robot', two),
+                                  edge_namespaces('robot', two)))['/**']['ros__parameters']['qos_overrides']
+    for key in EDGE_FACING:
+        name = TOPICS[key].name
+        if '/' + name in _yaml(QOS_FILE)['/**']['ros__parameters']['qos_overrides']:
+            assert f'/e1/{name}' in keyed and f'/e2/{name}' in keyed and f'/r/{name}' not in keyed
+    assert '/r/intradp/plan' in keyed
+    # every edge on the domain: the value reaches rcl as the string "*" (bare, YAML would read an alias)
+    anyone = launcher.resolve_arguments('robot', {'edge_namespace': '*'})
+    assert launcher.node_overrides('robot_node', anyone)['edge_namespace'] == '"*"'
+    for bad in ('1robot', '*,/e1', ' , '):
+        with pytest.raises(launcher.LaunchError, match='edge_namespace'):
+            launcher.node_commands('robot', launcher.resolve_arguments('robot', {'edge_namespace': bad}))
 
 
 def test_camera_launch_arguments_are_typed_as_the_parameters():
     values = launcher.resolve_arguments('robot', {'loop': 'TRUE', 'rate_hz': '2'})
     assert launcher.node_overrides('camera_player', values) == {'loop': 'true', 'rate_hz': '2.0'}
-    assert launcher.node_overrides('robot_node', values) == {'autostart': 'true'}
+    assert launcher.node_overrides('robot_node', values) == {'autostart': 'true', 'edge_namespace': '/'}
     with pytest.raises(launcher.LaunchError, match='rate_hz.*not a number'):
         launcher.resolve_arguments('robot', {'rate_hz': 'fast'})
     with pytest.raises(launcher.LaunchError, match='unknown launch argument'):
@@ -443,8 +452,8 @@ def test_launcher_commands_default_robot():
         assert [pathlib.Path(f).name for f in files] == ['robot.yaml', QOS_FILE]
         assert all(pathlib.Path(f).is_file() for f in files)
         overrides = [ros[i + 1] for i, a in enumerate(ros) if a == '-p']
-        assert overrides == (['autostart:=true'] if spec.name == 'robot_node' else [])   # model/device empty: the
-        #                                                                                  params file decides
+        # model/device empty: the params file decides; the edge in the root namespace
+        assert overrides == (['autostart:=true', 'edge_namespace:=/'] if spec.name == 'robot_node' else [])
         assert ros[-2:] == ['-r', f"{TOPICS['camera'].name}:={TOPICS['camera'].name}"]
 
 

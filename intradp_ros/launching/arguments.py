@@ -6,6 +6,7 @@ defaults filled in, share paths made absolute, booleans and files checked.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import pathlib
 
@@ -52,8 +53,9 @@ LAUNCH_ARGS = (
               "for `ros2 lifecycle set <node> configure`, then activate)", parameter_of=DEVICE_NODES, kind=bool),
     LaunchArg("camera_topic", TOPICS["camera"].name, f"camera image topic (remaps {TOPICS['camera'].name})",
               hosts=("robot", "all")),
-    LaunchArg("edge_namespace", "/", "namespace of the edge_node this robot uses (default the root: robots in any "
-              "namespace share one edge)", hosts=("robot",)),
+    LaunchArg("edge_namespace", "/", "the edge_node(s) this robot may use: a namespace (default the root: robots in "
+              "any namespace share one edge), a comma-separated list in order of preference, or * for every edge on "
+              "the domain; the robot fails over between them", hosts=("robot",), parameter_of=("robot_node",)),
     LaunchArg("start_camera", "false", "start camera_player (false: a real camera driver publishes "
               "camera_topic)", hosts=("robot",)),
     LaunchArg("start_camera", "true", "start camera_player (the sample images)", hosts=("all",)),
@@ -123,9 +125,22 @@ def native(arg: LaunchArg, value: str):
 
 
 def typed(arg: LaunchArg, value: str) -> str:
-    """``value`` written so that rcl's YAML reading of ``-p name:=value`` gives its argument's type."""
+    """``value`` written so that rcl's YAML reading of ``-p name:=value`` gives its argument's type (a string that
+    YAML would read as something else, such as ``*`` or ``yes``, quoted)."""
     v = native(arg, value)
-    return ("true" if v else "false") if arg.kind is bool else repr(v) if arg.kind is float else v
+    if arg.kind is bool:
+        return "true" if v else "false"
+    if arg.kind is float:
+        return repr(v)
+    return v if _reads_as_itself(v) else json.dumps(v)
+
+
+def _reads_as_itself(text: str) -> bool:
+    import yaml
+    try:
+        return yaml.safe_load(text) == text
+    except yaml.YAMLError:
+        return False
 
 
 def truthy(name: str, value: str) -> bool:

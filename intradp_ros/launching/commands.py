@@ -3,7 +3,7 @@
 Each node runs as the installed executable ``<prefix>/lib/intradp_ros/<exe>`` (or ``python -c 'from
 intradp_ros.nodes.<exe> import main ...'`` without a colcon install) with ``--ros-args``: node name, namespace,
 the params file, the QoS file (re-keyed for the namespace: launching.qos_file), ``-p`` overrides and the topic
-remappings (the camera's; a robot's edge-facing topics into ``edge_namespace``).
+remappings (the camera's).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pathlib
 import sys
 
 from intradp_ros.launching.arguments import node_overrides, params_argument, truthy
-from intradp_ros.launching.qos_file import qos_file_for, remappings
+from intradp_ros.launching.qos_file import edge_namespaces, qos_file_for, remappings
 from intradp_ros.topology import PACKAGE, NodeSpec, nodes_for
 
 __all__ = ["executable", "node_commands", "enclave_arguments"]
@@ -44,7 +44,7 @@ def node_commands(host: str, values: dict[str, str]) -> list[tuple[NodeSpec, lis
     if namespace and not namespace.startswith("/"):
         namespace = "/" + namespace
     remaps = remappings(host, values)
-    qos = qos_file_for(values["qos_file"], namespace, remaps)
+    qos = qos_file_for(values["qos_file"], namespace, remaps, edge_namespaces(host, values))
     commands = []
     for spec in nodes_for(host):
         if spec.optional and not truthy(spec.optional, values[spec.optional]):

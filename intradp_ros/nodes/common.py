@@ -79,11 +79,13 @@ def subscription(node: Node, msg_type, key: str, callback, **kwargs):
                                     qos_overriding_options=QOS_OVERRIDES, **kwargs)
 
 
-def subscription_qos(node: Node, key: str) -> QoSProfile:
-    """The QoS a subscription of ``node`` on topic ``key`` gets (the overrides declared on ``node``), for one that
-    lives on a helper node (nodes.receiver): the parameters stay where users look for them."""
+def subscription_qos(node: Node, key: str, topic: str | None = None) -> QoSProfile:
+    """The QoS a subscription of ``node`` on topic ``key`` (or on ``topic``, with ``key``'s QoS) gets (the overrides
+    declared on ``node``), for one that lives on a helper node (nodes.receiver): the parameters stay where users
+    look for them."""
     qos = topic_qos(key)
-    _declare_qos_parameters(Subscription, node, node.resolve_topic_name(TOPICS[key].name), qos, QOS_OVERRIDES)
+    _declare_qos_parameters(Subscription, node, node.resolve_topic_name(topic or TOPICS[key].name), qos,
+                            QOS_OVERRIDES)
     return qos
 
 

@@ -1,8 +1,8 @@
 """edge_node: the edge's share of every frame, computed tile by tile as the robot's tiles arrive.
 
-Publishes its latency profile (latched) so the robot can plan, but only once the aggregator is listening,
-so that a robot that sees the profile knows the edge's outputs have somewhere to go; and a heartbeat with its
-load (EdgeStatus), by which robots tell a live edge from a dead one and price the queueing they would meet. One
+Publishes its latency profile (latched) so that robots can plan and price it before they choose it, and a
+heartbeat with its load (EdgeStatus), by which robots tell a live edge from a dead one and price the queueing they
+would meet; a robot offloads only once the heartbeat lists it, i.e. once its outputs have somewhere to go. One
 edge_node serves a fleet: robots are told apart by session, and their tiles are computed in fair turns
 (nodes.edge_fleet).
 
@@ -114,8 +114,6 @@ class EdgeNode(ManagedNode):
         self._rx = self._thread = self.rt = self.fleet = None
 
     def profile_callback(self):
-        if not any(p.get_subscription_count() for p in self.fleet.outputs.values()):
-            return        # no aggregator yet: advertising ourselves would lose the first frames' outputs
         self._profile_timer.cancel()
         p = self.rt.profile
         msg = EdgeProfile()

@@ -13,7 +13,9 @@ a session ``admit`` accepts is deserialized.
 Threads: the receiver's own thread waits, takes and runs every ``on_raw``, event callback and :meth:`every`
 function, in arrival order.
 The subscriptions live on a helper node (``<node>_rx_<name>``, in the node's namespace and context, no parameter
-services) that no executor spins. Subscriptions are added before :meth:`start`.
+services) that no executor spins. Subscriptions are added before :meth:`start`, or later from the receiver's own
+thread (an ``on_raw`` or :meth:`every` function: robot_node adds the edges it discovers); the wait set is rebuilt
+when their number changed.
 """
 from __future__ import annotations
 
@@ -63,15 +65,17 @@ class Receiver:
 
     def _loop(self) -> None:
         name_native_thread()
-        events = [h for sub, _ in self._subs for h in sub.event_handlers]
-        ctx = self._node.context
-        try:
-            with ctx.handle:
-                ws = _rclpy.WaitSet(len(self._subs), 1, 0, 0, 0, len(events), ctx.handle)
-        except Exception:  # noqa: BLE001 - the context shut down before we started
-            return
+        ctx, size = self._node.context, -1
         due = time.monotonic() + (self._tick[0] if self._tick else 0.0)
         while not self._stop.is_set():
+            if len(self._subs) != size:          # at the start, and after a subscription was added here
+                size = len(self._subs)
+                events = [h for sub, _ in self._subs for h in sub.event_handlers]
+                try:
+                    with ctx.handle:
+                        ws = _rclpy.WaitSet(size, 1, 0, 0, 0, len(events), ctx.handle)
+                except Exception:  # noqa: BLE001 - the context shut down under us
+                    return
             timeout_ns = max(0, int((due - time.monotonic()) * 1e9)) if self._tick else -1    # -1: until data
             try:
                 subs, ready = self._wait(ws, events, timeout_ns)

@@ -17,11 +17,10 @@ from rclpy.node import Node
 from rclpy.time import Time
 
 from intradp_ros.engine.plan import PlanError
-from intradp_ros.engine.profile import DeviceProfile
-from intradp_ros.msg import EdgeProfile, FrameTiming, LinkEstimate, PlanStatus, TensorTile
+from intradp_ros.msg import FrameTiming, LinkEstimate, PlanStatus, TensorTile
 from intradp_ros.nodes.camera_intake import CameraIntake
 from intradp_ros.nodes.common import (Counters, declare, name_native_thread, packet_to_msg, publisher, run_node,
-                                      shutting_down, subscription, subscription_qos)
+                                      shutting_down, subscription_qos)
 from intradp_ros.nodes.edge_watch import EdgeWatch
 from intradp_ros.nodes.link_probe import ProbeSender
 from intradp_ros.nodes.lifecycle import ManagedNode
@@ -32,7 +31,7 @@ from intradp_ros.robot.planning import parse_plan_choice
 from intradp_ros.robot.runtime import RobotRuntime
 from intradp_ros.robot.state import Status
 from intradp_ros.runtime import RobotConfig
-from intradp_ros.topology import TOPICS
+from intradp_ros.topology import TOPICS, parse_edge_namespaces
 
 
 class RobotNode(ManagedNode):
@@ -55,7 +54,7 @@ class RobotNode(ManagedNode):
         self.counters = Counters(self, ["frames_received", "frames_processed", "frames_skipped_busy", "bad_images",
                                         "frame_errors", "tiles_sent", "bytes_to_edge", "link_samples",
                                         "probes_sent", "guard_switches", "send_errors", "plan_changes",
-                                        "frames_rescued", "edge_lost"], also=self.report.flush)
+                                        "frames_rescued", "edge_lost", "edge_switches"], also=self.report.flush)
         self.refuse = lambda cause, line: (self.counters.inc(cause), self.report(cause, line))   # bad input
         self.add_on_set_parameters_callback(self.parameters_callback)
         self.rt = self.controller = self._camera = self._rx = self._ready_timer = self.watch = None
@@ -64,6 +63,7 @@ class RobotNode(ManagedNode):
     def configure(self):
         self.cfg = declare_config(self)              # as set now (declared already: the current values)
         parse_plan_choice(self.cfg.plan, None, self.cfg.model)     # a bad plan fails before the model loads
+        parse_edge_namespaces(self._watch_args[0], self.get_namespace())   # so does a bad edge_namespace
         self.session = secrets.token_hex(8)   # names this run's frames: receivers ignore other sessions' tiles
         log = self.get_logger()
         self.plan_pub = publisher(self, PlanStatus, "plan")
@@ -71,19 +71,16 @@ class RobotNode(ManagedNode):
         self.rt = RobotRuntime(self.cfg, log=lambda line: shutting_down(self) or log.info(line),
                                warn=lambda line: shutting_down(self) or log.warning(line), on_change=self.publish_plan)
         self.controller = self.rt.controller
-        self.tile_pub = publisher(self, TensorTile, "to_edge")
         self.out_pub = publisher(self, TensorTile, "outputs")
-        subscription(self, EdgeProfile, "edge_profile", self.edge_profile_callback)
-        self._edge_profile_seen, self._frame, self._seq = False, None, 0
+        self._frame, self._seq = None, 0
         self._cond = threading.Condition()
-        # what arrives with every frame, and the edge's heartbeats, off the executor (see Receiver)
+        # what arrives with every frame, and the edges' heartbeats, off the executor (see Receiver)
         self._rx = Receiver(self, "rx")
-        for key, kind, fn in (("link", LinkEstimate, self.link_callback), ("timing", FrameTiming,
-                                                                           self.timing_callback)):
-            self._rx.add(kind, TOPICS[key].name, subscription_qos(self, key),
-                         deserialized(kind, lambda msg, _arrived, fn=fn: fn(msg), self.refuse, f"bad_{key}", key))
-        self.watch = EdgeWatch(self, self._rx, self.rt, self.counters, self._cond,
-                               lambda: self.tile_pub.get_subscription_count() > 0, *self._watch_args)
+        self._rx.add(FrameTiming, TOPICS["timing"].name, subscription_qos(self, "timing"),
+                     deserialized(FrameTiming, lambda msg, _arrived: self.timing_callback(msg), self.refuse,
+                                  "bad_timing", "timing"))
+        self.watch = EdgeWatch(self, self._rx, self.rt, self.counters, self._cond, self.link_callback,
+                               *self._watch_args)
         self._rx.start()
         self._send_q: queue.Queue = queue.Queue()
         self._stop = threading.Event()
@@ -131,7 +128,7 @@ class RobotNode(ManagedNode):
         waited = (self.get_clock().now() - self._started).nanoseconds / 1e9
         have_agg = self.count_publishers(TOPICS["timing"].name) > 0    # ours: the timing topic is in our namespace
         full = self.watch.admitted is False       # an edge: its profile, tile subscription, and admission (heartbeat)
-        have_edge = self._edge_profile_seen and self.tile_pub.get_subscription_count() > 0 and self.watch.admitted
+        have_edge = self.watch.serving() and self.watch.admitted
         plan_fixed = self.controller.config.plan != "auto"
         if not have_agg or not (have_edge or full or waited > self.edge_wait_s
                                 or (plan_fixed and not self.rt.needs_edge)):
@@ -146,21 +143,11 @@ class RobotNode(ManagedNode):
         self.destroy_timer(self._ready_timer)
         self._ready_timer = None
         if not have_edge:
-            self.get_logger().warning("the edge is full (its max_robots): running all-local until a place frees" if full
+            self.get_logger().warning("every edge is full (max_robots): running all-local until a place frees" if full
                                       else f"no edge after {waited:.0f} s: running all-local until one appears")
         self._camera = CameraIntake(self, self.counters, self.report, self.max_image_pixels, self._offer)
         self.get_logger().info(f"ready: plan {self.controller.status().describe}; "
                                f"listening on {self._camera.topic_name}")
-
-    def edge_profile_callback(self, msg: EdgeProfile):
-        try:
-            prof = DeviceProfile.from_json(msg.profile_json)
-            self.get_logger().info(f"edge profile received ({msg.device}, whole model {sum(prof.op_ms):.1f} ms)")
-            self.controller.set_edge_profile(prof)
-        except (ValueError, TypeError, KeyError) as e:
-            self.report("bad_edge_profiles", f"edge profile from {msg.device} rejected: {e}")
-            return
-        self._edge_profile_seen = True
 
     def link_callback(self, msg: LinkEstimate):
         if msg.session not in ("", self.session):
@@ -181,8 +168,7 @@ class RobotNode(ManagedNode):
         """Keep the bandwidth estimate alive when the plan in force sends nothing measurable."""
         idle_s = (self.get_clock().now() - self._last_link_sample).nanoseconds / 1e9
         if (self.controller.config.bandwidth_source != "measured" or idle_s < self.probe_period_s
-                or self._camera is None or not self._edge_profile_seen
-                or self.tile_pub.get_subscription_count() == 0):
+                or self._camera is None or not self.watch.serving()):
             return
         self.probes.queue(4, max(16, int(self.probe_kib) * 1024 // 4))
         self.counters.inc("probes_sent")
@@ -241,7 +227,9 @@ class RobotNode(ManagedNode):
             started = time.monotonic()
             age_ms = (self.get_clock().now() - Time.from_msg(header.stamp)).nanoseconds / 1e6
             try:
-                run = self.rt.run_frame(seq, rgb, lambda p, h=header, s=size: self._send_q.put((p, h, s)), age_ms)
+                edge = self.watch.current      # the frame's tiles go to the edge it was planned for
+                run = self.rt.run_frame(seq, rgb, lambda p, h=header, s=size, e=edge: self._send_q.put((p, h, s, e)),
+                                        age_ms)
                 self.watch.keep(seq, run, header, size, started - age_ms / 1e3)
                 self.counters.inc("frames_processed")
                 self.get_logger().debug(f"frame {seq} ({header.frame_id}): robot share {run.busy_ms:.1f} ms")
@@ -267,18 +255,23 @@ class RobotNode(ManagedNode):
                 self.report("send_errors", f"sending {getattr(item[0], 'tensor', '?')} of frame "
                             f"{getattr(item[0], 'frame_seq', '?')} failed: {e!r}")
 
-    def _send_one(self, pkt, header, size):
+    def _send_one(self, pkt, header, size, edge=None):
+        """``edge``: the EdgeLink the frame was planned for (None: the one in use now, for probes)."""
         if callable(pkt):                          # a marker: everything queued before it has been sent
             pkt()
             return
+        edge = edge or self.watch.current
         if isinstance(pkt, TensorTile):            # a ready message (link probe)
-            pkt.session, pkt.sent = self.session, self.get_clock().now().to_msg()
-            self.tile_pub.publish(pkt)
+            if edge is not None:
+                pkt.session, pkt.sent = self.session, self.get_clock().now().to_msg()
+                edge.tiles.publish(pkt)
             return
         cpu0 = time.thread_time()
         msg = packet_to_msg(pkt, header, size, self.cfg.model, self.get_clock().now().to_msg(), self.session)
         if pkt.dest == "edge":
-            self.tile_pub.publish(msg)
+            if edge is None:       # planned for an edge that was dropped since: the frame's rescue answers it
+                raise RuntimeError("no edge to send to")
+            edge.tiles.publish(msg)
             self.counters.inc("tiles_sent")
             self.counters.inc("bytes_to_edge", len(pkt.payload))
         else:

@@ -80,7 +80,7 @@ def frame_row(model: str, ev: dict, power: PowerModel, n_ops: int | None) -> dic
     return row
 
 
-def _f(x) -> float:
+def number(x) -> float:
     try:
         return float(x)
     except (TypeError, ValueError):
@@ -97,7 +97,7 @@ def summarize(rows: list[dict]) -> dict[tuple[float, str], dict]:
     groups: dict[tuple[float, str], list[dict]] = {}
     for r in rows:
         if r["phase"] == "measure":
-            groups.setdefault((_f(r["bandwidth_mbps"]), r["strategy"]), []).append(r)
+            groups.setdefault((number(r["bandwidth_mbps"]), r["strategy"]), []).append(r)
     means = {"cpu_s": "cpu_robot_s", "cpu_client_s": "cpu_client_s", "busy_s": "busy_core_s", "tx": "tx_bytes",
              "rx": "rx_bytes", "energy": "energy_j", "e_idle": "energy_idle_j", "e_compute": "energy_compute_j",
              "e_radio": "energy_radio_j"}
@@ -105,8 +105,8 @@ def summarize(rows: list[dict]) -> dict[tuple[float, str], dict]:
                "agg_p50": "agg_latency_ms"}
     out = {}
     for key, rs in sorted(groups.items(), key=lambda kv: (kv[0][0], STRATEGIES.index(kv[0][1]))):
-        ok = [r for r in rs if r["ok"] == "1" and not math.isnan(_f(r["latency_ms"]))]
-        cols = {name: np.array([_f(r[name]) for r in ok], dtype=float) for name in CSV_NUMERIC}
+        ok = [r for r in rs if r["ok"] == "1" and not math.isnan(number(r["latency_ms"]))]
+        cols = {name: np.array([number(r[name]) for r in ok], dtype=float) for name in CSV_NUMERIC}
         lat = cols["latency_ms"]
         used = collections.Counter((r["frame_plan"] or r["plan_spec"], r["plan_kind"]) for r in ok)
         (spec, kind), _ = used.most_common(1)[0] if used else ((rs[-1]["plan_spec"], rs[-1]["plan_kind"]), 0)
@@ -205,7 +205,7 @@ def report(out: Path, cfg: dict, meta: dict) -> str:
             e_txt = f"{intra['energy']:.2f} vs {local['energy']:.2f} ({intra['energy'] / local['energy']:.2f}x)"
             energy.append(f"{bw:g} Mbit/s {e_txt}")
         verdict.append(f"| {bw:g} | {LABELS[best_name]} ({best:.1f}) | {intra['p50']:.1f} | "
-                       f"{intra['p50'] / best:.2f} ({ci[0]:.2f}-{ci[1]:.2f}) | {_verdict(ok, ci)} | "
+                       f"{intra['p50'] / best:.2f} ({ci[0]:.2f}-{ci[1]:.2f}) | {verdict_text(ok, ci)} | "
                        f"{cut_txt} | "
                        + (f"{lim[bw].latency_ms:.1f} | {intra['p50'] / lim[bw].latency_ms:.2f} | " if bw in lim
                           else "- | - | ")
@@ -213,7 +213,7 @@ def report(out: Path, cfg: dict, meta: dict) -> str:
     final = []
     if per_bw:
         final.append("Intra-DP p50 <= best baseline p50: " + "; ".join(
-            f"{bw:g} Mbit/s {_verdict(ok, ci)} ({r:.2f}x {LABELS[n]})" for bw, ok, r, n, ci in per_bw))
+            f"{bw:g} Mbit/s {verdict_text(ok, ci)} ({r:.2f}x {LABELS[n]})" for bw, ok, r, n, ci in per_bw))
     if cut_ratios:
         r, bw = min(cut_ratios)
         final.append(f"best ratio Intra-DP / best layer-wise cut (p50): {r:.2f} at {bw:g} Mbit/s")
@@ -276,10 +276,10 @@ def _settling(rows: list[dict]) -> list[str]:
     groups: dict[tuple[float, str], list[dict]] = {}
     for r in rows:
         if r["phase"] == "settle":
-            groups.setdefault((_f(r["bandwidth_mbps"]), r["strategy"]), []).append(r)
+            groups.setdefault((number(r["bandwidth_mbps"]), r["strategy"]), []).append(r)
     out = []
     for (bw, st), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], STRATEGIES.index(kv[0][1]))):
-        lat = [_f(r["latency_ms"]) for r in rs if r["ok"] == "1"]
+        lat = [number(r["latency_ms"]) for r in rs if r["ok"] == "1"]
         plans = len({r["frame_plan"] for r in rs})
         out.append(f"{LABELS[st]} @ {bw:g} Mbit/s {len(rs)} frames"
                    + (f" (p50 {np.median(lat):.1f} ms, {plans} plan{'s' if plans > 1 else ''})" if lat else ""))
@@ -296,7 +296,7 @@ def ratio_interval(a: np.ndarray, b: np.ndarray, resamples: int = CI_RESAMPLES, 
     return float(lo), float(hi)
 
 
-def _verdict(ok: bool, ci: tuple[float, float]) -> str:
+def verdict_text(ok: bool, ci: tuple[float, float]) -> str:
     """yes/NO, strictly; a NO whose 95 % interval reaches 1 is marked as within sampling noise (then the frames
     cannot tell Intra-DP from the best baseline: typically it ran that baseline's own plan)."""
     return "yes" if ok else (f"NO (within noise: 95% CI {ci[0]:.2f}-{ci[1]:.2f})" if ci[0] <= 1.0 else "NO")

@@ -59,7 +59,7 @@ class Run:
         prof = Path(cfg.get("profile_cache") or out / "profiles")
         r, e = cfg["robot"], cfg["edge"]
         executor = cfg.get("executor", "single")
-        robot_yaml = write_params("robot.yaml", out / "params" / "robot.yaml", _merged({
+        robot_yaml = write_params("robot.yaml", out / "params" / "robot.yaml", merged_params({
             "robot_node": {"model": cfg["model"], "input_size": int(cfg["input_size"]), "threads": int(r["threads"]),
                            "device": r["device"], "plan": "auto", "bandwidth_mbps": float(cfg["bandwidths_mbps"][0]),
                            "link_latency_ms": float(cfg["link_latency_ms"]), "encodings": cfg["encodings"],
@@ -70,7 +70,7 @@ class Run:
                                 "executor": executor,
                                 "frame_timeout_s": float(cfg["frame_timeout_s"])},
             }, robot_updates))
-        edge_yaml = write_params("edge.yaml", out / "params" / "edge.yaml", _merged({
+        edge_yaml = write_params("edge.yaml", out / "params" / "edge.yaml", merged_params({
             "edge_node": {"model": cfg["model"], "input_size": int(cfg["input_size"]), "threads": int(e["threads"]),
                           "device": e["device"], "frame_timeout_s": float(cfg["frame_timeout_s"]),
                           "executor": executor,
@@ -179,7 +179,7 @@ class Run:
                 raise RuntimeError(f"a {launch.host} node stopped (status {status}); last lines:\n{tail}")
 
 
-def _merged(base: dict[str, dict], more: dict[str, dict] | None) -> dict[str, dict]:
+def merged_params(base: dict[str, dict], more: dict[str, dict] | None) -> dict[str, dict]:
     """{node: parameters} of ``base`` with ``more``'s parameters added node by node."""
     out = {node: dict(params) for node, params in base.items()}
     for node, params in (more or {}).items():

@@ -39,7 +39,7 @@ from intradp_ros.launching.commands import node_commands
 from intradp_ros.launching.supervisor import Launch
 from intradp_ros.tools import bench_report, fleet_report, netem
 from intradp_ros.tools.bench_config import CSV_COLUMNS, config_file, machine_info, write_params
-from intradp_ros.tools.bench_run import _merged, die_with_parent
+from intradp_ros.tools.bench_run import merged_params, die_with_parent
 
 __all__ = ["FleetRun", "run", "FLEET_COLUMNS"]
 
@@ -88,7 +88,7 @@ class FleetRun:
         (out / "logs").mkdir(parents=True, exist_ok=True)
         prof = Path(cfg.get("profile_cache") or out / "profiles")
         r, e, executor = cfg["robot"], cfg["edge"], cfg.get("executor", "single")
-        self.robot_yaml = write_params("robot.yaml", out / "params" / "robot.yaml", _merged({
+        self.robot_yaml = write_params("robot.yaml", out / "params" / "robot.yaml", merged_params({
             "robot_node": {"model": cfg["model"], "input_size": int(cfg["input_size"]), "threads": int(r["threads"]),
                            "device": r["device"], "plan": "auto", "bandwidth_mbps": float(cfg["bandwidths_mbps"][0]),
                            "link_latency_ms": float(cfg["link_latency_ms"]), "encodings": cfg["encodings"],

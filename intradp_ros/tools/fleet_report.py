@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from intradp_ros.tools.bench_report import BASELINES, LABELS, STRATEGIES, _f, _verdict, load_rows, ratio_interval
+from intradp_ros.tools.bench_report import (BASELINES, LABELS, STRATEGIES, load_rows, number, ratio_interval,
+                                            verdict_text)
 
 __all__ = ["summarize", "report"]
 
@@ -22,30 +23,30 @@ def summarize(rows: list[dict], edge_rows: list[dict]) -> dict[tuple[float, int,
     groups: dict[tuple, list[dict]] = collections.defaultdict(list)
     for r in rows:
         if r["phase"] == "measure":
-            groups[(_f(r["bandwidth_mbps"]), int(r["robots"]), r["strategy"])].append(r)
+            groups[(number(r["bandwidth_mbps"]), int(r["robots"]), r["strategy"])].append(r)
     edge: dict[tuple, list[dict]] = collections.defaultdict(list)
     for r in edge_rows:
-        edge[(_f(r["bandwidth_mbps"]), int(r["robots"]), r["strategy"])].append(r)
+        edge[(number(r["bandwidth_mbps"]), int(r["robots"]), r["strategy"])].append(r)
     out = {}
     for key in sorted(groups, key=lambda k: (k[0], k[1], STRATEGIES.index(k[2]))):
         rs = groups[key]
-        ok = [r for r in rs if r["ok"] == "1" and not math.isnan(_f(r["latency_ms"]))]
-        lat = np.array([_f(r["latency_ms"]) for r in ok])
+        ok = [r for r in rs if r["ok"] == "1" and not math.isnan(number(r["latency_ms"]))]
+        lat = np.array([number(r["latency_ms"]) for r in ok])
         per_robot = collections.defaultdict(list)
         for r in ok:
-            per_robot[int(r["robot"])].append(_f(r["latency_ms"]))
+            per_robot[int(r["robot"])].append(number(r["latency_ms"]))
         kinds = collections.Counter(r["plan_kind"] for r in ok)
         s = {"n": len(ok), "lost": len(rs) - len(ok), "latencies": lat,
              "robot_p50": {k: float(np.median(v)) for k, v in sorted(per_robot.items())},
              "kinds": ", ".join(f"{n} x {k}" for k, n in kinds.most_common())}
         if ok:
             s.update(p50=float(np.median(lat)), p95=float(np.percentile(lat, 95)),
-                     cpu_s=float(np.mean([_f(r["cpu_robot_s"]) for r in ok])))
+                     cpu_s=float(np.mean([number(r["cpu_robot_s"]) for r in ok])))
         e = edge.get(key, [])
-        spans = np.array([_f(r["span_s"]) for r in e])
+        spans = np.array([number(r["span_s"]) for r in e])
         if len(e) and spans.sum() > 0:
-            s.update(busy=float(np.average([_f(r["busy_fraction"]) for r in e], weights=spans)),
-                     fps=float(np.average([_f(r["frames_per_s"]) for r in e], weights=spans)))
+            s.update(busy=float(np.average([number(r["busy_fraction"]) for r in e], weights=spans)),
+                     fps=float(np.average([number(r["frames_per_s"]) for r in e], weights=spans)))
         out[key] = s
     return out
 
@@ -87,7 +88,7 @@ def report(out: Path, cfg: dict, meta: dict) -> str:
         fps = f"{s['fps']:.2f}" if "fps" in s else "-"
         cells.append(f"| {bw:g} | {n} | {LABELS[st]} | {s['kinds']} | {s['n']} ({s['lost']}) | {s['p50']:.1f} | "
                      f"{s['p95']:.1f} | {each} | {s['cpu_s']:.3f} | {busy} | {fps} |")
-    verdict = ["| Mbit/s | robots | best baseline (p50 ms) | Intra-DP p50 ms | Intra-DP / best (95% CI) | "
+    table = ["| Mbit/s | robots | best baseline (p50 ms) | Intra-DP p50 ms | Intra-DP / best (95% CI) | "
                "Intra-DP <= best | Intra-DP / all-offload (95% CI) | worst robot's Intra-DP p50 / best |",
                "|---:|---:|---|---:|---:|---|---:|---:|"]
     largest = max((k[1] for k in stats), default=0)
@@ -108,9 +109,9 @@ def report(out: Path, cfg: dict, meta: dict) -> str:
         else:
             off_text = "-"
         worst = max(idp["robot_p50"].values()) / best_p50
-        verdict.append(f"| {bw:g} | {n} | {LABELS[best]} ({best_p50:.1f}) | {idp['p50']:.1f} | {r:.2f} "
-                       f"({ci[0]:.2f}-{ci[1]:.2f}) | {_verdict(r <= 1.0, ci)} | {off_text} | {worst:.2f} |")
-    text = "\n".join([*cells, "", *verdict])
+        table.append(f"| {bw:g} | {n} | {LABELS[best]} ({best_p50:.1f}) | {idp['p50']:.1f} | {r:.2f} "
+                       f"({ci[0]:.2f}-{ci[1]:.2f}) | {verdict_text(r <= 1.0, ci)} | {off_text} | {worst:.2f} |")
+    text = "\n".join([*cells, "", *table])
     plot = _plot(out, stats, cfg)
     (out / "fleet_summary.md").write_text("\n".join([*_header(cfg, meta), text, "",
                                                      f"![p50 against fleet size]({plot.name})" if plot else "", ""]))
