@@ -133,6 +133,22 @@ def test_edge_load_factor_is_smoothed_and_replans_only_on_a_real_move_after_a_ho
     assert el.factor == 1.0
 
 
+def test_edge_load_factor_is_at_most_the_number_of_robots_sharing_the_edge():
+    """The fair queue gives each of N robots at least 1/N of the edge, however busy the others keep it."""
+    clock = Clock()
+    el = EdgeLoad(rng=random.Random(3), clock=clock)
+    el.observe(0.75, robots=4)
+    assert el.factor == 4.0                               # 1/(1-0.75) = 4 = N: the cap does not bind
+    el.observe(0.95, robots=4)
+    clock.t += 100
+    el.observe(0.95, robots=4)
+    assert el.factor == 4.0                               # 1/(1-0.9) = 10 without the cap
+    el.observe(0.95, robots=2)
+    assert el.factor == 2.0
+    el.observe(0.95)                                      # unknown count: no cap
+    assert el.factor == 1.0 / (1.0 - EdgeLoad.MAX_RHO)
+
+
 def test_robots_replan_at_different_times():
     clocks = [Clock() for _ in range(4)]
     loads = [EdgeLoad(rng=random.Random(i), clock=c) for i, c in enumerate(clocks)]

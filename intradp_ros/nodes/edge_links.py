@@ -4,7 +4,8 @@ estimates, tile and roster topics, and the choice of the one in use (:func:`choo
 robot_node's ``edge_namespace`` names them: one namespace (default ``/``), several in order of preference
 (``/edge_a,/edge_b``), or ``*``: every edge on the domain, found in the ROS graph by its heartbeat topic. Each
 edge is priced by its compute for the whole model stretched by its load, 1 / (1 - rho) with rho its busy fraction
-from the others (the robot's planner prices queueing the same way, robot.edge_load), so the robot uses the edge
+from the others, at most the number of robots sharing it (the robot's planner prices queueing the same way,
+robot.edge_load), so the robot uses the edge
 that would serve it soonest; the link is the robot's own radio, the same for every edge.
 
 Threads: an EdgeLink's callbacks (heartbeats, liveliness, profile, link estimates) run on robot_node's receiver
@@ -65,6 +66,8 @@ def choose(offers: list[Offer], current: str | None, since_change_s: float) -> s
 class EdgeLink:
     """One edge as this robot sees it: its topics (in the edge's namespace), health, profile, load, admission."""
 
+    IDLE = 0.01             # a robot using less of the edge than this does not count as sharing it
+
     def __init__(self, node, rx, namespace: str, timeout_s: float, on_heartbeat, on_lease_lost, on_link):
         """``on_heartbeat(link)``, ``on_lease_lost(link)`` and ``on_link(msg)`` run on the receiver thread."""
         self.namespace, self.node = namespace, node
@@ -72,6 +75,7 @@ class EdgeLink:
         self.profile: DeviceProfile | None = None
         self.device = ""
         self.others_busy = 0.0        # the other robots' share of this edge, by its last heartbeat
+        self.sharing = 1              # robots using it, this one included (as if it did)
         # by the last heartbeat: True = it lists this robot, False = it is full without it, None = neither
         self.admitted: bool | None = None
         self.listed_once = False
@@ -95,6 +99,7 @@ class EdgeLink:
         me = self.node.session
         busy = dict(zip(msg.robot_sessions, msg.robot_busy_fraction))
         self.others_busy = max(sum(busy.values()) - busy.get(me, 0.0), 0.0)
+        self.sharing = 1 + sum(1 for s, b in busy.items() if s != me and b > self.IDLE)
         self.admitted = True if me in busy else (False if msg.full else None)
         self.listed_once |= self.admitted is True
         self.max_robots = msg.max_robots
@@ -123,6 +128,7 @@ class EdgeLink:
 
     def offer(self) -> Offer:
         usable = self.health.state is Health.ALIVE and self.profile is not None and self.admitted is not False
-        rho = min(self.others_busy, EdgeLoad.MAX_RHO)
-        price = sum(self.profile.op_ms) / (1.0 - rho) if self.profile is not None else float("inf")
+        load = EdgeLoad()
+        load.observe(self.others_busy, self.sharing)
+        price = sum(self.profile.op_ms) * load.factor if self.profile is not None else float("inf")
         return Offer(self.namespace, usable, price)

@@ -2,8 +2,11 @@
 
 The edge serves its robots' tiles in fair turns (engine.fleet.FairQueue): while the other robots keep it busy a
 fraction rho of the time, this robot's tiles get about 1 - rho of it, so its edge compute stretches by about
-1 / (1 - rho) (processor sharing). The planner prices every plan with the edge's profile scaled by that factor, so
-that as the edge fills up the robot takes rows back.
+1 / (1 - rho) (processor sharing), but never more than the number of robots using it: the fair queue gives a robot
+that asks for more than its share at least 1/N of the edge, however busy the others keep it (without that cap a
+saturated edge, rho near 1, priced 10x sent robots all-local on the bench, which emptied the edge). The planner
+prices every plan with the edge's profile scaled by that factor, so that as the edge fills up the robot takes rows
+back.
 
 Damped so that a fleet does not flip all at once: rho is smoothed over a few seconds, and a change re-plans only
 when the factor moved by a quarter, no sooner than a hold time after the last such re-plan, randomised per robot
@@ -28,16 +31,20 @@ class EdgeLoad:
     def __init__(self, rng: random.Random | None = None, clock=time.monotonic):
         self._rng, self._clock = rng or random.Random(), clock
         self.rho = 0.0
+        self.robots: int | None = None     # robots using the edge, this one included (None: no cap)
         self._t: float | None = None
         self._next = 0.0
 
     @property
     def factor(self) -> float:
-        return 1.0 / (1.0 - min(max(self.rho, 0.0), self.MAX_RHO))
+        f = 1.0 / (1.0 - min(max(self.rho, 0.0), self.MAX_RHO))
+        return min(f, float(max(self.robots, 1))) if self.robots is not None else f
 
-    def observe(self, others_busy: float) -> None:
-        """One heartbeat: the fraction of the edge's time the other robots used."""
+    def observe(self, others_busy: float, robots: int | None = None) -> None:
+        """One heartbeat: the fraction of the edge's time the other robots used, and how many robots use it
+        (this one included)."""
         now = self._clock()
+        self.robots = robots
         if self._t is None:
             self.rho = others_busy
         else:
@@ -55,9 +62,9 @@ class EdgeLoad:
         self._next = now + self.HOLD_S * (1.0 + self._rng.random())
         return True
 
-    def heard(self, others_busy: float, planned: float | None) -> str | None:
+    def heard(self, others_busy: float, planned: float | None, robots: int | None = None) -> str | None:
         """One heartbeat (:meth:`observe`); why to re-plan, or None (see :meth:`should_replan`)."""
-        self.observe(others_busy)
+        self.observe(others_busy, robots)
         if not self.should_replan(planned):
             return None
         return (f"the other robots use {self.rho:.0%} of the edge: its compute priced {self.factor:.2f}x (planned "
@@ -65,4 +72,4 @@ class EdgeLoad:
 
     def reset(self) -> None:
         """A new edge (or the same one back): nothing of the old load holds."""
-        self.rho, self._t = 0.0, None
+        self.rho, self._t, self.robots = 0.0, None, None
