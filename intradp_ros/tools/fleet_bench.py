@@ -110,7 +110,7 @@ class FleetRun:
         values = resolve_arguments("edge", {"params_file": str(edge_yaml), "dds_profile": str(self.dds["edge"]),
                                             "model": cfg["model"]})
         (spec, argv), = node_commands("edge", values)
-        self._launch("edge", spec, tb.wrap(argv, "edge"))
+        self._launch("edge", spec, self.pinned(tb.wrap(argv, "edge"), "edge"))
         self.log("started edge_node; waiting until it is up (it profiles itself first)")
         self.launches[-1].wait_for_output(r"edge_node: model ", node="edge_node", timeout=900)
 
@@ -121,7 +121,7 @@ class FleetRun:
                                              "dds_profile": str(self.dds["robot"]), "namespace": f"robot{k}"})
         cmds = sorted(node_commands("robot", values), key=lambda c: c[0].name != "aggregator_node")
         for spec, argv in cmds:
-            self._launch(side, spec, tb.wrap(argv, side, "nodes"))
+            self._launch(side, spec, self.pinned(tb.wrap(argv, side, "nodes"), side))
             if spec.name == "aggregator_node":
                 self.launches[-1].wait_for_output(r"aggregator_node: model ", node=spec.name, timeout=900)
         fds = [os.open(tb.acct_file(g, side), os.O_RDONLY) for g in ("nodes", "client")]
@@ -135,7 +135,8 @@ class FleetRun:
             "status_quiet_s": 1.0, "bandwidth_source": cfg["bandwidth_source"],
             "namespace": f"/robot{k}", "fleet": {"robots": self.sizes, "robot": k},
             "nodes_fd": fds[0], "client_fd": fds[1], "dev": tb.dev[side]}))
-        argv = tb.wrap([sys.executable, "-m", "intradp_ros.tools.bench_client", str(client_cfg)], side, "client")
+        argv = self.pinned(tb.wrap([sys.executable, "-m", "intradp_ros.tools.bench_client", str(client_cfg)], side,
+                                   "client"), side)
         log = open(self.out / "logs" / f"client{k}.log", "w", encoding="utf-8")  # noqa: SIM115
         self.clients[k] = subprocess.Popen(argv, env=self.envs["robot"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                            stderr=log, text=True, bufsize=1, pass_fds=fds,
@@ -144,6 +145,15 @@ class FleetRun:
             os.close(fd)
         threading.Thread(target=self._read_client, args=(k, log), daemon=True, name=f"client{k} output").start()
         self.log(f"started robot {k} (namespace /robot{k}, netns {tb.ns[side]}); waiting until it is ready")
+
+    def pinned(self, argv: list[str], side: str) -> list[str]:
+        """``argv`` on the edge's core (core 0) or the robots' (the others), with the config's ``pin_cpus``: the
+        robots' quarter cores add up to one core, and on one host their compute would otherwise take CPU from the
+        edge, which in a real fleet is another machine."""
+        cores = os.cpu_count() or 1
+        if not self.cfg.get("pin_cpus") or cores < 2:
+            return argv
+        return ["taskset", "-c", "0" if side == "edge" else f"1-{cores - 1}", *argv]
 
     def _launch(self, side: str, spec, argv: list[str]) -> None:
         host = "edge" if side == "edge" else "robot"

@@ -59,7 +59,8 @@ def _header(cfg: dict, meta: dict) -> list[str]:
         f"- machine: {m.get('cpu_model', '?')}, {m.get('cores', '?')} cores, kernel {m.get('kernel', '?')}",
         f"- each robot: its own netns, veth (tbf both ways at the rate) and CPU cap {r['cpu_quota_us']}/"
         f"{r['cpu_period_us']} us for its robot_node + aggregator_node + bench client (ROS namespace /robotK); "
-        f"one edge_node, no CPU cap, torch threads {e['threads'] or 'default'}, device {e['device']}",
+        f"one edge_node, no CPU cap, torch threads {e['threads'] or 'default'}, device {e['device']}"
+        + ("; the edge pinned to core 0, every robot to the other cores (`pin_cpus`)" if cfg.get("pin_cpus") else ""),
         f"- per fleet size N the first N robots run each strategy at once: {cfg['warmup']} warm-up + "
         f"{cfg['frames']} measured frames per robot and turn, closed loop, in {cfg.get('rounds', 1)} round(s); a "
         "robot done measuring goes on unmeasured until all N are, so every measured frame met the whole fleet; the "
