@@ -164,3 +164,30 @@ def test_heard_says_why_to_replan_only_when_priced():
     assert el.heard(0.5, None) is None                   # not priced (or a fixed plan): never asks
     why = el.heard(0.5, 1.0)
     assert why and "50%" in why and "2.00x" in why
+
+
+def test_fleet_load_counts_the_time_each_robot_waited_behind_the_others():
+    clock = Clock()
+    load = FleetLoad(window_s=3.0, clock=clock)
+    load.served("b", 0.01, 0.0, frame_done=True)          # b is known to the account
+    for _ in range(10):                                   # a's 80 ms tiles while b has tiles queued
+        clock.t += 0.1
+        load.served("a", 0.08, 0.0, frame_done=True, waiting=("b",))
+        load.served("b", 0.02, 0.08, frame_done=True)     # then b's own 20 ms tile, nobody waiting
+    snap = {r.session: r for r in load.snapshot()}
+    assert abs(snap["b"].behind_ms - 80.0 * 10 / 11) < 1e-6    # 10 x 80 ms behind a, over b's 11 frames
+    assert snap["a"].behind_ms == 0.0
+    assert abs(snap["b"].service_ms - (0.01 + 10 * 0.02) * 1e3 / 11) < 1e-6   # b's own service only
+
+
+def test_measured_stretch_wins_over_the_estimate_from_the_others_share():
+    clock = Clock()
+    el = EdgeLoad(rng=random.Random(4), clock=clock)
+    el.observe(0.88, robots=2, stretch=1.1)          # a closed-loop pair interleaves: barely slower than alone
+    assert abs(el.factor - 1.1) < 1e-9
+    el.observe(0.88, robots=2, stretch=None)         # not on the edge lately: 1/(1-0.88), capped at 2
+    clock.t += 100
+    el.observe(0.88, robots=2, stretch=None)
+    assert el.factor == 2.0
+    why = el.heard(0.5, 1.0, robots=4, stretch=3.0)
+    assert why and "stretch its edge part 3.00x" in why

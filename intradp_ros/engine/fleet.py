@@ -6,9 +6,10 @@ recently, by compute seconds (start-time fair queueing over service time): a rob
 network cannot make one that offloads a few rows wait behind its frames, and none starves. A robot that was idle
 rejoins at the fleet's current virtual time, so idling earns it no burst of credit.
 
-:class:`FleetLoad` keeps, per robot, its compute seconds, the queue delay of its tiles and its frames, over
-sliding windows of about ``window_s``, for the edge's heartbeat (EdgeStatus): robots price the queueing they
-would meet from the others' share of the edge.
+:class:`FleetLoad` keeps, per robot, its compute seconds, the queue delay of its tiles, how long its tiles waited
+while the edge computed other robots' tiles, and its frames, over sliding windows of about ``window_s``, for the
+edge's heartbeat (EdgeStatus): a robot prices the queueing it meets from its own time behind the others (measured)
+or, while it does not use the edge, from the others' share of it.
 
 Threading: FairQueue is shared by the receiver thread (:meth:`FairQueue.put`) and the compute thread
 (:meth:`FairQueue.get`, :meth:`FairQueue.done`); its condition guards every field. FleetLoad is the compute
@@ -87,6 +88,7 @@ class RobotLoad:
     service_ms: float             # compute per frame (mean)
     queue_ms: float               # wait of a tile from arrival to compute (mean)
     frames: int
+    behind_ms: float = 0.0        # per frame: time its tiles waited while the edge computed other robots' tiles
 
 
 class FleetLoad:
@@ -95,15 +97,22 @@ class FleetLoad:
     def __init__(self, window_s: float = 3.0, clock=time.monotonic):
         self.window_s, self._clock = window_s, clock
         self._lock = threading.Lock()
-        self._events: dict[str, collections.deque] = {}   # session -> (time, service s, queue s, frames ended)
+        # session -> (time, service s, queue s, frames ended, s behind another robot's service)
+        self._events: dict[str, collections.deque] = {}
         self.last_seen: dict[str, float] = {}
         self._since: float | None = None      # the first service: the window is shorter before a full one passed
 
-    def served(self, session: str, service_s: float, queue_s: float, frame_done: bool) -> None:
+    def served(self, session: str, service_s: float, queue_s: float, frame_done: bool,
+               waiting: tuple[str, ...] = ()) -> None:
+        """A tile of ``session`` computed; ``waiting``: the other robots that had tiles queued meanwhile (they
+        spent ``service_s`` behind this robot)."""
         now = self._clock()
         with self._lock:
+            for other in waiting:
+                if other in self._events:
+                    self._events[other].append((now - service_s, 0.0, 0.0, 0, service_s))
             ev = self._events.setdefault(session, collections.deque())
-            ev.append((now - service_s, service_s, queue_s, int(frame_done)))     # when the service began
+            ev.append((now - service_s, service_s, queue_s, int(frame_done), 0.0))     # when the service began
             if self._since is None:
                 self._since = now - service_s
             self.last_seen[session] = now
@@ -138,8 +147,10 @@ class FleetLoad:
                     continue
                 busy = sum(e[1] for e in ev)
                 frames = sum(e[3] for e in ev)
+                tiles = sum(1 for e in ev if e[4] == 0)          # its own tiles (not time behind others)
                 out.append(RobotLoad(session, min(busy / span, 1.0), busy * 1e3 / max(frames, 1),
-                                     sum(e[2] for e in ev) * 1e3 / len(ev), frames))
+                                     sum(e[2] for e in ev) * 1e3 / max(tiles, 1), frames,
+                                     sum(e[4] for e in ev) * 1e3 / max(frames, 1)))
             for session in self.last_seen.keys() - self._events.keys():
                 out.append(RobotLoad(session, 0.0, 0.0, 0.0, 0))
         return out

@@ -126,6 +126,7 @@ class EdgeFleet:
         msg.robot_busy_fraction = [r.busy_fraction for r in listed]
         msg.robot_service_ms = [r.service_ms for r in listed]
         msg.robot_queue_ms = [r.queue_ms for r in listed]
+        msg.robot_behind_ms = [r.behind_ms for r in listed]
         msg.max_robots = int(self.max_robots)
         msg.full = bool(self.max_robots) and len(self.admitted) >= self.max_robots
         return msg

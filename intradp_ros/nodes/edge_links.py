@@ -76,6 +76,7 @@ class EdgeLink:
         self.device = ""
         self.others_busy = 0.0        # the other robots' share of this edge, by its last heartbeat
         self.sharing = 1              # robots using it, this one included (as if it did)
+        self.stretch: float | None = None
         # by the last heartbeat: True = it lists this robot, False = it is full without it, None = neither
         self.admitted: bool | None = None
         self.listed_once = False
@@ -100,6 +101,10 @@ class EdgeLink:
         busy = dict(zip(msg.robot_sessions, msg.robot_busy_fraction))
         self.others_busy = max(sum(busy.values()) - busy.get(me, 0.0), 0.0)
         self.sharing = 1 + sum(1 for s, b in busy.items() if s != me and b > self.IDLE)
+        # measured: how much the others stretched this robot's edge part (None: it did not use the edge lately)
+        mine = dict(zip(msg.robot_sessions, zip(msg.robot_service_ms, msg.robot_behind_ms)))
+        service, behind = mine.get(me, (0.0, 0.0))
+        self.stretch = 1.0 + behind / service if service > 0 else None
         self.admitted = True if me in busy else (False if msg.full else None)
         self.listed_once |= self.admitted is True
         self.max_robots = msg.max_robots

@@ -165,6 +165,7 @@ class EdgeNode(ManagedNode):
                 self._time_chunk(("probe", msg.session, msg.frame_seq), msg, arrived)
                 continue
             t0 = time.monotonic()
+            waiting = tuple(s for s in self.fleet.queue.backlog() if s != session)   # they wait behind this tile
             done = False
             try:
                 done = self._take(msg, arrived)
@@ -176,7 +177,7 @@ class EdgeNode(ManagedNode):
                 dt = time.monotonic() - t0
                 self._busy_s += dt
                 self.fleet.queue.done(session, dt)
-                self.fleet.load.served(session, dt, t0 - queued, done)
+                self.fleet.load.served(session, dt, t0 - queued, done, waiting)
 
     def _take(self, msg: TensorTile, arrived: float) -> bool:
         """One tile from a robot, on the compute thread: admitted, computed, its outputs published. True when it

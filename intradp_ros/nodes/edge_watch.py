@@ -122,7 +122,7 @@ class EdgeWatch:
         robot would meet there."""
         if link is not self.current:
             return
-        self.rt.controller.set_edge_load(link.others_busy, link.sharing)
+        self.rt.controller.set_edge_load(link.others_busy, link.sharing, link.stretch)
         if link.admitted is False:
             self._unserved_why = f"the edge in {link.namespace} is full: it serves its max_robots " \
                                  f"({link.max_robots}) already"

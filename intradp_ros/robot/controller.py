@@ -158,11 +158,12 @@ class PlanController:
             self._warn(f"edge lost ({why}): running all-local until it is back")
         self._notify()
 
-    def set_edge_load(self, others_busy: float, robots: int | None = None) -> None:
-        """A shared edge's heartbeat: the share of it the other robots used, how many use it (see EdgeLoad)."""
+    def set_edge_load(self, others_busy: float, robots: int | None = None, stretch: float | None = None) -> None:
+        """A shared edge's heartbeat: the share of it the other robots used, how many use it, and how much they
+        stretched this robot's edge part (see EdgeLoad)."""
         with self._lock:
             live = self._fixed is None and self._edge_alive and self._state.pricing is not None
-            why = self.edge_load.heard(others_busy, self.planner.planned_load if live else None, robots)
+            why = self.edge_load.heard(others_busy, self.planner.planned_load if live else None, robots, stretch)
         if why:
             self.request(why)
 
