@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from intradp_ros.tools.bench_client import orders, turns
-from intradp_ros.tools.bench_report import _settling, _tbf_drops, _verdict, ratio_interval
+from intradp_ros.tools.bench_report import _settling, _tbf_drops, ratio_interval, verdict_text
 
 STRATEGIES = ["local", "offload", "best-cut", "intra-dp"]
 
@@ -54,9 +54,9 @@ def test_the_interval_of_a_p50_ratio_tells_a_tie_from_a_real_difference():
     lo, hi = ratio_interval(0.85 * a, b)
     assert hi < 1.0
     assert ratio_interval(a, b) == ratio_interval(a, b)          # seeded: a report is reproducible
-    assert _verdict(True, (0.9, 1.1)) == "yes"
-    assert _verdict(False, (0.97, 1.08)).startswith("NO (within noise")
-    assert _verdict(False, (1.02, 1.10)) == "NO"
+    assert verdict_text(True, (0.9, 1.1)) == "yes"
+    assert verdict_text(False, (0.97, 1.08)).startswith("NO (within noise")
+    assert verdict_text(False, (1.02, 1.10)) == "NO"
 
 
 def test_settle_frames_are_reported_per_cell():
