@@ -1,5 +1,5 @@
-"""What the tests that start the real nodes share: waiting while spinning, robot_node's readiness, the nodes' last
-output lines when a test failed."""
+"""What the tests that start the real nodes share: waiting while spinning, a camera stream, robot_node's readiness,
+the nodes' last output lines when a test failed."""
 from __future__ import annotations
 
 import time
@@ -14,6 +14,24 @@ def spin_until(node, cond, what: str, timeout: float) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         rclpy.spin_once(node, timeout_sec=0.1)
+
+
+def stream(node, camera, bgr, seconds: float, rate_hz: float, frame_id: str) -> None:
+    """Publish ``bgr`` on ``camera`` at ``rate_hz`` for ``seconds``, freshly stamped each time, spinning ``node``
+    in between."""
+    from sensor_msgs.msg import Image
+
+    from intradp_ros.vision.image_convert import array_to_image_fields
+    fields = array_to_image_fields(bgr, "bgr8")
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        msg = Image(**fields)
+        msg.header.stamp = node.get_clock().now().to_msg()
+        msg.header.frame_id = frame_id
+        camera.publish(msg)
+        t = time.monotonic() + 1.0 / rate_hz
+        while time.monotonic() < t:
+            rclpy.spin_once(node, timeout_sec=0.02)
 
 
 def robot_listening(node, camera, topic: str) -> bool:

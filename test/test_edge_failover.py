@@ -21,8 +21,8 @@ from intradp_ros.nodes.common import topic_qos  # noqa: E402
 from intradp_ros.runtime import ModelConfig, ModelRuntime  # noqa: E402
 from intradp_ros.tools.params import with_overrides  # noqa: E402
 from intradp_ros.topology import TOPICS  # noqa: E402
-from intradp_ros.vision.image_convert import array_to_image_fields  # noqa: E402
 from intradp_ros.vision.samples import load_sample  # noqa: E402
+from ros_helpers import spin_until, stream  # noqa: E402
 
 WAIT = 120.0
 
@@ -51,23 +51,11 @@ class User(Node):
             self.counters[st.name.lstrip("/")] = {kv.key: kv.value for kv in st.values} | {"_message": st.message}
 
     def spin_until(self, cond, what: str, timeout: float = WAIT):
-        deadline = time.monotonic() + timeout
-        while not cond():
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            rclpy.spin_once(self, timeout_sec=0.05)
+        spin_until(self, cond, what, timeout)
 
     def stream(self, bgr, seconds: float, rate_hz: float = 3.0) -> None:
         """Camera frames at ``rate_hz`` for ``seconds``, spinning in between."""
-        fields = array_to_image_fields(bgr, "bgr8")
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            msg = Image(**fields)
-            msg.header.stamp = self.get_clock().now().to_msg()
-            msg.header.frame_id = "failover_camera"
-            self.camera.publish(msg)
-            t = time.monotonic() + 1.0 / rate_hz
-            while time.monotonic() < t:
-                rclpy.spin_once(self, timeout_sec=0.02)
+        stream(self, self.camera, bgr, seconds, rate_hz, "failover_camera")
 
     def robot(self, key: str) -> int:
         return int(self.counters.get("robot_node", {}).get(key, 0))

@@ -22,8 +22,8 @@ from intradp_ros.nodes.common import topic_qos  # noqa: E402
 from intradp_ros.runtime import ModelConfig, ModelRuntime  # noqa: E402
 from intradp_ros.tools.params import with_overrides  # noqa: E402
 from intradp_ros.topology import TOPICS, resolve  # noqa: E402
-from intradp_ros.vision.image_convert import array_to_image_fields  # noqa: E402
 from intradp_ros.vision.samples import load_sample  # noqa: E402
+from ros_helpers import spin_until, stream  # noqa: E402
 
 WAIT = 120.0
 EDGES = ("/edge_a", "/edge_b")
@@ -55,22 +55,11 @@ class User(Node):
                 self.diag_at = time.monotonic()
 
     def spin_until(self, cond, what: str, timeout: float = WAIT):
-        deadline = time.monotonic() + timeout
-        while not cond():
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            rclpy.spin_once(self, timeout_sec=0.05)
+        spin_until(self, cond, what, timeout)
 
     def stream(self, bgr, seconds: float, rate_hz: float = 3.0) -> None:
-        fields = array_to_image_fields(bgr, "bgr8")
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            msg = Image(**fields)
-            msg.header.stamp = self.get_clock().now().to_msg()
-            msg.header.frame_id = "two_edges_camera"
-            self.camera.publish(msg)
-            t = time.monotonic() + 1.0 / rate_hz
-            while time.monotonic() < t:
-                rclpy.spin_once(self, timeout_sec=0.02)
+        """Camera frames at ``rate_hz`` for ``seconds``, spinning in between."""
+        stream(self, self.camera, bgr, seconds, rate_hz, "two_edges_camera")
 
     def serving(self, session: str, since: float = 0.0) -> list[str]:
         """The edges whose latest heartbeat after ``since`` lists ``session``."""

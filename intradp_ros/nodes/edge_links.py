@@ -133,7 +133,6 @@ class EdgeLink:
 
     def offer(self) -> Offer:
         usable = self.health.state is Health.ALIVE and self.profile is not None and self.admitted is not False
-        load = EdgeLoad()
-        load.observe(self.others_busy, self.sharing)
-        price = sum(self.profile.op_ms) * load.factor if self.profile is not None else float("inf")
+        factor = EdgeLoad.factor_for(self.others_busy, self.sharing)
+        price = sum(self.profile.op_ms) * factor if self.profile is not None else float("inf")
         return Offer(self.namespace, usable, price)

@@ -40,8 +40,13 @@ class EdgeLoad:
 
     @property
     def factor(self) -> float:
-        f = 1.0 / (1.0 - min(max(self.rho, 0.0), self.MAX_RHO))
-        return min(f, float(max(self.robots, 1))) if self.robots is not None else f
+        return self.factor_for(self.rho, self.robots)
+
+    @classmethod
+    def factor_for(cls, rho: float, robots: int | None = None) -> float:
+        """1 / (1 - rho), rho capped at MAX_RHO, and at most ``robots`` (None: no cap)."""
+        f = 1.0 / (1.0 - min(max(rho, 0.0), cls.MAX_RHO))
+        return min(f, float(max(robots, 1))) if robots is not None else f
 
     def observe(self, others_busy: float, robots: int | None = None, stretch: float | None = None) -> None:
         """One heartbeat: the fraction of the edge's time the other robots used, how many robots use it (this one

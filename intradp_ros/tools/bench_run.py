@@ -22,7 +22,8 @@ from intradp_ros.launching.supervisor import Launch
 from intradp_ros.tools import netem
 from intradp_ros.tools.bench_config import config_file, write_params
 
-__all__ = ["Run", "die_with_parent"]
+__all__ = ["Run", "die_with_parent", "write_run_params", "run_environments", "client_settings",
+           "shape_links", "stop_process", "merged_params"]
 
 
 class Run:
@@ -56,34 +57,9 @@ class Run:
         tb.setup()
         self.shape(cfg["bandwidths_mbps"][0])
         (out / "params").mkdir(parents=True, exist_ok=True)
-        prof = Path(cfg.get("profile_cache") or out / "profiles")
-        r, e = cfg["robot"], cfg["edge"]
-        executor = cfg.get("executor", "single")
-        robot_yaml = write_params("robot.yaml", out / "params" / "robot.yaml", merged_params({
-            "robot_node": {"model": cfg["model"], "input_size": int(cfg["input_size"]), "threads": int(r["threads"]),
-                           "device": r["device"], "plan": "auto", "bandwidth_mbps": float(cfg["bandwidths_mbps"][0]),
-                           "link_latency_ms": float(cfg["link_latency_ms"]), "encodings": cfg["encodings"],
-                           "bandwidth_source": cfg["bandwidth_source"], "executor": executor,
-                           "edge_wait_s": 3600.0,
-                           "profile_cache_dir": str(prof / f"robot-q{r['cpu_quota_us']}-p{r['cpu_period_us']}")},
-            "aggregator_node": {"model": cfg["model"], "input_size": int(cfg["input_size"]),
-                                "executor": executor,
-                                "frame_timeout_s": float(cfg["frame_timeout_s"])},
-            }, robot_updates))
-        edge_yaml = write_params("edge.yaml", out / "params" / "edge.yaml", merged_params({
-            "edge_node": {"model": cfg["model"], "input_size": int(cfg["input_size"]), "threads": int(e["threads"]),
-                          "device": e["device"], "frame_timeout_s": float(cfg["frame_timeout_s"]),
-                          "executor": executor,
-                          "profile_cache_dir": str(prof / "edge")},
-            }, edge_updates))
-        # the edge UDP only; the robot's processes (and the client) shared memory among themselves, UDP to the edge
-        dds = {"edge": config_file("fastdds_udp.xml"), "robot": config_file("fastdds_robot_shm.xml")}
-        env = dict(os.environ, ROS_DOMAIN_ID=str(cfg["domain_id"]), FASTRTPS_DEFAULT_PROFILES_FILE=str(dds["robot"]),
-                   RMW_IMPLEMENTATION="rmw_fastrtps_cpp", ROS_AUTOMATIC_DISCOVERY_RANGE="SUBNET",
-                   ROS_STATIC_PEERS=";".join(tb.addresses), PYTHONUNBUFFERED="1")
-        env.pop("ROS_LOCALHOST_ONLY", None)
-        self.env = env                   # the robot namespace's (nodes and client)
-        self.envs = {"robot": env, "edge": dict(env, FASTRTPS_DEFAULT_PROFILES_FILE=str(dds["edge"]))}
+        robot_yaml, edge_yaml = write_run_params(cfg, out, robot_updates, edge_updates)
+        dds, self.envs = run_environments(cfg, tb)
+        self.env = self.envs["robot"]       # the robot namespace's (nodes and client)
         cmds = []
         for host, params, cgroup in (("edge", edge_yaml, None), ("robot", robot_yaml, "nodes")):
             values = resolve_arguments(host, {"params_file": str(params), "dds_profile": str(dds[host]),
@@ -108,15 +84,8 @@ class Run:
         cfg, out, tb, env = self.cfg, self.out, self.tb, self.env
         client_cfg = out / "params" / "client.json"
         fds = [os.open(tb.acct_file(g), os.O_RDONLY) for g in ("nodes", "client")]
-        client_cfg.write_text(json.dumps({
-            "model": cfg["model"], "bandwidths": cfg["bandwidths_mbps"], "strategies": cfg["strategies"],
-            "warmup": int(cfg["warmup"]), "frames": int(cfg["frames"]), "rounds": int(cfg.get("rounds", 1)),
-            "round_warmup": int(cfg.get("round_warmup", 0)), "settle_max": int(cfg.get("settle_max", 0)),
-            "frame_timeout_s": float(cfg["frame_timeout_s"]),
-            "startup_timeout_s": float(cfg.get("startup_timeout_s", 900)), "plan_timeout_s": 300.0,
-            "status_quiet_s": 1.0,
-            "bandwidth_source": cfg["bandwidth_source"],
-            "nodes_fd": fds[0], "client_fd": fds[1], "dev": tb.dev["robot"]}))
+        client_cfg.write_text(json.dumps(dict(client_settings(cfg), nodes_fd=fds[0], client_fd=fds[1],
+                                              dev=tb.dev["robot"])))
         argv = tb.wrap([sys.executable, "-m", "intradp_ros.tools.bench_client", str(client_cfg)], "robot", "client")
         self.client_log = open(out / "logs" / "client.log", "w", encoding="utf-8")  # noqa: SIM115
         self.client = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -145,22 +114,15 @@ class Run:
         if self._closed:
             return
         self._closed = True
-        if self.client is not None and self.client.poll() is None:
-            self.client.send_signal(signal.SIGINT)
-            try:
-                self.client.wait(10)
-            except subprocess.TimeoutExpired:
-                self.client.kill()
-                self.client.wait()
+        if self.client is not None:
+            stop_process(self.client, signal.SIGINT)
         for launch in reversed(self.launches):
             launch.stop(timeout=10.0)
         self.tb.close()
 
     # ------------------------------------------------------------------ during the run
     def shape(self, mbps: float) -> None:
-        link = self.cfg["link"]
-        s = self.tb.shape(mbps, burst_ms=float(link["burst_ms"]), min_burst=int(link["min_burst_bytes"]),
-                          queue_bytes=int(link["queue_bytes"]))
+        s = shape_links(self.tb, self.cfg, mbps)
         self.log(f"link shaped to {mbps:g} Mbit/s each way (tbf burst {s.burst_bytes} B, "
                  f"latency {s.latency_ms:.0f} ms)")
 
@@ -177,6 +139,69 @@ class Run:
             if status not in (None, 0) or any(c is not None for c in launch.returncodes().values()):
                 tail = "\n".join(list(launch.lines)[-30:])
                 raise RuntimeError(f"a {launch.host} node stopped (status {status}); last lines:\n{tail}")
+
+
+def write_run_params(cfg: dict, out: Path, robot_updates: dict | None = None,
+                     edge_updates: dict | None = None) -> tuple[Path, Path]:
+    """The run's robot.yaml and edge.yaml in ``out``/params (config/*.yaml with the bench's settings; ``*_updates``:
+    more parameters per node)."""
+    (out / "params").mkdir(parents=True, exist_ok=True)
+    prof = Path(cfg.get("profile_cache") or out / "profiles")
+    r, e = cfg["robot"], cfg["edge"]
+    executor = cfg.get("executor", "single")
+    robot_yaml = write_params("robot.yaml", out / "params" / "robot.yaml", merged_params({
+        "robot_node": {"model": cfg["model"], "input_size": int(cfg["input_size"]), "threads": int(r["threads"]),
+                       "device": r["device"], "plan": "auto", "bandwidth_mbps": float(cfg["bandwidths_mbps"][0]),
+                       "link_latency_ms": float(cfg["link_latency_ms"]), "encodings": cfg["encodings"],
+                       "bandwidth_source": cfg["bandwidth_source"], "executor": executor, "edge_wait_s": 3600.0,
+                       "profile_cache_dir": str(prof / f"robot-q{r['cpu_quota_us']}-p{r['cpu_period_us']}")},
+        "aggregator_node": {"model": cfg["model"], "input_size": int(cfg["input_size"]), "executor": executor,
+                            "frame_timeout_s": float(cfg["frame_timeout_s"])},
+        }, robot_updates))
+    edge_yaml = write_params("edge.yaml", out / "params" / "edge.yaml", merged_params({
+        "edge_node": {"model": cfg["model"], "input_size": int(cfg["input_size"]), "threads": int(e["threads"]),
+                      "device": e["device"], "frame_timeout_s": float(cfg["frame_timeout_s"]), "executor": executor,
+                      "profile_cache_dir": str(prof / "edge")},
+        }, edge_updates))
+    return robot_yaml, edge_yaml
+
+
+def run_environments(cfg: dict, tb: netem.Testbed) -> tuple[dict[str, Path], dict[str, dict[str, str]]]:
+    """({host: DDS profile}, {host: environment}): the edge UDP only; the robot's processes (and the client)
+    shared memory among themselves, UDP to the edge; everyone's static peers the testbed's addresses."""
+    dds = {"edge": config_file("fastdds_udp.xml"), "robot": config_file("fastdds_robot_shm.xml")}
+    env = dict(os.environ, ROS_DOMAIN_ID=str(cfg["domain_id"]), RMW_IMPLEMENTATION="rmw_fastrtps_cpp",
+               ROS_AUTOMATIC_DISCOVERY_RANGE="SUBNET", ROS_STATIC_PEERS=";".join(tb.addresses), PYTHONUNBUFFERED="1")
+    env.pop("ROS_LOCALHOST_ONLY", None)
+    return dds, {host: dict(env, FASTRTPS_DEFAULT_PROFILES_FILE=str(dds[host])) for host in ("robot", "edge")}
+
+
+def client_settings(cfg: dict) -> dict:
+    """The bench client's settings from the run's (its file descriptors and veth are added per client)."""
+    return {"model": cfg["model"], "bandwidths": cfg["bandwidths_mbps"], "strategies": cfg["strategies"],
+            "warmup": int(cfg["warmup"]), "frames": int(cfg["frames"]), "rounds": int(cfg.get("rounds", 1)),
+            "round_warmup": int(cfg.get("round_warmup", 0)), "settle_max": int(cfg.get("settle_max", 0)),
+            "frame_timeout_s": float(cfg["frame_timeout_s"]),
+            "startup_timeout_s": float(cfg.get("startup_timeout_s", 900)), "plan_timeout_s": 300.0,
+            "status_quiet_s": 1.0, "bandwidth_source": cfg["bandwidth_source"]}
+
+
+def shape_links(tb: netem.Testbed, cfg: dict, mbps: float) -> netem.LinkShape:
+    """Every link of the testbed shaped to ``mbps`` each way, as the config's ``link`` block says."""
+    link = cfg["link"]
+    return tb.shape(mbps, burst_ms=float(link["burst_ms"]), min_burst=int(link["min_burst_bytes"]),
+                    queue_bytes=int(link["queue_bytes"]))
+
+
+def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+    """Signal ``proc`` (if it still runs), wait ``timeout`` s, then kill it."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def merged_params(base: dict[str, dict], more: dict[str, dict] | None) -> dict[str, dict]:

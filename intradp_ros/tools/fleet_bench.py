@@ -38,8 +38,9 @@ from intradp_ros.launching.arguments import resolve_arguments
 from intradp_ros.launching.commands import node_commands
 from intradp_ros.launching.supervisor import Launch
 from intradp_ros.tools import bench_report, fleet_report, netem
-from intradp_ros.tools.bench_config import CSV_COLUMNS, config_file, machine_info, write_params
-from intradp_ros.tools.bench_run import merged_params, die_with_parent
+from intradp_ros.tools.bench_config import CSV_COLUMNS, machine_info
+from intradp_ros.tools.bench_run import (client_settings, die_with_parent, run_environments, shape_links, stop_process,
+                                         write_run_params)
 
 __all__ = ["FleetRun", "run", "FLEET_COLUMNS"]
 
@@ -84,29 +85,9 @@ class FleetRun:
         netem.cleanup_stale(self.log)
         tb.setup()
         self.shape(cfg["bandwidths_mbps"][0])
-        (out / "params").mkdir(parents=True, exist_ok=True)
         (out / "logs").mkdir(parents=True, exist_ok=True)
-        prof = Path(cfg.get("profile_cache") or out / "profiles")
-        r, e, executor = cfg["robot"], cfg["edge"], cfg.get("executor", "single")
-        self.robot_yaml = write_params("robot.yaml", out / "params" / "robot.yaml", merged_params({
-            "robot_node": {"model": cfg["model"], "input_size": int(cfg["input_size"]), "threads": int(r["threads"]),
-                           "device": r["device"], "plan": "auto", "bandwidth_mbps": float(cfg["bandwidths_mbps"][0]),
-                           "link_latency_ms": float(cfg["link_latency_ms"]), "encodings": cfg["encodings"],
-                           "bandwidth_source": cfg["bandwidth_source"], "executor": executor, "edge_wait_s": 3600.0,
-                           "profile_cache_dir": str(prof / f"robot-q{r['cpu_quota_us']}-p{r['cpu_period_us']}")},
-            "aggregator_node": {"model": cfg["model"], "input_size": int(cfg["input_size"]), "executor": executor,
-                                "frame_timeout_s": float(cfg["frame_timeout_s"])}}, None))
-        edge_yaml = write_params("edge.yaml", out / "params" / "edge.yaml", {
-            "edge_node": {"model": cfg["model"], "input_size": int(cfg["input_size"]), "threads": int(e["threads"]),
-                          "device": e["device"], "frame_timeout_s": float(cfg["frame_timeout_s"]),
-                          "executor": executor, "max_robots": 0, "profile_cache_dir": str(prof / "edge")}})
-        self.dds = {"edge": config_file("fastdds_udp.xml"), "robot": config_file("fastdds_robot_shm.xml")}
-        env = dict(os.environ, ROS_DOMAIN_ID=str(cfg["domain_id"]), RMW_IMPLEMENTATION="rmw_fastrtps_cpp",
-                   ROS_AUTOMATIC_DISCOVERY_RANGE="SUBNET", ROS_STATIC_PEERS=";".join(tb.addresses),
-                   PYTHONUNBUFFERED="1")
-        env.pop("ROS_LOCALHOST_ONLY", None)
-        self.envs = {"robot": dict(env, FASTRTPS_DEFAULT_PROFILES_FILE=str(self.dds["robot"])),
-                     "edge": dict(env, FASTRTPS_DEFAULT_PROFILES_FILE=str(self.dds["edge"]))}
+        self.robot_yaml, edge_yaml = write_run_params(cfg, out, edge_updates={"edge_node": {"max_robots": 0}})
+        self.dds, self.envs = run_environments(cfg, tb)
         values = resolve_arguments("edge", {"params_file": str(edge_yaml), "dds_profile": str(self.dds["edge"]),
                                             "model": cfg["model"]})
         (spec, argv), = node_commands("edge", values)
@@ -126,15 +107,9 @@ class FleetRun:
                 self.launches[-1].wait_for_output(r"aggregator_node: model ", node=spec.name, timeout=900)
         fds = [os.open(tb.acct_file(g, side), os.O_RDONLY) for g in ("nodes", "client")]
         client_cfg = self.out / "params" / f"client{k}.json"
-        client_cfg.write_text(json.dumps({
-            "model": cfg["model"], "bandwidths": cfg["bandwidths_mbps"], "strategies": cfg["strategies"],
-            "warmup": int(cfg["warmup"]), "frames": int(cfg["frames"]), "rounds": int(cfg.get("rounds", 1)),
-            "round_warmup": int(cfg.get("round_warmup", 0)), "settle_max": int(cfg.get("settle_max", 0)),
-            "frame_timeout_s": float(cfg["frame_timeout_s"]),
-            "startup_timeout_s": float(cfg.get("startup_timeout_s", 900)), "plan_timeout_s": 300.0,
-            "status_quiet_s": 1.0, "bandwidth_source": cfg["bandwidth_source"],
-            "namespace": f"/robot{k}", "fleet": {"robots": self.sizes, "robot": k},
-            "nodes_fd": fds[0], "client_fd": fds[1], "dev": tb.dev[side]}))
+        client_cfg.write_text(json.dumps(dict(client_settings(cfg), namespace=f"/robot{k}",
+                                              fleet={"robots": self.sizes, "robot": k}, nodes_fd=fds[0],
+                                              client_fd=fds[1], dev=tb.dev[side])))
         argv = self.pinned(tb.wrap([sys.executable, "-m", "intradp_ros.tools.bench_client", str(client_cfg)], side,
                                    "client"), side)
         log = open(self.out / "logs" / f"client{k}.log", "w", encoding="utf-8")  # noqa: SIM115
@@ -174,23 +149,14 @@ class FleetRun:
             return
         self._closed = True
         for c in self.clients.values():
-            if c.poll() is None:
-                c.terminate()
-        for c in self.clients.values():
-            try:
-                c.wait(10)
-            except subprocess.TimeoutExpired:
-                c.kill()
-                c.wait()
+            stop_process(c)
         for launch in reversed(self.launches):
             launch.stop(timeout=10.0)
         self.tb.close()
 
     # ------------------------------------------------------------------ during the run
     def shape(self, mbps: float) -> None:
-        link = self.cfg["link"]
-        s = self.tb.shape(mbps, burst_ms=float(link["burst_ms"]), min_burst=int(link["min_burst_bytes"]),
-                          queue_bytes=int(link["queue_bytes"]))
+        s = shape_links(self.tb, self.cfg, mbps)
         self.log(f"every robot's link shaped to {mbps:g} Mbit/s each way (tbf burst {s.burst_bytes} B)")
 
     def tell(self, robots, line: str) -> None:
