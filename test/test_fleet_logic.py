@@ -72,6 +72,49 @@ def test_an_idle_robot_rejoins_at_the_fleets_time_without_a_burst_of_credit():
     assert 4 <= order.count("late") <= 6                 # alternates, rather than ten turns in a row
 
 
+def test_a_frame_begun_keeps_its_turn_while_its_rows_stream_in():
+    q = FairQueue()
+    for s in ("b", "c", "d"):                              # the others have had as much edge as a's frame start
+        q.put(s, "warm", frame=0)
+        _serve(q, {s: 0.1}, 1)
+    q.put("a", "a0", frame=7)
+    assert _serve(q, {"a": 0.1}, 1) == ["a"]
+    order = []
+    for chunk in range(1, 8):       # while each of a's chunks crosses the link, the others queue whole frames
+        for s in ("b", "c", "d"):
+            q.put(s, f"{s}{chunk}", frame=chunk)
+        q.put("a", f"a{chunk}", frame=7)
+        s, _, item = q.get(timeout=0.0)
+        q.done(s, 0.01 if s == "a" else 0.1)
+        order.append(item)
+    # every chunk of a's frame runs as it arrives, not after the three frames queued meanwhile
+    assert order == [f"a{i}" for i in range(1, 8)]
+
+
+def test_tiles_without_a_frame_take_turns_of_their_own():
+    q = FairQueue()
+    for s in ("b", "c"):
+        q.put(s, "warm")
+        _serve(q, {s: 0.1}, 1)
+    q.put("a", "a0")
+    _serve(q, {"a": 0.1}, 1)
+    q.put("b", "b1")
+    q.put("c", "c1")
+    q.put("a", "a1")
+    assert [q.get(timeout=0.0)[2] for _ in range(1)] == ["b1"]
+
+
+def test_a_frame_that_never_ends_holds_the_edge_only_for_its_credit():
+    q = FairQueue()
+    for i in range(200):
+        q.put("endless", i, frame=1)
+        q.put("other", i, frame=i)
+    order = _serve(q, {"endless": 0.05, "other": 0.05}, 60)
+    head = order.index("other")
+    assert head * 0.05 <= FairQueue.FRAME_CREDIT_S + 0.05      # at most its credit ahead
+    assert abs(order.count("endless") - order.count("other")) <= FairQueue.FRAME_CREDIT_S / 0.05 + 1
+
+
 def test_forget_drops_a_robots_queue_and_get_times_out_or_wakes():
     q = FairQueue()
     q.put("gone", 1)

@@ -1,10 +1,14 @@
 """One edge, many robots: a fair queue of their tiles and the load each robot puts on the edge.
 
 :class:`FairQueue` holds each robot's tiles in its own FIFO (a robot's tiles must run in order: its frames' rows
-arrive top to bottom) and hands the compute thread the next tile of the robot that has been served least
-recently, by compute seconds (start-time fair queueing over service time): a robot that offloads its whole
-network cannot make one that offloads a few rows wait behind its frames, and none starves. A robot that was idle
-rejoins at the fleet's current virtual time, so idling earns it no burst of credit.
+arrive top to bottom) and hands the compute thread the next tile of the robot that has been served least, by
+compute seconds (start-time fair queueing over service time): a robot that offloads its whole network cannot make
+one that offloads a few rows wait behind its frames, and none starves. A robot that was idle rejoins at the
+fleet's current virtual time, so idling earns it no burst of credit. Turns are taken per frame, not per tile: the
+later tiles of a frame the edge has begun keep the frame's start tag, so a frame whose rows stream in (a split
+plan's chunks arrive one by one) does not wait, chunk after chunk, behind the other robots' whole frames that
+arrived after it began. That credit is bounded (``FRAME_CREDIT_S`` of compute per frame), so a frame that never
+ends cannot hold the edge.
 
 :class:`FleetLoad` keeps, per robot, its compute seconds, the queue delay of its tiles, how long its tiles waited
 while the edge computed other robots' tiles, and its frames, over sliding windows of about ``window_s``, for the
@@ -26,16 +30,20 @@ __all__ = ["FairQueue", "FleetLoad", "RobotLoad"]
 
 
 class FairQueue:
-    """Per-session FIFOs served by least attained service (see the module docstring)."""
+    """Per-session FIFOs served by least attained service, in turns of a frame (see the module docstring)."""
+
+    FRAME_CREDIT_S = 0.5      # a frame's tiles keep its start tag for at most this much compute
 
     def __init__(self, clock=time.monotonic):
         self._cond = threading.Condition()
-        self._fifo: dict[str, collections.deque] = {}
+        self._fifo: dict[str, collections.deque] = {}     # session -> (queued at, frame, item)
         self._served: dict[str, float] = {}     # session -> virtual finish time (compute seconds received)
+        self._frame: dict[str, tuple] = {}      # session -> (frame begun, its start tag, its compute so far)
         self._clock = clock
         self.closed = False
 
-    def put(self, session: str, item) -> None:
+    def put(self, session: str, item, frame=None) -> None:
+        """Queue ``item`` of ``session``; ``frame``: what it belongs to (None: a turn of its own)."""
         with self._cond:
             q = self._fifo.get(session)
             if q is None:
@@ -44,8 +52,16 @@ class FairQueue:
                 floor = min((self._served.get(s, 0.0) for s, f in self._fifo.items() if f and s != session),
                             default=self._served.get(session, 0.0))
                 self._served[session] = max(self._served.get(session, 0.0), floor)
-            q.append((self._clock(), item))
+            q.append((self._clock(), frame, item))
             self._cond.notify()
+
+    def _tag(self, session: str) -> float:
+        """The start tag of ``session``'s next tile: its frame's while that frame lasts, else its service."""
+        frame, start, spent = self._frame.get(session, (None, 0.0, 0.0))
+        head = self._fifo[session][0][1]
+        if head is not None and head == frame and spent < self.FRAME_CREDIT_S:
+            return start
+        return self._served.get(session, 0.0)
 
     def get(self, timeout: float) -> tuple[str, float, object] | None:
         """(session, queued at, item) of the least-served backlogged robot, or None after ``timeout`` or close."""
@@ -54,21 +70,27 @@ class FairQueue:
                 return None
             if self.closed:
                 return None
-            session = min((s for s, q in self._fifo.items() if q), key=lambda s: self._served.get(s, 0.0))
-            queued, item = self._fifo[session].popleft()
+            session = min((s for s, q in self._fifo.items() if q), key=lambda s: (self._tag(s), self._fifo[s][0][0]))
+            queued, frame, item = self._fifo[session].popleft()
+            if frame is None or self._frame.get(session, (None,))[0] != frame:
+                self._frame[session] = (frame, self._served.get(session, 0.0), 0.0)
             return session, queued, item
 
     def done(self, session: str, service_s: float) -> None:
         """The compute thread spent ``service_s`` on ``session``'s tile."""
         with self._cond:
             self._served[session] = self._served.get(session, 0.0) + service_s
+            if session in self._frame:
+                frame, start, spent = self._frame[session]
+                self._frame[session] = (frame, start, spent + service_s)
 
     def forget(self, session: str) -> list:
         """Drop a robot that left: its queued items (returned) and its account."""
         with self._cond:
             q = self._fifo.pop(session, collections.deque())
             self._served.pop(session, None)
-            return [item for _, item in q]
+            self._frame.pop(session, None)
+            return [item for _, _, item in q]
 
     def backlog(self) -> dict[str, int]:
         with self._cond:

@@ -148,7 +148,7 @@ class EdgeNode(ManagedNode):
                          "edge_node is not active (`ros2 lifecycle set /edge_node activate`)")
             return
         self.counters.inc("tiles_received")
-        self.fleet.queue.put(msg.session, (msg, arrived))
+        self.fleet.queue.put(msg.session, (msg, arrived), msg.frame_seq)
 
     def _work_loop(self):
         name_native_thread()
