@@ -9,6 +9,7 @@ import queue
 import threading
 import time
 
+from rclpy.impl.logging_severity import LoggingSeverity
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
@@ -205,11 +206,12 @@ class AggregatorNode(Node):
                              aggregator_ms=(time.monotonic() - info["last_arrival"]) * 1e3)
         self.timing_pub.publish(timing)
         self.counters.inc("frames_published")
-        summary = (", ".join(f"{d.class_name} {d.score:.2f}" for d in result[:8]) if self.detection else
-                   f"{len(set(result.flatten().tolist()))} classes" if self.task == "dense" else
-                   ", ".join(f"{c.class_name} {c.score:.2f}" for c in result[:3]))
-        self.get_logger().debug(f"frame {fo.frame_seq} ({header.frame_id}): {timing.latency_ms:.1f} ms, "
-                               f"plan {Plan.parse(fo.plan_spec).kind(len(self.rt.m.graph.ops))}: {summary}")
+        if self.get_logger().is_enabled_for(LoggingSeverity.DEBUG):   # the line costs more than the check
+            summary = (", ".join(f"{d.class_name} {d.score:.2f}" for d in result[:8]) if self.detection else
+                       f"{len(set(result.flatten().tolist()))} classes" if self.task == "dense" else
+                       ", ".join(f"{c.class_name} {c.score:.2f}" for c in result[:3]))
+            self.get_logger().debug(f"frame {fo.frame_seq} ({header.frame_id}): {timing.latency_ms:.1f} ms, "
+                                    f"plan {Plan.parse(fo.plan_spec).kind(len(self.rt.m.graph.ops))}: {summary}")
         if self.annotated_pub is not None and self.task != "classification":
             self._annotate(header, result)
 

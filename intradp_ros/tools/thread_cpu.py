@@ -4,7 +4,8 @@
 
 Reads utime/stime of every thread in /proc/<pid>/task twice, ``--seconds`` apart, and prints each thread's CPU
 in ms per second, or in ms per frame with ``--fps`` (frames per second over the same window: a bench's progress
-bar says it). The nodes name their threads (infer, send, rx camera, rx rx, aggregate, ...; DDS's own are dds.*),
+bar says it), with its wake-ups (voluntary context switches) in the same unit: under Python every wake-up of a
+thread waiting on the middleware costs a fixed share of a millisecond, so a thread's CPU is often its wake-ups. The nodes name their threads (infer, send, rx camera, rx rx, aggregate, ...; DDS's own are dds.*),
 so the table reads as the pipeline. For the functions inside a thread, sample it with py-spy (PyPI):
 ``py-spy record --pid <pid> --threads --format raw --duration 25``.
 """
@@ -15,7 +16,7 @@ import os
 import subprocess
 import time
 
-__all__ = ["thread_times", "main"]
+__all__ = ["thread_times", "thread_wakes", "main"]
 
 
 def thread_times(pid: int) -> dict[int, tuple[str, int, int]]:
@@ -30,6 +31,18 @@ def thread_times(pid: int) -> dict[int, tuple[str, int, int]]:
         name = stat[stat.index("(") + 1:stat.rindex(")")]
         fields = stat[stat.rindex(")") + 2:].split()
         out[int(tid)] = (name, int(fields[11]), int(fields[12]))
+    return out
+
+
+def thread_wakes(pid: int) -> dict[int, int]:
+    """tid -> voluntary context switches so far (each one a wait that ended: a wake-up)."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                out[int(tid)] = next(int(line.split()[1]) for line in f if line.startswith("voluntary_ctxt"))
+        except (OSError, StopIteration, ValueError):
+            continue
     return out
 
 
@@ -49,18 +62,22 @@ def main(argv=None) -> int:
         print(f"no running process of {', '.join(a.nodes)}: start the nodes (or a bench) first")
         return 1
     before = {p: thread_times(p) for _, p in pids}
+    wakes0 = {p: thread_wakes(p) for _, p in pids}
     time.sleep(a.seconds)
     hz, unit = os.sysconf("SC_CLK_TCK"), "ms/frame" if a.fps > 0 else "ms/s"
     scale = 1e3 / hz / a.seconds / (a.fps if a.fps > 0 else 1.0)
     for node, pid in pids:
-        rows = []
+        rows, wakes = [], thread_wakes(pid)
+        per = 1.0 / a.seconds / (a.fps if a.fps > 0 else 1.0)
         for tid, (name, user, system) in thread_times(pid).items():
             _, u0, s0 = before[pid].get(tid, (name, 0, 0))
-            if user - u0 + system - s0:
-                rows.append(((user - u0 + system - s0) * scale, (user - u0) * scale, (system - s0) * scale, name))
-        print(f"{node} (pid {pid}): {sum(r[0] for r in rows):.2f} {unit}")
-        for total, user, system, name in sorted(rows, reverse=True):
-            print(f"    {name:16s} {total:6.2f} {unit}  (user {user:.2f}, system {system:.2f})")
+            woke = (wakes.get(tid, 0) - wakes0[pid].get(tid, 0)) * per
+            if user - u0 + system - s0 or woke:
+                rows.append(((user - u0 + system - s0) * scale, (user - u0) * scale, (system - s0) * scale, woke,
+                             name))
+        print(f"{node} (pid {pid}): {sum(r[0] for r in rows):.2f} {unit}, {sum(r[3] for r in rows):.1f} wake-ups")
+        for total, user, system, woke, name in sorted(rows, reverse=True):
+            print(f"    {name:16s} {total:6.2f} {unit}  (user {user:.2f}, system {system:.2f})  {woke:5.1f} wake-ups")
     return 0
 
 

@@ -6,7 +6,7 @@ losslessly as uint8, a quarter of the bytes, and rebuild the exact float tensor 
 
 Geometry follows darknet's ``letterbox_image``: scale by ``min(S_w / w, S_h / h)`` with the scaled side sizes
 rounded down, centre the result (integer offsets), pad with mid-grey. The default resize is darknet's bilinear
-interpolation, which aligns the *corner* pixels (source x = j * (w - 1) / (new_w - 1)), done with ``cv2.remap``;
+interpolation, which aligns the *corner* pixels (source x = j * (w - 1) / (new_w - 1)), done as an affine warp;
 OpenCV's ``cv2.resize`` aligns pixel *centres*, which moves edges by up to half a pixel and changed darknet's
 scores by up to 0.026 on its sample images (``resize="cv2"`` keeps it as an option). Remaining differences:
 the uint8 rounding of the resized image and grey ``127 / 255`` instead of ``0.5`` (scores within ~0.01).
@@ -14,7 +14,6 @@ the uint8 rounding of the resized image and grey ``127 / 255`` instead of ``0.5`
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import cv2
 import numpy as np
@@ -91,22 +90,17 @@ def letterbox_geometry(orig_w: int, orig_h: int, size: int | tuple[int, int] = 4
     return LetterboxGeometry(orig_w, orig_h, in_w, in_h, new_w, new_h, (in_w - new_w) // 2, (in_h - new_h) // 2)
 
 
-@functools.lru_cache(maxsize=8)
-def _resize_maps(w: int, h: int, new_w: int, new_h: int) -> tuple[np.ndarray, np.ndarray]:
-    """The source coordinates of each output pixel, computed once per camera geometry (not per frame)."""
-    sx = np.float32((w - 1) / (new_w - 1)) if new_w > 1 else np.float32(0)
-    sy = np.float32((h - 1) / (new_h - 1)) if new_h > 1 else np.float32(0)
-    map_x = np.ascontiguousarray(np.broadcast_to(np.arange(new_w, dtype=np.float32) * sx, (new_h, new_w)))
-    map_y = np.ascontiguousarray(np.broadcast_to((np.arange(new_h, dtype=np.float32) * sy)[:, None], (new_h, new_w)))
-    map_x.flags.writeable = map_y.flags.writeable = False
-    return map_x, map_y
-
-
 def _corner_aligned_resize(image: np.ndarray, new_w: int, new_h: int) -> np.ndarray:
-    """Bilinear resize mapping first/last pixel centres onto each other, like darknet's ``resize_image``."""
+    """Bilinear resize mapping first/last pixel centres onto each other, like darknet's ``resize_image``.
+
+    An affine warp by the corner-aligned scale: 3x cheaper than ``cv2.remap`` over per-pixel maps (0.28 against
+    0.78 ms for 768x576 -> 416x312 on one core), the same samples to within one grey level (fixed-point
+    coordinates)."""
     h, w = image.shape[:2]
-    map_x, map_y = _resize_maps(w, h, new_w, new_h)
-    return cv2.remap(np.ascontiguousarray(image), map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    sx = (w - 1) / (new_w - 1) if new_w > 1 else 0.0
+    sy = (h - 1) / (new_h - 1) if new_h > 1 else 0.0
+    return cv2.warpAffine(np.ascontiguousarray(image), np.float64([[sx, 0.0, 0.0], [0.0, sy, 0.0]]), (new_w, new_h),
+                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
 
 
 def letterbox(image: np.ndarray, size: int | tuple[int, int] = 416, color_order: str = "rgb",
@@ -137,10 +131,10 @@ def letterbox(image: np.ndarray, size: int | tuple[int, int] = 416, color_order:
         resized = _corner_aligned_resize(image, g.new_w, g.new_h)
     else:
         resized = cv2.resize(image, (g.new_w, g.new_h), interpolation=cv2.INTER_LINEAR)
-    if color_order == "bgr":
-        resized = resized[:, :, ::-1]
-    canvas = np.full((g.input_h, g.input_w, 3), pad_value, np.uint8)   # (S_h, S_w, 3)
-    canvas[g.pad_y:g.pad_y + g.new_h, g.pad_x:g.pad_x + g.new_w] = resized
+    resized = (cv2.cvtColor(resized, cv2.COLOR_BGR2RGB) if color_order == "bgr"
+               else np.ascontiguousarray(resized))
+    canvas = cv2.copyMakeBorder(resized, g.pad_y, g.input_h - g.new_h - g.pad_y, g.pad_x,   # (S_h, S_w, 3)
+                                g.input_w - g.new_w - g.pad_x, cv2.BORDER_CONSTANT, value=(pad_value,) * 3)
     return Letterboxed(canvas, g)
 
 
