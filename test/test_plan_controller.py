@@ -549,3 +549,24 @@ def test_a_plan_measured_long_ago_must_win_by_twice_the_margin():
     for _ in range(3):
         g.observe("b", 130.0)           # unless b now measures 23 % worse
     assert g.pick("b") == "a"
+
+
+def test_a_plan_measuring_far_off_its_prediction_puts_the_link_estimate_in_doubt(make, model):
+    """All-offload's single message gives the edge nothing to time: after the link changed, only the mismatch
+    between what the plan measures and its prediction says the estimate is stale (robot_node then probes)."""
+    graph, _ = model
+    c = make(bandwidth_mbps=20.0, bandwidth_source="measured", plan=Plan.offload(graph, MODEL).spec())
+    spec = c.state.plan.spec()
+    observe(c, spec, predicted(c), 10)
+    assert not c.link_in_doubt                            # it measures what it predicted
+    observe(c, spec, 0.5 * predicted(c), 10)              # twice as fast: the link is faster than the estimate
+    assert c.link_in_doubt
+    observe(c, spec, predicted(c), 10)
+    assert not c.link_in_doubt
+    c.configure(bandwidth_source="parameter")             # the rate is the user's: nothing to probe for
+    c.replan_now()
+    observe(c, spec, 0.5 * predicted(c), 10)
+    assert not c.link_in_doubt
+    c = make(bandwidth_mbps=20.0, bandwidth_source="measured", plan=Plan.local(graph, MODEL).spec())
+    observe(c, c.state.plan.spec(), 2.0 * predicted(c), 10)
+    assert not c.link_in_doubt                            # all-local does not depend on the link

@@ -1,5 +1,11 @@
 """Probe messages for the edge to time (the link's bandwidth when no frame sends enough), and the start-up
-self-test of what sending costs this process."""
+self-test of what sending costs this process.
+
+When to probe: ``probe_period_s`` after the last link sample (or probe), and every FAST_PERIOD_S while the
+planner doubts the estimate (see robot.measurements.Measurements.link_doubt): all-offload's one message per frame
+and a cut's give the edge nothing to time, so after the link changed under such a plan only probes can move the
+estimate, and its median needs about a dozen samples to follow (two minutes at the slow period).
+"""
 from __future__ import annotations
 
 import queue
@@ -13,7 +19,13 @@ __all__ = ["ProbeSender"]
 
 
 class ProbeSender:
-    """Puts ready probe messages on robot_node's send queue (the sender thread publishes them in order)."""
+    """Puts ready probe messages on robot_node's send queue (the sender thread publishes them in order).
+
+    Threads: :meth:`sampled`, :meth:`due` and :meth:`probe` run on robot_node's receiver thread (link samples,
+    frame timings) and its executor (the slow timer); they share one float, the time of the last sample or probe,
+    replaced whole (a race costs at most one probe more or less)."""
+
+    FAST_PERIOD_S = 1.0
 
     @staticmethod
     def declare_parameters(node) -> tuple[float, int, bool]:
@@ -26,9 +38,25 @@ class ProbeSender:
                 declare(node, "send_selftest", True, "at start-up, measure this process's CPU per message sent to the "
                         "edge (two bursts of 12 probe messages, ~1 s) for the planner", True))
 
-    def __init__(self, send_q: queue.Queue, controller, log, cpu_share: float):
+    def __init__(self, send_q: queue.Queue, controller, log, cpu_share: float, period_s: float = 10.0,
+                 kib: int = 128):
         self.send_q, self.controller, self.log, self.cpu_share = send_q, controller, log, cpu_share
+        self.period_s, self.kib = float(period_s), int(kib)
         self._seq = 0
+        self._last = time.monotonic()
+
+    def sampled(self) -> None:
+        """A link sample arrived: no probe is needed for a while."""
+        self._last = time.monotonic()
+
+    def due(self, doubt: bool) -> bool:
+        """Probing is on and the last sample or probe is older than the period (the fast one in ``doubt``)."""
+        period = min(self.FAST_PERIOD_S, self.period_s) if doubt else self.period_s
+        return self.period_s > 0 and time.monotonic() - self._last >= period
+
+    def probe(self) -> None:
+        self._last = time.monotonic()
+        self.queue(4, max(16, self.kib * 1024 // 4))
 
     def queue(self, count: int, nbytes: int) -> None:
         """Queue ``count`` back-to-back probe messages of ``nbytes`` each for the sender (the edge times them)."""

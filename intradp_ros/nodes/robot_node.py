@@ -88,8 +88,8 @@ class RobotNode(ManagedNode):
                          threading.Thread(target=self._send_loop, daemon=True, name="send")]
         for t in self._threads:
             t.start()
-        self._last_link_sample = self.get_clock().now()
-        self.probes = ProbeSender(self._send_q, self.controller, log, self.rt.profile.cpu_share)
+        self.probes = ProbeSender(self._send_q, self.controller, log, self.rt.profile.cpu_share, self.probe_period_s,
+                                  self.probe_kib)
         self._selftest: threading.Thread | None = None
         if self.probe_period_s > 0:
             self.create_timer(self.probe_period_s, self.probe_callback)
@@ -153,7 +153,7 @@ class RobotNode(ManagedNode):
         if msg.session not in ("", self.session):
             return                            # another robot's link to a shared edge
         self.counters.inc("link_samples")
-        self._last_link_sample = self.get_clock().now()
+        self.probes.sampled()
         self.controller.observe_bandwidth(msg.bandwidth_mbps)
 
     def timing_callback(self, msg: FrameTiming):
@@ -163,14 +163,15 @@ class RobotNode(ManagedNode):
         if self.controller.observe_timing(msg.frame_seq, msg.plan_spec, msg.latency_ms, msg.edge_compute_ms,
                                           msg.aggregator_ms) is not None:
             self.counters.inc("guard_switches")
+        if self.controller.link_in_doubt:
+            self.probe_callback(doubt=True)
 
-    def probe_callback(self):
-        """Keep the bandwidth estimate alive when the plan in force sends nothing measurable."""
-        idle_s = (self.get_clock().now() - self._last_link_sample).nanoseconds / 1e9
-        if (self.controller.config.bandwidth_source != "measured" or idle_s < self.probe_period_s
+    def probe_callback(self, doubt: bool = False):
+        """Keep the bandwidth estimate alive when the plan in force sends nothing measurable (see ProbeSender)."""
+        if (self.controller.config.bandwidth_source != "measured" or not self.probes.due(doubt)
                 or self._camera is None or not self.watch.serving()):
             return
-        self.probes.queue(4, max(16, int(self.probe_kib) * 1024 // 4))
+        self.probes.probe()
         self.counters.inc("probes_sent")
 
     def parameters_callback(self, params):

@@ -61,8 +61,7 @@ class PlanController:
         self._wake = threading.Condition(self._lock)
         self.measurements = Measurements(graph, robot)
         self.explorer = Explorer(graph, model)
-        self.guard = PlanGuard()
-        self.edge_load = EdgeLoad()
+        self.guard, self.edge_load = PlanGuard(), EdgeLoad()
         self.planner = Planner(self)
         self._fixed = _checked_choice(cfg.plan, graph, model)
         self._state = PlanState(self._fixed or Plan.local(graph, model),
@@ -70,8 +69,8 @@ class PlanController:
         self._choice_gen = 0           # +1 when the user changes the plan: a pass priced for the old choice is void
         self._disturbed: collections.deque = collections.deque(maxlen=64)   # seqs not to judge plans by
         self._during_pass: collections.deque = collections.deque(maxlen=64)  # ... nor to calibrate compute by
-        self._last_frame_spec = ""
-        self._frames_since_priced = 0
+        self._last_frame_spec, self._frames_since_priced = "", 0
+        self.link_in_doubt = False     # the plan in force measures far off its prediction (Measurements.link_doubt)
         self._pending: list[str] = []  # why a pass was requested, since the last one started
         self._planning = self._stop = False
         self._reported_frame_ms: float | None = None
@@ -240,6 +239,7 @@ class PlanController:
             undisturbed = seq not in self._disturbed
             if undisturbed:
                 m.record_latency(st, spec, latency_ms)
+                self.link_in_doubt = self._cfg.bandwidth_source == "measured" and m.link_doubt(st)
             if (self._fixed is None and st.pricing is not None
                     and st.reason not in (PlanReason.FIXED, PlanReason.DEGRADED)):
                 if undisturbed:

@@ -34,6 +34,7 @@ class Measurements:
     BANDWIDTH_WINDOW = 15     # link samples in the median: on a fixed 25 Mbit/s tbf link, a median of 5 burst
                               # samples swung 8.6-24 Mbit/s, and every swing re-planned and restarted the link
     BANDWIDTH_SUSTAIN = 3     # samples in a row beyond ``band`` before the estimate in use moves
+    LINK_DOUBT = 0.3          # the plan in force measures this far off its prediction: probe the link sooner
 
     def observe_bandwidth(self, mbps: float, band: float) -> bool:
         """Add a link sample; True when the estimate in use moved: the first one, or a median that stayed more than
@@ -97,6 +98,16 @@ class Measurements:
             return Drift(DriftCause.OWN_COMPUTE,
                          f"the plan in force measures >{rel:.0%} off the compute that priced it")
         return None
+
+    def link_doubt(self, state: PlanState) -> bool:
+        """The plan in force sends to the edge and measures more than LINK_DOUBT off its prediction: the link
+        estimate may be stale (robot_node then probes sooner, see link_probe). A compute error would show too, but
+        the calibration corrects that within a few frames, and a probe costs 128 KiB."""
+        plan, predicted = state.plan, state.predicted_ms()
+        if predicted is None or predicted <= 0.0 or plan.kind(len(self.calibration.graph.ops)) == "local":
+            return False
+        now = self.latency.measured_one(plan.spec(), self.overhead.frame_ms())
+        return now is not None and abs(now / predicted - 1.0) > self.LINK_DOUBT
 
     def record_latency(self, state: PlanState, spec: str, latency_ms: float) -> None:
         """An undisturbed frame's end-to-end latency, credited to the plan it ran (``spec``), with its split
