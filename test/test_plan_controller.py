@@ -570,3 +570,23 @@ def test_a_plan_measuring_far_off_its_prediction_puts_the_link_estimate_in_doubt
     c = make(bandwidth_mbps=20.0, bandwidth_source="measured", plan=Plan.local(graph, MODEL).spec())
     observe(c, c.state.plan.spec(), 2.0 * predicted(c), 10)
     assert not c.link_in_doubt                            # all-local does not depend on the link
+
+
+def test_back_to_auto_after_the_link_changed_under_a_fixed_plan_takes_the_new_choice(make_detector, detector):
+    """What plan auto ran on the old link is no incumbent on the new one: the bench's turns with fixed baselines
+    saw the measured link move during a baseline's turn, and plan auto then carried on the old link's plan for the
+    whole cell, the new link's choice (predicted 17 % faster) never run."""
+    c = make_detector(robot=detector[1].scaled(4.0), bandwidth_mbps=10.0, explore_margin=0.0)
+    old = c.state.plan.spec()
+    observe(c, old, predicted(c), 5)
+    c.replan_now()
+    assert c.state.plan.spec() == old and c.state.settled
+    c.configure(plan="local")
+    c.replan_now()
+    c.configure(bandwidth_mbps=25.0)              # the link moves while a fixed plan runs
+    c.replan_now()
+    c.configure(plan="auto")
+    c.replan_now()
+    chosen = c.state.pricing.decision.chosen.plan.spec()
+    assert chosen != old                          # the new link has another best plan ...
+    assert c.state.plan.spec() == chosen and c.state.reason is PlanReason.CHOSEN   # ... and it runs

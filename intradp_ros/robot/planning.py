@@ -146,8 +146,12 @@ class Planner:
         trial = None
         prev = c._state
         # the incumbent: the plan auto ran last on this link, the plan in force or, back from a fixed plan, the one
-        # it replaced (a bench takes turns with fixed baselines; each turn must resume, not restart, plan auto)
-        incumbent = prev if prev.reason.auto else c.last_auto if not new_link else None
+        # it replaced (a bench takes turns with fixed baselines; each turn must resume, not restart, plan auto),
+        # unless the link moved since (under the fixed plan): then auto's old plan is no incumbent, else it carried
+        # on over the new link's choice, which, not measured, never ran
+        last = c.last_auto
+        same_link = last is not None and last.pricing is not None and last.pricing.link_epoch == self.link_epoch
+        incumbent = prev if prev.reason.auto else last if not new_link and same_link else None
         if inputs.fixed is None and incumbent is not None and incumbent.pricing is not None:
             # the incumbent stays a candidate, priced like the rest: else a choice that moves to another plan
             # not yet measured would replace it unseen, and re-prices would take turns between such plans

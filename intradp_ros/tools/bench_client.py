@@ -5,8 +5,9 @@ It plays the camera in a closed loop: publish one frame, wait for its result (``
 ``/intradp/classifications``) and its ``/intradp/frame_timing``, both matched by the header stamp, then send the
 next. Per bandwidth, the strategies take turns in ``rounds`` (a few frames each per round, in orders where each
 follows every other equally often):
-before each turn it sets robot_node's ``plan`` and ``bandwidth_mbps`` parameters and waits for the
-``/intradp/plan`` status that reflects them (the planner's prediction for the plan in force).
+before each turn it sets robot_node's ``plan`` (and, with ``bandwidth_source: parameter``, ``bandwidth_mbps`` to the
+shaped rate: the oracle) and waits for the ``/intradp/plan`` status that reflects them (the planner's prediction for
+the plan in force).
 
 It talks to the benchmark over stdin/stdout, one JSON object per line:
   client -> bench: {"event": "shape", "mbps": R}  (bench answers "ok" once the link is shaped)
@@ -196,8 +197,9 @@ def main(argv=None) -> int:
         t0 = time.time()
         # atomically: rclpy's plain set_parameters calls robot_node's callback once per parameter, so it would re-plan
         # twice on two threads, the first with the new plan but the old bandwidth, and that one may finish last
-        fut = params.set_parameters_atomically([Parameter("plan", value=plan),
-                                                Parameter("bandwidth_mbps", value=float(mbps))])
+        # with a measured link the shaped rate is not told at all (as deployed: no robot knows it)
+        fut = params.set_parameters_atomically([Parameter("plan", value=plan)] + (
+            [Parameter("bandwidth_mbps", value=float(mbps))] if check_bw else []))
         if not spin_until(fut.done, "set_parameters", 60) or not fut.result().result.successful:
             _emit(event="error", text=f"robot_node refused plan {plan!r} @ {mbps} Mbit/s: {fut.result()}")
             return None
