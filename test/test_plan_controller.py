@@ -333,9 +333,11 @@ def test_a_trial_measured_a_little_slower_than_the_choice_gives_way_to_it(make_d
     assert c.state.reason is PlanReason.CHOSEN and c.state.settled
 
 
-def test_the_plan_is_settled_once_its_own_latency_priced_it(make, model):
-    c = make(bandwidth_mbps=33.0, explore_margin=0.0)
+def test_the_plan_is_settled_once_its_own_latency_priced_it(make_detector, detector):
+    model = detector                                         # a robot 4x slower than the edge: a plan that uses it
+    c = make_detector(robot=detector[1].scaled(4.0), bandwidth_mbps=33.0, explore_margin=0.0)
     spec = c.state.plan.spec()
+    assert Plan.parse(spec).kind(len(model[0].ops)) != "local"   # (all-local stays measured on a new link)
     assert not c.state.settled and c.state.pricing.measured == {}
     observe(c, spec, predicted(c), 5)                        # it measures what it predicted
     assert not c.state.settled and c.measurements.own_drift(c.state, True, 0, ()).cause is DriftCause.FIRST_MEASURED
@@ -477,11 +479,13 @@ def test_back_to_auto_resumes_the_plan_auto_ran_not_the_prediction(make, model):
         assert c.state.plan.spec() == spec and c.state.reason is PlanReason.CARRIED and c.state.settled
 
 
-def test_an_edge_lost_means_all_local_at_once_and_its_return_a_new_link(make, model):
-    c = make(bandwidth_mbps=50.0, explore_margin=0.0)
+def test_an_edge_lost_means_all_local_at_once_and_its_return_a_new_link(make_detector, detector):
+    model = detector
+    c = make_detector(robot=detector[1].scaled(4.0), bandwidth_mbps=50.0, explore_margin=0.0)
     seen = []
     c._on_change = seen.append
     spec = c.state.plan.spec()
+    assert Plan.parse(spec).kind(len(model[0].ops)) != "local"
     observe(c, spec, predicted(c), 5)
     c.replan_now()
     assert c.state.settled and c.measurements.latency.observed[spec] == 5
@@ -590,3 +594,23 @@ def test_back_to_auto_after_the_link_changed_under_a_fixed_plan_takes_the_new_ch
     chosen = c.state.pricing.decision.chosen.plan.spec()
     assert chosen != old                          # the new link has another best plan ...
     assert c.state.plan.spec() == chosen and c.state.reason is PlanReason.CHOSEN   # ... and it runs
+
+
+def test_all_local_measured_on_one_link_is_still_measured_on_the_next(make_detector, detector):
+    """All-local's latency does not depend on the link: a new link forgets every other plan's measurements, not
+    its (a bench block measured all-local 8 % faster than its prediction, then plan auto, on a link measured anew,
+    chose a streamed plan measuring 9 % slower than all-local had)."""
+    graph, prof = detector
+    c = make_detector(robot=prof.scaled(4.0), bandwidth_mbps=10.0, explore_margin=0.0,
+                      plan=Plan.local(graph, MODEL).spec())
+    local = c.state.plan.spec()
+    observe(c, local, 0.5 * predicted(c), 5)               # far faster than its prediction
+    offload = Plan.offload(graph, MODEL).spec()
+    c.configure(plan=offload)
+    c.replan_now()
+    observe(c, offload, predicted(c), 5)
+    c.configure(plan="auto", bandwidth_mbps=14.0)            # a new link (40 % faster)
+    c.replan_now()
+    measured = c.state.pricing.measured
+    assert local in measured and offload not in measured
+    assert c.state.plan.spec() == local                      # chosen by what it measured

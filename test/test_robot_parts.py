@@ -216,3 +216,19 @@ def test_the_bandwidth_in_use_moves_only_for_a_sustained_change(graph):
     moved = [m.observe_bandwidth(5.0, 0.25) for _ in range(12)]                 # the link really slowed down
     assert any(moved) and m.bandwidth_in_use < 0.75 * 25.0
     assert moved.index(True) >= m.BANDWIDTH_SUSTAIN - 1                         # after a few samples, not one
+
+
+def test_the_guard_keeps_only_what_a_new_link_leaves_measured():
+    g = PlanGuard(min_samples=2)
+    g.reset({"local": 400.0, "offload": 200.0, "split": 150.0})
+    for spec, ms in (("local", 380.0), ("offload", 210.0), ("split", 170.0)):
+        for _ in range(3):
+            g.observe(spec, ms)
+    g.reset({"local": 400.0, "offload": 180.0, "split": 140.0}, keep=True)       # same link: all stay
+    assert all(g.measured(s) is not None for s in ("local", "offload", "split"))
+    g.reset({"local": 400.0, "offload": 180.0, "split": 140.0}, keep=("local", "gone"))   # a new link
+    assert g.measured("local") == 380.0 and g.measured("offload") is None and g.measured("split") is None
+    g.reset({"offload": 180.0}, keep=("local",))                                  # no longer a candidate
+    assert g.measured("local") is None
+    g.reset({"local": 400.0})
+    assert g.measured("local") is None                                             # keep=False: nothing

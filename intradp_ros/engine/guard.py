@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import statistics
+from typing import Iterable
 
 __all__ = ["PlanGuard"]
 
@@ -30,11 +31,13 @@ class PlanGuard:
         self._frames = 0                            # frames observed
         self._last: dict[str, int] = {}             # plan -> the frame count when it last observed one
 
-    def reset(self, predicted: dict[str, float], keep: bool = False) -> None:
-        """New candidates (plan text -> predicted ms) after re-planning. ``keep``: the link is unchanged, so
-        latencies already measured for plans that are still candidates stay (no re-exploration)."""
+    def reset(self, predicted: dict[str, float], keep: bool | Iterable[str] = False) -> None:
+        """New candidates (plan text -> predicted ms) after re-planning. ``keep``: True when the link is unchanged,
+        so latencies already measured for plans that are still candidates stay (no re-exploration); else the plans
+        whose latencies stay anyway (all-local's does not depend on the link)."""
         self._predicted = dict(predicted)
-        self._lat = {k: v for k, v in self._lat.items() if k in self._predicted} if keep else {}
+        kept = self._predicted.keys() if keep is True else set(keep or ()) & self._predicted.keys()
+        self._lat = {k: v for k, v in self._lat.items() if k in kept}
 
     def observe(self, spec: str, latency_ms: float) -> None:
         if spec in self._predicted:

@@ -27,11 +27,14 @@ class LatencyBook:
         self._split_residuals: collections.deque = collections.deque(maxlen=24)
         self.observed: collections.Counter = collections.Counter()   # frames credited per plan since the link began
 
-    def clear(self) -> None:
-        """A new link: nothing measured on the old one holds."""
-        self._lat.clear()
+    def clear(self, keep: Iterable[str] = ()) -> None:
+        """A new link: nothing measured on the old one holds, but for the plans in ``keep`` (all-local: its
+        latency does not depend on the link; forgotten, a run that measured all-local faster than its prediction
+        then chose a streamed plan measuring 9 % slower, priced against all-local's prediction)."""
+        keep = set(keep)
+        self._lat = {k: v for k, v in self._lat.items() if k in keep}
         self._split_residuals.clear()
-        self.observed.clear()
+        self.observed = collections.Counter({k: n for k, n in self.observed.items() if k in keep})
 
     def observe(self, spec: str, latency_ms: float) -> None:
         if spec not in self._lat and len(self._lat) >= self.MAX_PLANS:

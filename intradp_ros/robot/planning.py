@@ -48,6 +48,7 @@ class Planner:
     def __init__(self, controller):
         self.c = controller
         self.link_epoch = 0
+        self.local_spec = Plan.local(controller.graph, controller.model).spec()   # measured across links
         self.link_mbps: float | None = None        # the current link's first estimate
         self.last_search: SearchMemo | None = None
         self.shortlist: tuple[Plan, ...] = ()       # of the last decision for plan auto
@@ -122,7 +123,7 @@ class Planner:
         new_link = self.link_mbps is None or abs(mbps - self.link_mbps) > c.LINK_CHANGE * self.link_mbps
         if new_link:
             # what split plans miss grows with the rate, and latencies are the link's: learned per link
-            m.latency.clear()
+            m.latency.clear(keep=(self.local_spec,))
             c.explorer.clear()
             self.link_epoch += 1
             self.link_mbps = mbps
@@ -180,7 +181,7 @@ class Planner:
         else:
             # latencies measured on this link stay when only a cost estimate moved: then the guard, not the
             # planner alone, decides (a plan measured worse than another is not chosen again)
-            c.guard.reset(predicted, keep=not new_link)
+            c.guard.reset(predicted, keep=not new_link or (self.local_spec,))
             # the plan in force carries on if the planner put it there and the choice is a prediction, or a
             # measurement no better than the plan in force measured by the guard's margin: medians of a few frames
             # differ by noise alone, and two plans that measure alike must not take turns at every re-price
