@@ -5,7 +5,7 @@ captured graph run op by op (``OpGraph.run``: the executor's whole-tensor path, 
 ``RobotWorker.run_frame`` under the all-local plan (what robot_node computes, outputs encoded), each in
 ``torch.inference_mode``, the three interleaved so that drift of the machine's speed hits them alike.
 
-    ./intradp engine-speed                         # every model, 1 thread, 7 repeats
+    ./intradp engine-speed                         # every model, 1 thread, 21 repeats (~90 s)
     ./intradp engine-speed --models resnet18,vgg19_bn --threads 2 --repeats 11
 """
 from __future__ import annotations
@@ -48,7 +48,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=",".join(model_names()), help="comma separated (default: the zoo)")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    ap.add_argument("--repeats", type=int, default=7, help="timed runs of each, interleaved")
+    ap.add_argument("--repeats", type=int, default=21,
+                    help="timed runs of each, interleaved (with 7, a shared host's noise moved ratios by up to 8 %%)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     print(f"# torch {torch.__version__}, {a.threads} thread(s), median of {a.repeats} interleaved runs, ms")
