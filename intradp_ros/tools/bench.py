@@ -13,8 +13,8 @@ edge_node runs in the edge namespace uncapped. edge_node uses config/fastdds_udp
 processes config/fastdds_robot_shm.xml (shared memory among themselves, as on a robot, and UDP): since the edge
 announces no shared-memory locator, robot <-> edge samples cannot take /dev/shm past the shaped link; the veth
 byte counters prove that the tiles crossed it. Per bandwidth and strategy (all-local, all-offload, the planner's best
-single layer-wise cut, Intra-DP = plan auto) the client sets robot_node's `plan` and `bandwidth_mbps` and runs a
-closed loop of warm-up + measured frames. Output in --out (default bench_results/<timestamp>/): frames.csv (every
+single layer-wise cut, Intra-DP = plan auto) the client sets robot_node's `plan` (with `--bandwidth-source
+parameter` also `bandwidth_mbps`, the oracle) and runs a closed loop of warm-up + measured frames. Output in --out (default bench_results/<timestamp>/): frames.csv (every
 frame), summary.md, PNG plots, run.json (set-up, machine, planner decisions), logs/. Defaults: config/bench.yaml.
 """
 from __future__ import annotations
@@ -173,7 +173,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cpu-quota", type=int, dest="cpu_quota", help="robot cpu.cfs_quota_us (default 2500)")
     ap.add_argument("--cpu-period", type=int, dest="cpu_period", help="robot cpu.cfs_period_us (default 10000)")
     ap.add_argument("--bandwidth-source", dest="bandwidth_source", choices=("parameter", "measured"),
-                    help="what robot_node plans for: the shaped rate (parameter, default) or its own measurement")
+                    help="what robot_node plans for: its own measurement (measured, default: as deployed) or the "
+                    "shaped rate (parameter: an oracle)")
     ap.add_argument("--executor", choices=("single", "multi"),
                     help="rclpy executor of the three nodes (default single; multi = MultiThreadedExecutor)")
     ap.add_argument("--edge-threads", type=int, dest="edge_threads", help="edge_node torch threads (default 1)")
