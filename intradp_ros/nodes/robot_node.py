@@ -168,7 +168,8 @@ class RobotNode(ManagedNode):
 
     def probe_callback(self, doubt: bool = False):
         """Keep the bandwidth estimate alive when the plan in force sends nothing measurable (see ProbeSender)."""
-        if (self.controller.config.bandwidth_source != "measured" or not self.probes.due(doubt)
+        # the timestamp test first: in doubt this runs on every FrameTiming, and config copies under a lock
+        if (not self.probes.due(doubt) or self.controller.config.bandwidth_source != "measured"
                 or self._camera is None or not self.watch.serving()):
             return
         self.probes.probe()

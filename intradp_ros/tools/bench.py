@@ -14,8 +14,9 @@ processes config/fastdds_robot_shm.xml (shared memory among themselves, as on a 
 announces no shared-memory locator, robot <-> edge samples cannot take /dev/shm past the shaped link; the veth
 byte counters prove that the tiles crossed it. Per bandwidth and strategy (all-local, all-offload, the planner's best
 single layer-wise cut, Intra-DP = plan auto) the client sets robot_node's `plan` (with `--bandwidth-source
-parameter` also `bandwidth_mbps`, the oracle) and runs a closed loop of warm-up + measured frames. Output in --out (default bench_results/<timestamp>/): frames.csv (every
-frame), summary.md, PNG plots, run.json (set-up, machine, planner decisions), logs/. Defaults: config/bench.yaml.
+parameter` also `bandwidth_mbps`, the oracle) and runs a closed loop of warm-up + measured frames. Output in --out
+(default bench_results/<timestamp>/): frames.csv (every frame), summary.md, PNG plots, run.json (set-up, machine,
+planner decisions), logs/. Defaults: config/bench.yaml.
 """
 from __future__ import annotations
 

@@ -5,8 +5,9 @@
 Reads utime/stime of every thread in /proc/<pid>/task twice, ``--seconds`` apart, and prints each thread's CPU
 in ms per second, or in ms per frame with ``--fps`` (frames per second over the same window: a bench's progress
 bar says it), with its wake-ups (voluntary context switches) in the same unit: under Python every wake-up of a
-thread waiting on the middleware costs a fixed share of a millisecond, so a thread's CPU is often its wake-ups. The nodes name their threads (infer, send, rx camera, rx rx, aggregate, ...; DDS's own are dds.*),
-so the table reads as the pipeline. For the functions inside a thread, sample it with py-spy (PyPI):
+thread waiting on the middleware costs a fixed share of a millisecond, so a thread's CPU is often its wake-ups.
+The nodes name their threads (infer, send, rx camera, rx rx, aggregate, ...; DDS's own are dds.*), so the table
+reads as the pipeline. For the functions inside a thread, sample it with py-spy (PyPI):
 ``py-spy record --pid <pid> --threads --format raw --duration 25``.
 """
 from __future__ import annotations
@@ -64,11 +65,11 @@ def main(argv=None) -> int:
     before = {p: thread_times(p) for _, p in pids}
     wakes0 = {p: thread_wakes(p) for _, p in pids}
     time.sleep(a.seconds)
-    hz, unit = os.sysconf("SC_CLK_TCK"), "ms/frame" if a.fps > 0 else "ms/s"
-    scale = 1e3 / hz / a.seconds / (a.fps if a.fps > 0 else 1.0)
+    unit = "ms/frame" if a.fps > 0 else "ms/s"
+    per = 1.0 / a.seconds / (a.fps if a.fps > 0 else 1.0)       # counts -> per frame (or per second)
+    scale = 1e3 / os.sysconf("SC_CLK_TCK") * per                 # clock ticks -> ms per frame (or per second)
     for node, pid in pids:
         rows, wakes = [], thread_wakes(pid)
-        per = 1.0 / a.seconds / (a.fps if a.fps > 0 else 1.0)
         for tid, (name, user, system) in thread_times(pid).items():
             _, u0, s0 = before[pid].get(tid, (name, 0, 0))
             woke = (wakes.get(tid, 0) - wakes0[pid].get(tid, 0)) * per
